@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds HCT and runs every test (GPU-labelled tests skip without a GPU), then a short
+# libFuzzer smoke run of each parser. Usage: scripts/test.sh [build-dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+jobs=$(nproc)
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHCT_BUILD_TESTS=ON -DHCT_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" -j"$jobs"
+(cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900)
+# Fuzz smoke: each parser's libFuzzer target for a few seconds over the seed corpus.
+if [ "${HCT_SKIP_FUZZ:-0}" != 1 ]; then
+  scripts/fuzz.sh "$build-fuzz" "${HCT_FUZZ_SECONDS:-20}"
+fi
