@@ -1,0 +1,79 @@
+// Cache::Impl, shared by the cache/*.cc files (internal).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/detail/db.h"
+#include "cache/detail/locks.h"
+#include "hct/cache.h"
+
+namespace hct {
+
+struct Cache::Impl {
+  std::string dir;  // absolute
+  OpenOptions opt;
+  std::unique_ptr<detail::Db> db;
+  std::mutex db_mu;  // serializes use of `db`
+  CleanupReport open_report;
+  int schema_version = 0;
+
+  // Recorded accesses not yet in the index: tensor id -> (count, last access unix seconds).
+  std::mutex acc_mu;
+  std::condition_variable acc_cv;
+  std::unordered_map<int64_t, std::pair<uint64_t, int64_t>> pending;
+  bool stop_flusher = false;
+  std::thread flusher;
+
+  std::string IndexPath() const { return dir + "/index.db"; }
+  std::string EntriesDir() const { return dir + "/entries"; }
+  std::string LocksDir() const { return dir + "/locks"; }
+  std::string WarmLockPath() const { return LocksDir() + "/warm.lock"; }
+  std::string ModelLockPath(const std::string& model) const {
+    return LocksDir() + "/model-" + model + ".lock";
+  }
+  std::string Abs(const std::string& rel) const { return dir + "/" + rel; }
+
+  Status CheckWritable() const {
+    if (opt.read_only)
+      return Status::InvalidArgument(dir + ": cache opened read-only");
+    return Status::OK();
+  }
+
+  // Removes temp files and orphans when no warm runs, drops rows whose file is missing.
+  // Caller must not hold db_mu.
+  Result<CleanupReport> Cleanup(bool remove_orphans);
+  // Rows of entries (optionally of one model).
+  Result<std::vector<EntryInfo>> Entries(const std::string& model);
+  Result<std::vector<TensorLocation>> Tensors(const std::string& where_sql,
+                                              const std::vector<std::string>& args);
+  // Deletes an entry's rows, then its file (unless a reader leases it: then gc removes it later).
+  Status DropEntry(int64_t entry_id, const std::string& rel_path);
+  Status FlushLocked();  // db_mu held
+  Result<int64_t> ModelId(const std::string& name);  // db_mu held
+  Status DeleteEmptyModel(const std::string& name);   // db_mu not held
+
+  // Warm restricted to the given group keys (empty = all) — used by verify --repair.
+  Result<WarmReport> WarmImpl(const std::string& source, const WarmOptions& opt,
+                              const std::set<std::string>& only_groups);
+  Result<EvictReport> EvictImpl(const EvictOptions& opt, const std::string& protect_model);
+};
+
+namespace detail {
+int64_t NowSeconds();
+// fnmatch-style glob without special treatment of '/' or '.'.
+bool GlobMatch(const std::string& pattern, const std::string& name);
+std::string SanitizeName(const std::string& s);
+inline int64_t U64ToI64(uint64_t v) { return static_cast<int64_t>(v); }
+inline uint64_t I64ToU64(int64_t v) { return static_cast<uint64_t>(v); }
+}  // namespace detail
+
+}  // namespace hct

@@ -1,0 +1,39 @@
+#include "cache/detail/source.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+namespace hct::detail {
+
+namespace fs = std::filesystem;
+
+Status StatFile(const std::string& path, uint64_t* size, int64_t* mtime_ns) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat", path, errno);
+  *size = static_cast<uint64_t>(st.st_size);
+  *mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return Status::OK();
+}
+
+Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec);
+  if (ec || !fs::exists(p, ec))
+    return Status::NotFound(path + ": no such file or folder");
+  if (fs::is_regular_file(p, ec)) {
+    if (p.extension() == ".hct") return OpenHctSource(p.string());
+    return OpenSafetensorsSource(p.string());
+  }
+  bool has_hct = false, has_st = false;
+  for (const auto& e : fs::directory_iterator(p, ec)) {
+    if (!e.is_regular_file()) continue;
+    if (e.path().extension() == ".hct") has_hct = true;
+    if (e.path().extension() == ".safetensors") has_st = true;
+  }
+  if (has_hct) return OpenHctSource(p.string());
+  if (has_st) return OpenSafetensorsSource(p.string());
+  return Status::NotFound(path + ": holds no .safetensors or .hct model files");
+}
+
+}  // namespace hct::detail

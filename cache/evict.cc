@@ -1,0 +1,99 @@
+// Cache::Evict: least recently used entries first; never pinned, never leased.
+#include <unistd.h>
+
+#include <set>
+
+#include "cache/detail/impl.h"
+#include "hct/detail/file.h"
+
+namespace hct {
+
+using detail::FileLock;
+using detail::Stmt;
+
+Result<EvictReport> Cache::Evict(const EvictOptions& opt) {
+  if (!opt.dry_run) HCT_RETURN_IF_ERROR(impl_->CheckWritable());
+  int modes = (opt.max_size ? 1 : 0) + (opt.model.empty() ? 0 : 1) + (opt.all ? 1 : 0);
+  if (modes != 1)
+    return Status::InvalidArgument("evict needs exactly one of --max-size, --model, --all");
+  return impl_->EvictImpl(opt, "");
+}
+
+Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
+                                           const std::string& protect_model) {
+  EvictReport rep;
+  std::vector<EntryInfo> cands;
+  int64_t total = 0;
+  {
+    std::lock_guard g(db_mu);
+    if (!opt.model.empty()) HCT_RETURN_IF_ERROR(ModelId(opt.model).status());
+    HCT_ASSIGN_OR_RETURN(total, db->QueryInt("SELECT coalesce(sum(size), 0) FROM files"));
+    HCT_ASSIGN_OR_RETURN(int64_t pinned, db->QueryInt(
+        "SELECT count(*) FROM files f JOIN models m ON m.id = f.model_id "
+        "WHERE f.pinned != 0 OR m.pinned != 0"));
+    rep.pinned_skipped = static_cast<uint64_t>(pinned);
+    // LRU: an entry never read counts as used when it was warmed.
+    HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(
+        "SELECT f.id, m.name, f.path, f.size, f.last_access, f.warmed_at, f.access_count "
+        "FROM files f JOIN models m ON m.id = f.model_id "
+        "WHERE f.pinned = 0 AND m.pinned = 0 AND (?1 = '' OR m.name = ?1) AND m.name != ?2 "
+        "ORDER BY max(f.last_access, f.warmed_at), f.id"));
+    s.Bind(1, opt.model).Bind(2, protect_model);
+    while (true) {
+      HCT_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      EntryInfo e;
+      e.id = s.Int(0);
+      e.model = s.Text(1);
+      e.path = s.Text(2);  // relative until reported
+      e.size = static_cast<uint64_t>(s.Int(3));
+      e.last_access = s.Int(4);
+      e.warmed_at = s.Int(5);
+      e.access_count = static_cast<uint64_t>(s.Int(6));
+      cands.push_back(std::move(e));
+    }
+  }
+  if (opt.model.empty() && !opt.all && !opt.max_size)
+    return Status::InvalidArgument("evict needs exactly one of --max-size, --model, --all");
+  uint64_t cur = static_cast<uint64_t>(total);
+  std::set<std::string> touched;
+  std::set<std::string> dirs;
+  for (EntryInfo& e : cands) {
+    if (opt.max_size && cur <= *opt.max_size) break;
+    std::string abs = Abs(e.path);
+    // The exclusive lock fails while any reader holds its shared lease.
+    auto lk = FileLock::Acquire(abs, true, false, /*create=*/false);
+    if (!lk.ok() && lk.status().code() == Code::kBusy) {
+      rep.leased.push_back(abs);
+      continue;
+    }
+    bool file_gone = !lk.ok() && lk.status().code() == Code::kNotFound;
+    if (!lk.ok() && !file_gone) return lk.status();
+    e.path = abs;
+    if (!opt.dry_run) {
+      {
+        std::lock_guard g(db_mu);
+        // Delete by id and path: a concurrent re-warm may have replaced the entry meanwhile.
+        HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1 AND path = ?2"));
+        HCT_RETURN_IF_ERROR(d.Bind(1, e.id).Bind(2, e.path.substr(dir.size() + 1)).Run());
+        if (sqlite3_changes(db->raw()) == 0) continue;
+      }
+      detail::CrashPoint("evict: rows deleted, file not yet");
+      if (!file_gone && ::unlink(abs.c_str()) != 0 && errno != ENOENT)
+        return Status::FromErrno("unlink", abs, errno);
+      dirs.insert(abs.substr(0, abs.rfind('/')));
+      touched.insert(e.model);
+    }
+    cur -= std::min(cur, e.size);
+    rep.bytes_freed += e.size;
+    rep.evicted.push_back(std::move(e));
+  }
+  for (const auto& d : dirs) HCT_RETURN_IF_ERROR(detail::SyncDir(d));
+  for (const auto& m : touched) HCT_RETURN_IF_ERROR(DeleteEmptyModel(m));
+  rep.bytes_after = cur;
+  rep.target_reached = opt.max_size ? cur <= *opt.max_size
+                                    : rep.leased.empty();
+  return rep;
+}
+
+}  // namespace hct

@@ -1,0 +1,105 @@
+// Cache location, sizes and the layer rule.
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "hct/cache.h"
+
+namespace hct {
+
+Result<std::string> ResolveCacheDir(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? std::string(v) : std::string();
+  };
+  if (std::string d = env("HCT_CACHE_DIR"); !d.empty()) return d;
+  if (std::string x = env("XDG_CACHE_HOME"); !x.empty()) return x + "/hct";
+  if (std::string h = env("HOME"); !h.empty()) return h + "/.cache/hct";
+  return Status::InvalidArgument(
+      "no cache directory: pass --cache-dir or set HCT_CACHE_DIR, XDG_CACHE_HOME or HOME");
+}
+
+Result<uint64_t> ParseSize(const std::string& text) {
+  auto bad = [&] {
+    return Status::InvalidArgument("size '" + text +
+                                   "': expected a number with an optional unit K, M, G, T, P "
+                                   "(powers of 1024), e.g. 500G");
+  };
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
+    ++i;
+  if (i == 0) return bad();
+  double num = 0;
+  try {
+    size_t used = 0;
+    num = std::stod(text.substr(0, i), &used);
+    if (used != i) return bad();
+  } catch (...) {
+    return bad();
+  }
+  std::string unit;
+  for (size_t j = i; j < text.size(); ++j) {
+    if (text[j] == ' ') continue;
+    unit += static_cast<char>(std::toupper(static_cast<unsigned char>(text[j])));
+  }
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();       // "GB" -> "G"
+  if (unit.size() == 2 && unit.back() == 'I') unit.pop_back();      // "GI(B)" -> "G"
+  int shift = 0;
+  if (unit.empty() || unit == "B") {
+    shift = 0;
+  } else if (unit.size() == 1) {
+    const std::string units = "KMGTP";
+    auto pos = units.find(unit[0]);
+    if (pos == std::string::npos) return bad();
+    shift = 10 * static_cast<int>(pos + 1);
+  } else {
+    return bad();
+  }
+  double bytes = std::ldexp(num, shift);
+  if (!(bytes >= 0) || bytes >= 18446744073709551615.0) return bad();
+  return static_cast<uint64_t>(std::llround(bytes));
+}
+
+std::string FormatSize(uint64_t bytes) {
+  const char* units[] = {"", "K", "M", "G", "T", "P"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) {
+    std::snprintf(buf, sizeof buf, "%llu", static_cast<unsigned long long>(bytes));
+  } else {
+    std::snprintf(buf, sizeof buf, v < 10 ? "%.2f%s" : v < 100 ? "%.1f%s" : "%.0f%s", v,
+                  units[u]);
+  }
+  return buf;
+}
+
+std::optional<int> LayerOfTensor(const std::string& name) {
+  static const char* kKeys[] = {"layers.", "h.", "blocks.", "layer."};
+  // The first component (split on '.') that is one of the keys and is followed by a number.
+  size_t start = 0;
+  while (start < name.size()) {
+    for (const char* key : kKeys) {
+      std::string_view k(key);
+      if (name.compare(start, k.size(), k) != 0) continue;
+      size_t p = start + k.size();
+      size_t q = p;
+      while (q < name.size() && std::isdigit(static_cast<unsigned char>(name[q]))) ++q;
+      if (q > p && q - p <= 9 && (q == name.size() || name[q] == '.'))
+        return std::stoi(name.substr(p, q - p));
+    }
+    size_t dot = name.find('.', start);
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return std::nullopt;
+}
+
+}  // namespace hct

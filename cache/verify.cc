@@ -1,0 +1,269 @@
+// Cache::Verify: quick (presence and sizes) or deep (XXH3 of every tensor, in parallel).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "cache/detail/impl.h"
+#include "hct/detail/file.h"
+
+namespace hct {
+
+namespace fs = std::filesystem;
+using detail::Stmt;
+
+namespace {
+
+constexpr size_t kReadBlock = 8u << 20;  // large preads keep XXH3 (>10 GB/s) the bottleneck
+
+struct Item {
+  size_t entry;  // index into entries
+  std::string name;
+  uint64_t offset, length, xxh3;
+};
+
+std::string Hex(uint64_t v) {
+  char b[24];
+  std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+  return b;
+}
+
+// XXH3-64 of bytes [offset, offset + length) of fd.
+Result<uint64_t> HashRange(int fd, const std::string& path, uint64_t offset, uint64_t length,
+                           std::vector<std::byte>& buf) {
+  XXH3_state_t* st = XXH3_createState();
+  if (!st) return Status::ResourceExhausted("XXH3_createState");
+  XXH3_64bits_reset(st);
+  uint64_t done = 0;
+  while (done < length) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), length - done));
+    ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      XXH3_freeState(st);
+      if (n == 0) return Status::OutOfRange(path + ": file ends inside a tensor");
+      return Status::FromErrno("read", path, errno);
+    }
+    XXH3_64bits_update(st, buf.data(), static_cast<size_t>(n));
+    done += static_cast<uint64_t>(n);
+  }
+  uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
+}  // namespace
+
+Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
+  if (opt.repair) HCT_RETURN_IF_ERROR(impl_->CheckWritable());
+  Impl* I = impl_.get();
+  auto t0 = std::chrono::steady_clock::now();
+  VerifyReport rep;
+
+  struct Ent {
+    int64_t id;
+    std::string model, rel, group_key, source;
+    uint64_t size;
+    bool bad = false;
+  };
+  std::vector<Ent> ents;
+  std::vector<Item> items;
+  {
+    std::lock_guard g(I->db_mu);
+    if (!opt.model.empty()) HCT_RETURN_IF_ERROR(I->ModelId(opt.model).status());
+    HCT_ASSIGN_OR_RETURN(Stmt s, I->db->Prepare(
+        "SELECT f.id, m.name, f.path, f.group_key, m.source, f.size FROM files f "
+        "JOIN models m ON m.id = f.model_id WHERE ?1 = '' OR m.name = ?1 ORDER BY f.path"));
+    s.Bind(1, opt.model);
+    std::map<int64_t, size_t> idx;
+    while (true) {
+      HCT_ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) break;
+      idx[s.Int(0)] = ents.size();
+      ents.push_back({s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4),
+                      static_cast<uint64_t>(s.Int(5))});
+    }
+    HCT_ASSIGN_OR_RETURN(Stmt t, I->db->Prepare(
+        "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3 FROM tensors t "
+        "JOIN files f ON f.id = t.file_id JOIN models m ON m.id = f.model_id "
+        "WHERE ?1 = '' OR m.name = ?1 ORDER BY t.file_id, t.offset"));
+    t.Bind(1, opt.model);
+    while (true) {
+      HCT_ASSIGN_OR_RETURN(bool row, t.Step());
+      if (!row) break;
+      auto it = idx.find(t.Int(0));
+      if (it == idx.end()) continue;  // committed after our entry snapshot
+      items.push_back({it->second, t.Text(1), static_cast<uint64_t>(t.Int(2)),
+                       static_cast<uint64_t>(t.Int(3)), detail::I64ToU64(t.Int(4))});
+    }
+  }
+  rep.entries_checked = ents.size();
+
+  // Quick: presence and sizes, and every tensor inside its file.
+  std::mutex mu;
+  auto problem = [&](VerifyProblem p, size_t entry) {
+    std::lock_guard lk(mu);
+    if (entry != SIZE_MAX) ents[entry].bad = true;
+    rep.problems.push_back(std::move(p));
+  };
+  for (size_t i = 0; i < ents.size(); ++i) {
+    std::string abs = I->Abs(ents[i].rel);
+    struct stat st {};
+    if (::stat(abs.c_str(), &st) != 0) {
+      problem({VerifyProblem::kMissing, abs, "", "entry file is missing", ""}, i);
+      continue;
+    }
+    if (static_cast<uint64_t>(st.st_size) != ents[i].size)
+      problem({VerifyProblem::kCorrupt, abs, "",
+               "size " + std::to_string(st.st_size) + ", index says " +
+                   std::to_string(ents[i].size), ""}, i);
+  }
+  for (const Item& it : items) {
+    if (ents[it.entry].bad) continue;
+    if (it.offset > ents[it.entry].size || it.length > ents[it.entry].size - it.offset)
+      problem({VerifyProblem::kCorrupt, I->Abs(ents[it.entry].rel), it.name,
+               "index range passes the end of the file", ""}, it.entry);
+  }
+
+  if (opt.mode == VerifyMode::kDeep) {
+    uint64_t total = 0;
+    for (const Item& it : items) total += it.length;
+    std::atomic<size_t> next{0};
+    std::atomic<uint64_t> done_bytes{0};
+    int threads = opt.threads > 0 ? opt.threads
+                                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    threads = std::max(1, std::min<int>(threads, static_cast<int>(items.size())));
+    std::mutex prog_mu;
+    auto worker = [&] {
+      std::vector<std::byte> buf(kReadBlock);
+      int fd = -1;
+      size_t fd_entry = SIZE_MAX;
+      while (true) {
+        size_t k = next.fetch_add(1);
+        if (k >= items.size()) break;
+        const Item& it = items[k];
+        if (ents[it.entry].bad) continue;
+        std::string abs = I->Abs(ents[it.entry].rel);
+        if (fd_entry != it.entry) {
+          if (fd >= 0) ::close(fd);
+          fd = ::open(abs.c_str(), O_RDONLY | O_CLOEXEC);
+          fd_entry = it.entry;
+          if (fd >= 0) ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        }
+        if (fd < 0) {
+          problem({VerifyProblem::kMissing, abs, "", std::string("open: ") + std::strerror(errno), ""},
+                  it.entry);
+          continue;
+        }
+        auto h = HashRange(fd, abs, it.offset, it.length, buf);
+        if (!h.ok()) {
+          problem({VerifyProblem::kCorrupt, abs, it.name, h.status().ToString(), ""}, it.entry);
+        } else if (*h != it.xxh3) {
+          problem({VerifyProblem::kCorrupt, abs, it.name,
+                   "XXH3 " + Hex(*h) + ", index says " + Hex(it.xxh3), ""},
+                  it.entry);
+        }
+        uint64_t d = done_bytes.fetch_add(it.length) + it.length;
+        if (opt.progress) {
+          std::lock_guard lk(prog_mu);
+          opt.progress(d, total);
+        }
+      }
+      if (fd >= 0) ::close(fd);
+    };
+    std::vector<std::thread> pool;
+    for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
+    worker();
+    for (auto& t : pool) t.join();
+    rep.bytes_checked = done_bytes.load();
+    rep.tensors_checked = items.size();
+  } else {
+    rep.tensors_checked = items.size();
+  }
+
+  // Orphans and temp files (whole cache only; skipped while a warm runs, as it owns them).
+  if (opt.model.empty()) {
+    auto wl = detail::FileLock::Acquire(I->WarmLockPath(), true, false, /*create=*/true);
+    if (wl.ok()) {
+      std::set<std::string> known;
+      {
+        std::lock_guard g(I->db_mu);
+        HCT_ASSIGN_OR_RETURN(Stmt s, I->db->Prepare("SELECT path FROM files"));
+        while (true) {
+          HCT_ASSIGN_OR_RETURN(bool row, s.Step());
+          if (!row) break;
+          known.insert(s.Text(0));
+        }
+      }
+      std::error_code ec;
+      for (auto it = fs::recursive_directory_iterator(I->EntriesDir(), ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (!it->is_regular_file(ec)) continue;
+        std::string rel = fs::relative(it->path(), I->dir, ec).string();
+        bool temp = it->path().filename().string().find(detail::kTempMarker) != std::string::npos;
+        if (!temp && known.count(rel)) continue;
+        problem({temp ? VerifyProblem::kTemp : VerifyProblem::kOrphan, it->path().string(), "",
+                 temp ? "leftover of an interrupted warm" : "file not in the index", ""},
+                SIZE_MAX);
+      }
+    }
+  }
+
+  if (opt.repair && !rep.problems.empty()) {
+    // Bad entries: re-warm their groups from the source when it is still there, else drop them.
+    std::map<std::string, std::pair<std::string, std::set<std::string>>> by_model;  // model -> source, groups
+    for (const Ent& e : ents)
+      if (e.bad) {
+        auto& m = by_model[e.model];
+        m.first = e.source;
+        m.second.insert(e.group_key);
+      }
+    std::map<std::string, std::string> outcome;  // model -> action
+    for (auto& [model, sg] : by_model) {
+      std::error_code ec;
+      Status st = fs::exists(sg.first, ec)
+                      ? [&]() -> Status {
+                          WarmOptions wo;
+                          wo.force = true;
+                          wo.threads = opt.threads;
+                          return I->WarmImpl(sg.first, wo, sg.second).status();
+                        }()
+                      : Status::NotFound(sg.first + ": source is gone");
+      if (st.ok()) {
+        outcome[model] = "rewarmed";
+        continue;
+      }
+      outcome[model] = "removed from index (" + st.ToString() + ")";
+      for (const Ent& e : ents)
+        if (e.bad && e.model == model) HCT_RETURN_IF_ERROR(I->DropEntry(e.id, e.rel));
+    }
+    for (VerifyProblem& p : rep.problems) {
+      if (p.kind == VerifyProblem::kOrphan || p.kind == VerifyProblem::kTemp) {
+        auto lk = detail::FileLock::Acquire(p.path, true, false, /*create=*/false);
+        if (lk.ok() && ::unlink(p.path.c_str()) == 0) p.action = "deleted";
+        else p.action = "left (leased or gone)";
+        continue;
+      }
+      for (const Ent& e : ents)
+        if (I->Abs(e.rel) == p.path) p.action = outcome[e.model];
+    }
+    rep.repaired = true;
+    for (const VerifyProblem& p : rep.problems)
+      if (p.action.rfind("rewarmed", 0) != 0 && p.action.rfind("removed", 0) != 0 &&
+          p.action != "deleted")
+        rep.repaired = false;
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace hct

@@ -1,0 +1,398 @@
+// Cache::Warm: decode a source into entry files, then commit them to the index.
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cache/detail/impl.h"
+#include "cache/detail/source.h"
+#include "hct/detail/file.h"
+#include "hct/safetensors.h"
+
+namespace hct {
+
+namespace fs = std::filesystem;
+using detail::FileLock;
+using detail::SourceTensor;
+using detail::Stmt;
+using detail::Txn;
+
+namespace {
+
+constexpr uint64_t kEntryAlignment = 4096;
+
+struct Group {
+  std::string key;  // "<source file stem>/L00012" or "<stem>/other"
+  size_t file = 0;
+  std::optional<int> layer;
+  std::vector<size_t> tensors;  // indices into source tensors, in source order
+  uint64_t bytes = 0;
+  int64_t old_id = 0;  // existing entry to replace, 0 = none
+};
+
+struct TensorRow {
+  const SourceTensor* t;
+  uint64_t offset;  // absolute file offset
+  uint64_t xxh3;
+  uint64_t source_xxh3;
+};
+
+std::string RandomHex() {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t seed = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  uint64_t v = XXH3_64bits_withSeed(&counter, sizeof counter, seed + counter.fetch_add(1));
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return std::string(buf, 10);
+}
+
+std::string ShapeJson(const std::vector<uint64_t>& shape) {
+  return nlohmann::json(shape).dump();
+}
+
+std::string ModelBaseName(const std::string& abs_source) {
+  fs::path p(abs_source);
+  std::string stem = fs::is_directory(p) ? p.filename().string() : p.stem().string();
+  if (stem.empty()) stem = "model";
+  return detail::SanitizeName(stem);
+}
+
+}  // namespace
+
+Result<WarmReport> Cache::Warm(const std::string& source, const WarmOptions& opt) {
+  HCT_RETURN_IF_ERROR(impl_->CheckWritable());
+  return impl_->WarmImpl(source, opt, {});
+}
+
+Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const WarmOptions& opt,
+                                         const std::set<std::string>& only_groups) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::error_code ec;
+  std::string source = fs::absolute(source_in, ec).lexically_normal().string();
+  while (source.size() > 1 && source.back() == '/') source.pop_back();
+  HCT_ASSIGN_OR_RETURN(std::unique_ptr<detail::TensorSource> src, detail::OpenSource(source));
+
+  // Held for the whole warm: tells cleaners that uncommitted entry files may exist.
+  HCT_ASSIGN_OR_RETURN(FileLock warm_lock, FileLock::Acquire(WarmLockPath(), false, true));
+
+  // The model's name: the one it already has, else the source's base name made unique.
+  std::string name;
+  {
+    std::lock_guard g(db_mu);
+    HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT name FROM models WHERE source = ?1"));
+    HCT_ASSIGN_OR_RETURN(bool row, s.Bind(1, source).Step());
+    if (row) {
+      name = s.Text(0);
+      if (!opt.model_name.empty() && opt.model_name != name)
+        return Status::AlreadyExists(source + ": already cached as model '" + name + "'");
+    } else {
+      std::string base =
+          opt.model_name.empty() ? ModelBaseName(source) : detail::SanitizeName(opt.model_name);
+      HCT_ASSIGN_OR_RETURN(Stmt q, db->Prepare("SELECT source FROM models WHERE name = ?1"));
+      for (int i = 1; name.empty(); ++i) {
+        std::string cand = i == 1 ? base : base + "-" + std::to_string(i);
+        HCT_ASSIGN_OR_RETURN(bool taken, q.Bind(1, cand).Step());
+        sqlite3_reset(q.raw());
+        if (!taken) name = cand;
+        else if (!opt.model_name.empty())
+          return Status::AlreadyExists("model name '" + cand + "' is taken by another source");
+      }
+    }
+  }
+  // One warm per model at a time: a second one waits, then finds the entries warm and skips.
+  HCT_ASSIGN_OR_RETURN(FileLock model_lock, FileLock::Acquire(ModelLockPath(name), true, true));
+  int64_t model_id = 0;
+  bool model_pinned = false;
+  {
+    std::lock_guard g(db_mu);
+    Txn txn(db.get());
+    HCT_RETURN_IF_ERROR(txn.Begin());
+    HCT_ASSIGN_OR_RETURN(Stmt ins, db->Prepare(
+        "INSERT OR IGNORE INTO models(name, source, source_kind, pinned, created_at) "
+        "VALUES(?1, ?2, ?3, 0, ?4)"));
+    HCT_RETURN_IF_ERROR(
+        ins.Bind(1, name).Bind(2, source).Bind(3, src->kind()).Bind(4, detail::NowSeconds()).Run());
+    HCT_ASSIGN_OR_RETURN(Stmt sel, db->Prepare("SELECT id, pinned FROM models WHERE source = ?1 AND name = ?2"));
+    HCT_ASSIGN_OR_RETURN(bool row, sel.Bind(1, source).Bind(2, name).Step());
+    if (!row) return Status::Busy("model name '" + name + "' was taken concurrently; retry");
+    model_id = sel.Int(0);
+    model_pinned = sel.Int(1) != 0;
+    HCT_RETURN_IF_ERROR(txn.Commit());
+  }
+
+  // Group the selected tensors by (source file, layer).
+  const auto& tensors = src->tensors();
+  std::map<std::pair<size_t, int>, Group> by_key;  // layer -1 = non-layer tensors
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const SourceTensor& t = tensors[i];
+    std::optional<int> layer = LayerOfTensor(t.name);
+    auto& g = by_key[{t.file, layer ? *layer : -1}];
+    if (g.key.empty()) {
+      char buf[32];
+      if (layer) std::snprintf(buf, sizeof buf, "L%05d", *layer);
+      g.key = src->files()[t.file].stem + "/" + (layer ? std::string(buf) : std::string("other"));
+      g.file = t.file;
+      g.layer = layer;
+    }
+    g.tensors.push_back(i);  // all tensors of the group; the selection is applied below
+  }
+
+  WarmReport rep;
+  rep.model = name;
+  std::vector<Group> todo;
+  uint64_t total_bytes = 0, total_tensors = 0;
+  for (auto& [k, g] : by_key) {
+    if (!only_groups.empty() && !only_groups.count(g.key)) continue;
+    std::vector<size_t> selected;
+    for (size_t i : g.tensors)
+      if (opt.tensors.empty() || detail::GlobMatch(opt.tensors, tensors[i].name))
+        selected.push_back(i);
+    if (selected.empty()) continue;
+    const detail::SourceFile& sf = src->files()[g.file];
+    // What the index already has for this group.
+    std::set<std::string> have;
+    bool valid = false;
+    {
+      std::lock_guard lk(db_mu);
+      HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(
+          "SELECT id, path, size, source_size, source_mtime_ns FROM files "
+          "WHERE model_id = ?1 AND group_key = ?2"));
+      HCT_ASSIGN_OR_RETURN(bool row, s.Bind(1, model_id).Bind(2, g.key).Step());
+      if (row) {
+        g.old_id = s.Int(0);
+        struct stat st {};
+        bool same_source = static_cast<uint64_t>(s.Int(3)) == sf.size && s.Int(4) == sf.mtime_ns;
+        valid = same_source && ::stat(Abs(s.Text(1)).c_str(), &st) == 0 &&
+                static_cast<uint64_t>(st.st_size) == static_cast<uint64_t>(s.Int(2));
+        if (same_source) {
+          HCT_ASSIGN_OR_RETURN(Stmt n, db->Prepare("SELECT name FROM tensors WHERE file_id = ?1"));
+          n.Bind(1, g.old_id);
+          while (true) {
+            HCT_ASSIGN_OR_RETURN(bool r, n.Step());
+            if (!r) break;
+            have.insert(n.Text(0));
+          }
+        }
+      }
+    }
+    bool complete = valid;
+    for (size_t i : selected) complete = complete && have.count(tensors[i].name);
+    if (complete && !opt.force) {
+      rep.entries_skipped++;
+      rep.tensors_skipped += selected.size();
+      continue;
+    }
+    // Rewrite with the union of what is selected now and what the entry already held.
+    std::vector<size_t> keep;
+    for (size_t i : g.tensors) {
+      bool sel = std::find(selected.begin(), selected.end(), i) != selected.end();
+      if (sel || have.count(tensors[i].name)) keep.push_back(i);
+    }
+    g.tensors = std::move(keep);
+    g.bytes = 0;
+    for (size_t i : g.tensors) g.bytes += tensors[i].nbytes;
+    total_bytes += g.bytes;
+    total_tensors += g.tensors.size();
+    todo.push_back(std::move(g));
+  }
+  // Largest first: better balance across threads.
+  std::stable_sort(todo.begin(), todo.end(),
+                   [](const Group& a, const Group& b) { return a.bytes > b.bytes; });
+
+  if (!todo.empty()) {
+    std::string model_dir = EntriesDir() + "/" + name;
+    if (::mkdir(model_dir.c_str(), 0755) != 0 && errno != EEXIST)
+      return Status::FromErrno("mkdir", model_dir, errno);
+  }
+
+  std::mutex prog_mu;
+  WarmProgress prog;
+  prog.total_bytes = total_bytes;
+  prog.total_tensors = total_tensors;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  Status first_error;
+  std::mutex err_mu;
+  std::mutex rep_mu;
+
+  auto write_group = [&](Group& g) -> Status {
+    const detail::SourceFile& sf = src->files()[g.file];
+    std::string rel = "entries/" + name + "/" + sf.stem + "." +
+                      (g.layer ? g.key.substr(g.key.rfind('/') + 1) : std::string("other")) +
+                      "." + RandomHex() + ".safetensors";
+    std::string path = Abs(rel);
+    SafetensorsWriterOptions wo;
+    wo.data_alignment = kEntryAlignment;
+    HCT_ASSIGN_OR_RETURN(SafetensorsWriter w, SafetensorsWriter::Create(path, wo));
+    HCT_RETURN_IF_ERROR(w.SetMetadata("format", "pt"));
+    HCT_RETURN_IF_ERROR(w.SetMetadata("hct.model", name));
+    HCT_RETURN_IF_ERROR(w.SetMetadata("hct.source_file", sf.path));
+    for (size_t i : g.tensors)
+      HCT_RETURN_IF_ERROR(w.Declare(tensors[i].name, tensors[i].dtype, tensors[i].shape));
+    std::vector<TensorRow> rows;
+    std::vector<std::byte> buf;
+    uint64_t data_pos = 0;
+    for (size_t i : g.tensors) {
+      if (failed.load()) return Status::OK();  // another entry failed; stop early
+      const SourceTensor& t = tensors[i];
+      buf.resize(t.nbytes);
+      HCT_ASSIGN_OR_RETURN(std::optional<uint64_t> src_sum,
+                           src->Decode(t, std::span<std::byte>(buf.data(), buf.size())));
+      uint64_t sum = XXH3_64bits(buf.data(), buf.size());
+      HCT_RETURN_IF_ERROR(w.Write(t.name, buf));
+      rows.push_back({&t, data_pos, sum, src_sum.value_or(sum)});
+      data_pos += t.nbytes;
+      if (opt.progress) {
+        std::lock_guard lk(prog_mu);
+        prog.done_bytes += t.nbytes;
+        prog.done_tensors += 1;
+        prog.current = t.name;
+        opt.progress(prog);
+      }
+    }
+    detail::CrashPoint("warm: entry written, not renamed");
+    HCT_RETURN_IF_ERROR(w.Finish());
+    detail::CrashPoint("warm: entry renamed, not committed");
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat", path, errno);
+    uint64_t size = static_cast<uint64_t>(st.st_size);
+    if (size < data_pos || (size - data_pos) % kEntryAlignment != 0)
+      return Status::Internal(path + ": entry data section is not 4096-aligned");
+    uint64_t data_offset = size - data_pos;
+
+    std::string old_path;
+    {
+      std::lock_guard lk(db_mu);
+      Txn txn(db.get());
+      HCT_RETURN_IF_ERROR(txn.Begin());
+      int64_t last_access = 0, access_count = 0;
+      HCT_ASSIGN_OR_RETURN(Stmt o, db->Prepare(
+          "SELECT id, path, last_access, access_count FROM files "
+          "WHERE model_id = ?1 AND group_key = ?2"));
+      HCT_ASSIGN_OR_RETURN(bool row, o.Bind(1, model_id).Bind(2, g.key).Step());
+      int64_t old_id = 0;
+      if (row) {
+        old_id = o.Int(0);
+        old_path = o.Text(1);
+        last_access = o.Int(2);
+        access_count = o.Int(3);
+      }
+      sqlite3_reset(o.raw());
+      if (old_id) {
+        HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1"));
+        HCT_RETURN_IF_ERROR(d.Bind(1, old_id).Run());
+      }
+      detail::CrashPoint("warm: inside the commit transaction");
+      HCT_ASSIGN_OR_RETURN(Stmt f, db->Prepare(
+          "INSERT INTO files(model_id, path, group_key, source_file, source_size, "
+          "source_mtime_ns, layer, size, data_offset, pinned, warmed_at, last_access, "
+          "access_count) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
+      HCT_RETURN_IF_ERROR(f.Bind(1, model_id)
+                              .Bind(2, rel)
+                              .Bind(3, g.key)
+                              .Bind(4, sf.path)
+                              .Bind(5, detail::U64ToI64(sf.size))
+                              .Bind(6, sf.mtime_ns)
+                              .Bind(7, g.layer)
+                              .Bind(8, detail::U64ToI64(size))
+                              .Bind(9, detail::U64ToI64(data_offset))
+                              .Bind(10, int64_t{model_pinned})
+                              .Bind(11, detail::NowSeconds())
+                              .Bind(12, last_access)
+                              .Bind(13, access_count)
+                              .Run());
+      int64_t file_id = sqlite3_last_insert_rowid(db->raw());
+      HCT_ASSIGN_OR_RETURN(Stmt dt, db->Prepare(
+          "DELETE FROM tensors WHERE model_id = ?1 AND name = ?2"));
+      HCT_ASSIGN_OR_RETURN(Stmt it, db->Prepare(
+          "INSERT INTO tensors(file_id, model_id, name, dtype, shape, offset, length, xxh3, "
+          "source_xxh3, source_length, ord, layer) "
+          "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+      for (size_t k = 0; k < rows.size(); ++k) {
+        const TensorRow& r = rows[k];
+        HCT_RETURN_IF_ERROR(dt.Bind(1, model_id).Bind(2, r.t->name).Run());
+        HCT_RETURN_IF_ERROR(it.Bind(1, file_id)
+                                .Bind(2, model_id)
+                                .Bind(3, r.t->name)
+                                .Bind(4, DTypeName(r.t->dtype))
+                                .Bind(5, ShapeJson(r.t->shape))
+                                .Bind(6, detail::U64ToI64(data_offset + r.offset))
+                                .Bind(7, detail::U64ToI64(r.t->nbytes))
+                                .Bind(8, detail::U64ToI64(r.xxh3))
+                                .Bind(9, detail::U64ToI64(r.source_xxh3))
+                                .Bind(10, detail::U64ToI64(r.t->source_length))
+                                .Bind(11, static_cast<int64_t>(k))
+                                .Bind(12, g.layer ? g.layer : LayerOfTensor(r.t->name))
+                                .Run());
+      }
+      HCT_RETURN_IF_ERROR(txn.Commit());
+    }
+    detail::CrashPoint("warm: committed, old entry not removed");
+    if (!old_path.empty() && old_path != rel) {
+      // The index no longer names the old file; a reader may still lease it (gc removes it).
+      auto lk = FileLock::Acquire(Abs(old_path), true, false, /*create=*/false);
+      if (lk.ok()) ::unlink(Abs(old_path).c_str());
+    }
+    std::lock_guard lk(rep_mu);
+    rep.entries_written++;
+    rep.tensors_written += rows.size();
+    rep.bytes_written += size;
+    return Status::OK();
+  };
+
+  int threads = opt.threads > 0 ? opt.threads
+                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  threads = std::max(1, std::min<int>(threads, static_cast<int>(todo.size())));
+  auto worker = [&] {
+    while (!failed.load()) {
+      size_t i = next.fetch_add(1);
+      if (i >= todo.size()) break;
+      Status st = write_group(todo[i]);
+      if (!st.ok()) {
+        std::lock_guard lk(err_mu);
+        if (first_error.ok())
+          first_error = std::move(st).WithContext("warming " + source + " into " + dir);
+        failed.store(true);
+      }
+    }
+  };
+  if (threads <= 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    for (int i = 0; i < threads; ++i) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+  }
+  if (!first_error.ok()) return first_error;
+
+  // Stay within the budget, evicting other models' entries first.
+  auto budget = [&]() -> Result<std::optional<uint64_t>> {
+    std::lock_guard lk(db_mu);
+    HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT value FROM config WHERE key = 'max_size'"));
+    HCT_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) return std::optional<uint64_t>();
+    return std::optional<uint64_t>(std::stoull(s.Text(0)));
+  }();
+  HCT_RETURN_IF_ERROR(budget.status());
+  if (*budget) {
+    model_lock.Release();  // evict takes model locks to drop emptied models
+    EvictOptions eo;
+    eo.max_size = **budget;
+    HCT_ASSIGN_OR_RETURN(EvictReport er, EvictImpl(eo, name));
+    for (const auto& e : er.evicted) rep.evicted.push_back(e.path);
+    rep.over_budget = !er.target_reached;
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace hct

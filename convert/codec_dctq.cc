@@ -1,0 +1,400 @@
+// Lossy codec "dctq-zstd": tiled DCT-II, one uniform quantization step per tensor, int8/int16
+// symbols stored in place of the tile, zstd per chunk of whole tile-rows (docs/hct-codecs.md).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+
+#include "convert/detail/codec_internal.h"
+#include "convert/detail/dct.h"
+#include "convert/detail/quant.h"
+#include "convert/detail/zstd_util.h"
+
+namespace hct::detail {
+namespace {
+
+constexpr uint64_t kSampleElems = 512u << 10;
+
+struct Plan {
+  bool dct = false;
+  int tile_r = 1, tile_c = 1;
+  double step = 1;
+  double threshold = 0;  // retention: |y| < threshold -> 0
+  int symbol_bits = 8;
+};
+
+// Rows of whole bands (height `band`) spread evenly over the tensor: the rate control sample.
+struct Sample {
+  std::vector<float> x;           // original values, band after band
+  std::vector<uint64_t> band_rows;  // first row of each band
+  std::vector<int> band_h;
+  double sxx = 0;
+};
+
+Sample MakeSample(const std::vector<float>& x, uint64_t rows, uint64_t cols, int band) {
+  Sample s;
+  const uint64_t nb = (rows + band - 1) / band;
+  const uint64_t want =
+      std::clamp<uint64_t>((kSampleElems + band * cols - 1) / (band * cols), 1, nb);
+  for (uint64_t i = 0; i < want; ++i) {
+    const uint64_t b = i * nb / want;
+    const uint64_t r0 = b * band;
+    const int h = static_cast<int>(std::min<uint64_t>(band, rows - r0));
+    s.band_rows.push_back(r0);
+    s.band_h.push_back(h);
+    s.x.insert(s.x.end(), x.begin() + r0 * cols, x.begin() + (r0 + h) * cols);
+  }
+  for (float v : s.x) s.sxx += static_cast<double>(v) * v;
+  return s;
+}
+
+std::vector<float> TransformSample(const Sample& s, uint64_t cols, const Plan& p) {
+  std::vector<float> y = s.x;
+  if (!p.dct) return y;
+  std::vector<float> scratch(static_cast<size_t>(p.tile_r) * cols);
+  uint64_t off = 0;
+  for (size_t i = 0; i < s.band_h.size(); ++i) {
+    for (int r = 0; r < s.band_h[i]; r += p.tile_r) {
+      const int h = std::min(p.tile_r, s.band_h[i] - r);
+      DctBand(y.data() + off + r * cols, h, cols, p.tile_c, false, scratch.data());
+    }
+    off += s.band_h[i] * cols;
+  }
+  return y;
+}
+
+float MaxAbs(const float* y, uint64_t n) {
+  float m = 0;
+  for (uint64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(y[i]));
+  return m;
+}
+
+Quantizer MakeQuantizer(const Plan& p, double dead_zone) {
+  return Quantizer(p.step, dead_zone, p.threshold, p.symbol_bits == 8 ? 127 : 32767);
+}
+
+// Compressed bits per element of the quantized sample (one zstd frame).
+Result<double> SampleBits(const std::vector<float>& y, const Quantizer& qz, int level) {
+  std::vector<std::byte> sym;
+  int maxq = 0;
+  for (float v : y) maxq = std::max(maxq, std::abs(qz.Q(v)));
+  if (maxq <= 127) {
+    sym.resize(y.size());
+    QuantizeTo(y.data(), y.size(), qz, reinterpret_cast<int8_t*>(sym.data()));
+  } else {
+    sym.resize(y.size() * 2);
+    QuantizeTo(y.data(), y.size(), qz, reinterpret_cast<int16_t*>(sym.data()));
+  }
+  std::vector<std::byte> out;
+  ZstdSettings zs;
+  zs.level = level;
+  HCT_RETURN_IF_ERROR(ZstdCompress(sym, zs, &out));
+  return out.size() * 8.0 / std::max<size_t>(1, y.size());
+}
+
+// Smallest step allowed: |q| <= 32767.
+double MinStep(float max_abs) { return max_abs > 0 ? max_abs / 32767.0 : 0.0; }
+
+// Bisection on log(step) for f(step) (increasing in step) == target.
+// Returns {lo, hi}: f(lo) <= target < f(hi) (as far as the bracket allows).
+template <class F>
+std::pair<double, double> SolveLogStep(double lo, double hi, double target, F f, int iters = 40) {
+  for (int i = 0; i < iters; ++i) {
+    const double mid = std::sqrt(lo * hi);
+    if (f(mid) > target) hi = mid; else lo = mid;
+  }
+  return {lo, hi};
+}
+
+struct Candidate {
+  Plan plan;
+  double sample_bits = 0;
+  double sample_err = 0;
+};
+
+// Chooses step (and threshold) on the sample for one transform.
+Result<Candidate> SolveOnSample(const Sample& s, uint64_t cols, Plan p, const LossyOptions& o) {
+  const std::vector<float> y = TransformSample(s, cols, p);
+  const float ymax = MaxAbs(y.data(), y.size());
+  const double rms = std::sqrt(s.sxx / std::max<size_t>(1, y.size()));
+  const double min_step = std::max(MinStep(ymax), 1e-30);
+  const double max_step = std::max(4.0 * ymax, min_step * 2);
+  auto err_at = [&](double step, double thr) {
+    Plan q = p;
+    q.step = step, q.threshold = thr, q.symbol_bits = 16;
+    return s.sxx > 0 ? std::sqrt(QuantError(y.data(), y.size(), MakeQuantizer(q, o.dead_zone)) /
+                                 s.sxx)
+                     : 0.0;
+  };
+  switch (o.mode) {
+    case RateMode::kStep:
+      p.step = std::max(o.step, min_step);
+      break;
+    case RateMode::kMaxError: {
+      // Aim slightly below the target: the whole tensor is verified afterwards.
+      const double target = o.max_error * (1 - 0.3 * o.tolerance);
+      p.step = ymax == 0 ? 1.0
+                         : SolveLogStep(min_step, max_step, target,
+                                        [&](double st) { return err_at(st, 0); })
+                               .first;
+      break;
+    }
+    case RateMode::kBits: {
+      if (ymax == 0) {
+        p.step = 1;
+        break;
+      }
+      const double target = o.bits * (1 - 0.3 * o.tolerance);
+      Status st;
+      // -bits increases with the step; the high end has bits <= target.
+      p.step = SolveLogStep(
+                   min_step, max_step, -target,
+                   [&](double step) {
+                     Plan q = p;
+                     q.step = step, q.symbol_bits = 16;
+                     auto b = SampleBits(y, MakeQuantizer(q, o.dead_zone), o.zstd_level);
+                     if (!b.ok()) st = b.status();
+                     return b.ok() ? -*b : 0.0;
+                   },
+                   24)
+                   .second;
+      HCT_RETURN_IF_ERROR(st);
+      break;
+    }
+    case RateMode::kRetention: {
+      std::vector<float> a(y.size());
+      for (size_t i = 0; i < y.size(); ++i) a[i] = std::fabs(y[i]);
+      const double keep = std::clamp(o.retention, 0.0, 1.0);
+      const size_t drop = static_cast<size_t>(std::floor((1 - keep) * a.size()));
+      if (drop == 0 || a.empty()) {
+        p.threshold = 0;
+      } else {
+        std::nth_element(a.begin(), a.begin() + (drop - 1), a.end());
+        const float below = a[drop - 1];
+        p.threshold = std::nextafter(below, std::numeric_limits<float>::infinity());
+      }
+      double trunc = 0;
+      uint64_t kept = 0;
+      for (float v : y) {
+        if (std::fabs(v) < p.threshold) trunc += static_cast<double>(v) * v;
+        else ++kept;
+      }
+      // Quantization adds ~1/16 of the truncation error energy (3% more error), or is at
+      // 1e-3 relative when nothing is dropped.
+      double step = kept ? std::sqrt(12.0 * trunc / (16.0 * kept)) : 1.0;
+      if (trunc == 0) step = 1e-3 * rms * std::sqrt(12.0);
+      p.step = std::max({step, min_step, 1e-30});
+      break;
+    }
+  }
+  if (p.step <= 0 || !std::isfinite(p.step)) p.step = 1;
+  // Round to the float the decoder uses.
+  p.step = static_cast<float>(p.step);
+  Candidate c;
+  c.plan = p;
+  Plan q = p;
+  q.symbol_bits = 16;
+  c.sample_err = err_at(p.step, p.threshold);
+  HCT_ASSIGN_OR_RETURN(c.sample_bits, SampleBits(y, MakeQuantizer(q, o.dead_zone), o.zstd_level));
+  return c;
+}
+
+struct ChunkOut {
+  EncodedChunk chunk;
+  ErrorAccumulator acc;
+  Status status;
+};
+
+}  // namespace
+
+void DctqReconstructFloat(const ChunkDecoder::DctqParams& p, const std::byte* symbols,
+                          uint64_t nrows, float* out) {
+  const uint64_t n = nrows * p.cols;
+  const float step = p.step;
+  if (p.symbol_bits == 8) {
+    const int8_t* s = reinterpret_cast<const int8_t*>(symbols);
+    for (uint64_t i = 0; i < n; ++i) out[i] = static_cast<float>(s[i]) * step;
+  } else {
+    for (uint64_t i = 0; i < n; ++i) {
+      int16_t v;
+      std::memcpy(&v, symbols + 2 * i, 2);
+      out[i] = static_cast<float>(v) * step;
+    }
+  }
+  if (p.dct) DctTiled(out, nrows, p.cols, p.tile_r, p.tile_c, /*inverse=*/true);
+}
+
+Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
+                                 const ParallelFor& pf_in) {
+  if (t.dtype != DType::kBF16 && t.dtype != DType::kF16 && t.dtype != DType::kF32)
+    return Status::Unsupported("dctq-zstd encodes BF16, F16 and F32, not " +
+                               std::string(DTypeName(t.dtype)));
+  if (o.tile_r < 1 || o.tile_r > kMaxTile || o.tile_c < 1 || o.tile_c > kMaxTile)
+    return Status::InvalidArgument("tile sizes must be in 1..64");
+  if (!(o.dead_zone >= 0 && o.dead_zone < 0.5))
+    return Status::InvalidArgument("dead_zone must be in [0, 0.5)");
+  if (o.mode == RateMode::kMaxError && !(o.max_error > 0))
+    return Status::InvalidArgument("max_error must be > 0");
+  if (o.mode == RateMode::kBits && !(o.bits > 0))
+    return Status::InvalidArgument("bits must be > 0");
+  if (o.mode == RateMode::kRetention && !(o.retention > 0 && o.retention <= 1))
+    return Status::InvalidArgument("retention must be in (0, 1]");
+  if (o.mode == RateMode::kStep && !(o.step > 0 && std::isfinite(o.step)))
+    return Status::InvalidArgument("step must be > 0");
+  const ParallelFor pf = OrSerial(pf_in);
+
+  uint64_t rows = 0, cols = 0;
+  View2D(t.shape, &rows, &cols);
+  const uint64_t n = rows * cols;
+  if (n == 0) return Status::Unsupported("empty tensor");
+  const uint64_t esize = DTypeBits(t.dtype) / 8;
+  if (t.data.size() != n * esize)
+    return Status::InvalidArgument("tensor data has " + std::to_string(t.data.size()) +
+                                   " bytes, shape and dtype say " + std::to_string(n * esize));
+  std::vector<float> x(n);
+  HCT_RETURN_IF_ERROR(ToFloat(t.data, t.dtype, x));
+  for (float v : x)
+    if (!std::isfinite(v)) return Status::Unsupported("tensor holds NaN or Inf");
+
+  // Candidates and the choice between them, on a sample of whole tile-rows.
+  Plan dct_plan;
+  dct_plan.dct = true, dct_plan.tile_r = o.tile_r, dct_plan.tile_c = o.tile_c;
+  Plan none_plan;
+  const Sample sample = MakeSample(x, rows, cols, o.tile_r);
+  std::vector<Plan> cands;
+  if (o.transform == Transform::kDct || o.mode == RateMode::kRetention ||
+      o.transform == Transform::kAuto)
+    cands.push_back(dct_plan);
+  if (o.transform == Transform::kNone ||
+      (o.transform == Transform::kAuto && o.mode != RateMode::kRetention))
+    cands.push_back(none_plan);
+  if (o.transform == Transform::kNone && o.mode == RateMode::kRetention) cands = {none_plan};
+  Candidate best;
+  bool have = false;
+  for (const Plan& p : cands) {
+    HCT_ASSIGN_OR_RETURN(Candidate c, SolveOnSample(sample, cols, p, o));
+    const bool better = !have || (o.mode == RateMode::kBits ? c.sample_err < best.sample_err
+                                                            : c.sample_bits < best.sample_bits);
+    if (better) best = c, have = true;
+  }
+  Plan plan = best.plan;
+
+  // Whole-tensor transform, chunk by chunk.
+  uint64_t rpc = std::max<uint64_t>(1, o.chunk_symbols / cols);
+  rpc = std::max<uint64_t>(plan.tile_r, rpc / plan.tile_r * plan.tile_r);
+  rpc = std::min<uint64_t>(rpc, (rows + plan.tile_r - 1) / plan.tile_r * plan.tile_r);
+  const uint64_t nchunks = (rows + rpc - 1) / rpc;
+  std::vector<float> y = x;
+  std::vector<float> chunk_max(nchunks, 0);
+  pf(nchunks, [&](size_t c) {
+    const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0);
+    float* band = y.data() + r0 * cols;
+    if (plan.dct) DctTiled(band, nr, cols, plan.tile_r, plan.tile_c, false);
+    chunk_max[c] = MaxAbs(band, nr * cols);
+  });
+  const float ymax = *std::max_element(chunk_max.begin(), chunk_max.end());
+
+  auto encode_all = [&](Plan& p, std::vector<ChunkOut>& outs) -> Status {
+    p.step = static_cast<float>(std::max(p.step, MinStep(ymax)));
+    if (p.step <= 0) p.step = 1;
+    const double maxq = std::floor(ymax / static_cast<float>(p.step) + 0.5);
+    p.symbol_bits = maxq <= 127 ? 8 : 16;
+    const Quantizer qz = MakeQuantizer(p, o.dead_zone);
+    ChunkDecoder::DctqParams dp;
+    dp.dct = p.dct, dp.tile_r = p.tile_r, dp.tile_c = p.tile_c;
+    dp.step = static_cast<float>(p.step), dp.symbol_bits = p.symbol_bits;
+    dp.rows = rows, dp.cols = cols, dp.rows_per_chunk = rpc;
+    outs.assign(nchunks, {});
+    ZstdSettings zs;
+    zs.level = o.zstd_level;
+    pf(nchunks, [&](size_t c) {
+      ChunkOut& out = outs[c];
+      const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0), m = nr * cols;
+      std::vector<std::byte> sym(m * (p.symbol_bits / 8));
+      if (p.symbol_bits == 8)
+        QuantizeTo(y.data() + r0 * cols, m, qz, reinterpret_cast<int8_t*>(sym.data()));
+      else
+        QuantizeTo(y.data() + r0 * cols, m, qz, reinterpret_cast<int16_t*>(sym.data()));
+      out.chunk.elem_offset = r0 * cols;
+      out.chunk.elem_count = m;
+      out.chunk.decoded_size = sym.size();
+      out.chunk.decoded_xxh3 = Xxh3(sym);
+      out.status = ZstdCompress(sym, zs, &out.chunk.bytes);
+      if (!out.status.ok()) return;
+      // Measure on what the decoder will output, dtype rounding included.
+      std::vector<float> rec(m);
+      DctqReconstructFloat(dp, sym.data(), nr, rec.data());
+      std::vector<std::byte> cast(m * esize);
+      out.status = FromFloat(rec, t.dtype, cast);
+      if (!out.status.ok()) return;
+      out.status = ToFloat(cast, t.dtype, rec);
+      if (!out.status.ok()) return;
+      out.acc.Add(x.data() + r0 * cols, rec.data(), m);
+    });
+    for (const ChunkOut& out : outs) HCT_RETURN_IF_ERROR(out.status);
+    return Status::OK();
+  };
+  auto summarize = [&](const std::vector<ChunkOut>& outs) {
+    ErrorAccumulator acc;
+    uint64_t stored = 0;
+    for (const ChunkOut& out : outs) acc.Merge(out.acc), stored += out.chunk.bytes.size();
+    return acc.Finish(n, stored);
+  };
+
+  std::vector<ChunkOut> outs;
+  HCT_RETURN_IF_ERROR(encode_all(plan, outs));
+  QualityMetrics m = summarize(outs);
+
+  // Verify the target on the whole tensor; correct the step a few times if the sample misled.
+  if (o.mode == RateMode::kMaxError || o.mode == RateMode::kBits) {
+    const bool err_mode = o.mode == RateMode::kMaxError;
+    const double target = err_mode ? o.max_error : o.bits;
+    auto value = [&](const QualityMetrics& q) {
+      return err_mode ? q.rel_rms_error : q.bits_per_weight;
+    };
+    auto meets = [&](const QualityMetrics& q) { return value(q) <= target * (1 + o.tolerance); };
+    for (int iter = 0; iter < 4; ++iter) {
+      const double v = value(m);
+      const bool too_far = v < target * (1 - 3 * o.tolerance);
+      if (meets(m) && !too_far) break;
+      Plan next = plan;
+      const double aim = target * (1 - 0.3 * o.tolerance);
+      if (err_mode) {
+        if (v <= 0) break;
+        next.step = plan.step * aim / v;  // error ~ proportional to the step
+      } else {
+        next.step = plan.step * std::exp2(v - aim);  // ~1 bit per halving of the step
+      }
+      if (static_cast<float>(next.step) == static_cast<float>(plan.step)) break;
+      std::vector<ChunkOut> outs2;
+      HCT_RETURN_IF_ERROR(encode_all(next, outs2));
+      QualityMetrics m2 = summarize(outs2);
+      // Keep the new one if it meets the target, or the old one did not either.
+      if (meets(m2) || !meets(m)) {
+        plan = next, outs = std::move(outs2), m = m2;
+      } else {
+        break;  // the old one met the target (only a bit too well); keep it
+      }
+    }
+  }
+
+  EncodedTensor enc;
+  enc.codec = std::string(kCodecDctqZstd);
+  enc.params = {{"transform", plan.dct ? "dct" : "none"},
+                {"tile_r", plan.dct ? plan.tile_r : 1},
+                {"tile_c", plan.dct ? plan.tile_c : 1},
+                {"step", static_cast<double>(static_cast<float>(plan.step))},
+                {"symbol_bits", plan.symbol_bits},
+                {"rows", rows},
+                {"cols", cols},
+                {"rows_per_chunk", rpc},
+                {"entropy", "zstd"}};
+  enc.chunks.reserve(outs.size());
+  for (ChunkOut& out : outs) enc.chunks.push_back(std::move(out.chunk));
+  enc.metrics = m;
+  return enc;
+}
+
+}  // namespace hct::detail

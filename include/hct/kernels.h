@@ -1,0 +1,79 @@
+// hct/kernels.h: GPU decode kernels for the HCT codecs (see docs/kernels.md).
+//
+// Every launcher enqueues work on `stream` and returns at once: it allocates nothing, copies
+// nothing to the host and does not synchronize. A non-OK Status means the arguments were
+// rejected (kInvalidArgument / kUnsupported, nothing launched) or the launch failed
+// (kInternal, from cudaGetLastError). Errors raised later by the kernel itself surface at the
+// caller's next synchronization, as for any CUDA kernel.
+//
+// No CUDA header is included here: GpuStream is the same type as cudaStream_t.
+// In builds without CUDA (HCT_WITH_CUDA off) the launchers return kUnsupported.
+#pragma once
+
+#include <cstdint>
+
+#include "hct/dtype.h"
+#include "hct/status.h"
+
+struct CUstream_st;
+
+namespace hct {
+
+// Identical to cudaStream_t; nullptr is the legacy default stream.
+using GpuStream = CUstream_st*;
+
+// The lossy codec's transform ("dctq-zstd" symbols).
+enum class GpuTransform : uint8_t {
+  kNone,  // out = q * step
+  kDct,   // out = per-tile 2-D inverse orthonormal DCT (DCT-III) of q * step
+};
+
+// Decodes quantized symbols of one chunk (or of several consecutive chunks) of a "dctq-zstd"
+// tensor into its place in the output tensor, in one pass over memory:
+//   c = q * step;  x = IDCT2(c) per tile (transform kDct);  out = RNE(x) in out_type.
+// The tensor is viewed 2-D, rows x cols, row-major. Tile (ti, tj) covers rows
+// [ti*tile_rows, min((ti+1)*tile_rows, rows)) and the matching columns; edge tiles use the
+// orthonormal DCT of their own, smaller size.
+struct DctqDecodeArgs {
+  // Device pointer: the symbols q of rows [row_begin, row_end), all columns, row-major,
+  // little-endian, one per element. Needs no alignment (aligned input is faster).
+  const void* symbols = nullptr;
+  DType symbol_type = DType::kI8;  // kI8 or kI16
+  float step = 1.0f;               // one quantization step per tensor
+  uint64_t rows = 0, cols = 0;     // the whole tensor
+  // The rows decoded by this call: a band of whole tile-rows. row_begin must be a multiple of
+  // tile_rows; row_end a multiple of tile_rows or equal to rows (kNone: any rows).
+  uint64_t row_begin = 0, row_end = 0;
+  GpuTransform transform = GpuTransform::kDct;
+  uint32_t tile_rows = 16, tile_cols = 16;  // 1..64 each; ignored for kNone
+  DType out_type = DType::kBF16;            // kBF16, kF16 or kF32
+  // Device pointer to the WHOLE output tensor (rows x cols of out_type); only rows
+  // [row_begin, row_end) are written. 16-byte alignment and rows of whole 16-byte units
+  // are faster, not required.
+  void* out = nullptr;
+};
+
+// Checks `a` without touching the GPU (also available in builds without CUDA).
+Status ValidateDctqDecode(const DctqDecodeArgs& a);
+// Validates and enqueues the decode on `stream`.
+Status LaunchDctqDecode(const DctqDecodeArgs& a, GpuStream stream);
+
+// Re-interleaves the byte planes of "bytesplit-zstd" into words, bit-exact (the inverse of the
+// codec's split, convert/codec_lossless.cc; its params give word_bytes and rotate_bits):
+//   w = sum_p planes[p * plane_stride + i] << (8 * (word_bytes - 1 - p))
+//       (plane 0 = most significant byte, the exponent byte after the rotation)
+//   word i = rotate_right(w, rotate_bits)   (word_bytes * 8 bits wide), stored little-endian.
+// A chunk's decoded planes are contiguous: plane_stride = count.
+struct BytePlaneMergeArgs {
+  const void* planes = nullptr;  // device: word_bytes planes, plane p at planes + p*plane_stride
+  uint64_t plane_stride = 0;     // bytes from one plane to the next (>= count)
+  uint64_t count = 0;            // words (elements; C64 split as F32 words counts 2 per element)
+  uint32_t word_bytes = 2;       // 1, 2, 4 or 8
+  uint32_t rotate_bits = 0;      // 0 .. word_bytes*8-1
+  void* out = nullptr;           // device: count * word_bytes bytes
+};
+
+Status ValidateBytePlaneMerge(const BytePlaneMergeArgs& a);
+Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream stream);
+
+}  // namespace hct

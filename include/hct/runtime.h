@@ -1,0 +1,225 @@
+// hct/runtime.h: streaming tensors from files (cache entries or safetensors) to the GPU, or to
+// host memory when there is no GPU (same API).
+//
+// A load reads bytes [offset, offset+length) of a file (a TensorSpec) into device memory that the
+// caller gives or the runtime allocates. Two engines:
+//  - resident: the file is mmapped and cudaHostRegister'ed (read-only) once, within
+//    RuntimeOptions::resident_budget of locked memory; every load is then one cudaMemcpyAsync
+//    straight from the page cache (DMA, no CPU copy).
+//  - one-shot: io_threads threads pread (O_DIRECT when the range is not in the page cache) into a
+//    ring of pinned staging buffers allocated once (staging_bytes), each chunk copied to the GPU
+//    with cudaMemcpyAsync on `streams` internal streams while the next chunks are read. Pinned
+//    memory stays within the ring whatever the model size.
+// Checksums (XXH3-64 of the tensor bytes, when the spec has one) are verified on the way; a
+// mismatch is Code::kCorruption naming the tensor and no handle is handed out.
+//
+// Ordering: Load() returns once every copy is enqueued (the file reads of a one-shot load are done
+// by then; the DMA may still run). The handle's event is recorded on the caller's stream after
+// those copies, and the caller's stream itself is ordered after them, so work enqueued on that
+// stream, or on a stream that cudaStreamWaitEvent()s the event, sees the data. Wait() blocks the
+// host on that event only. The runtime never synchronizes the device.
+//
+// Settings (RuntimeOptions::FromEnv): HCT_STAGING_BYTES, HCT_CHUNK_BYTES, HCT_IO_THREADS,
+// HCT_STREAMS, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off, HCT_RESIDENT_BUDGET, HCT_DEVICE,
+// HCT_FORCE_HOST=1. Sizes take "64M", "1G", "4096" (powers of 1024). See docs/runtime.md.
+//
+// Thread safety: a Runtime may be used from several threads; one-shot loads share the staging
+// ring and run one at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hct/dlpack.h"
+#include "hct/dtype.h"
+#include "hct/status.h"
+
+namespace hct {
+
+// What one load reads: a byte range of a file and what those bytes are. The seam between the
+// runtime and where tensors come from (a cache entry, a safetensors file).
+struct TensorSpec {
+  std::string name;
+  std::string path;         // the file
+  uint64_t offset = 0;      // absolute file offset of the first byte
+  uint64_t length = 0;      // bytes; must equal shape x dtype
+  std::optional<uint64_t> xxh3;  // XXH3-64 of exactly those bytes; nullopt: nothing to verify
+  DType dtype = DType::kU8;
+  std::vector<int64_t> shape;
+  int layer = -1;           // layer number, -1 for tensors outside the layers
+};
+
+enum class ODirectMode { kOff, kOn, kAuto };
+enum class Placement { kHost, kDevice };
+
+struct RuntimeOptions {
+  uint64_t staging_bytes = 256ull << 20;  // the pinned ring, in total
+  uint64_t chunk_bytes = 8ull << 20;      // one read / one copy; a multiple of 4096
+  int io_threads = 6;
+  int streams = 2;
+  ODirectMode o_direct = ODirectMode::kAuto;
+  bool verify = true;
+  uint64_t resident_budget = 0;  // bytes of files to keep mapped + registered; 0: no resident mode
+  int device = 0;
+  bool force_host = false;  // host placement even when a GPU is present
+
+  // `base` overlaid with the HCT_* environment variables; InvalidArgument naming the variable
+  // when one does not parse.
+  static Result<RuntimeOptions> FromEnv(RuntimeOptions base);
+  static Result<RuntimeOptions> FromEnv();
+  Status Validate() const;
+};
+
+// Opaque CUDA handles so that this header needs no CUDA headers: cudaStream_t / cudaEvent_t.
+using StreamHandle = void*;
+using EventHandle = void*;
+
+namespace detail {
+struct Buffer;      // memory that one or more loaded tensors live in
+struct LoadState;   // the completion event of one Load()
+class Engine;
+}  // namespace detail
+
+// One loaded tensor: where its bytes are and when they are there. Copies share the memory; the
+// memory is released (or its layer-pool slot returned) when the last copy and the last DLPack
+// export are gone.
+class LoadedTensor {
+ public:
+  LoadedTensor() = default;
+  const TensorSpec& spec() const { return *spec_; }
+  void* data() const { return data_; }
+  uint64_t bytes() const { return spec_ ? spec_->length : 0; }
+  Placement placement() const;
+  int device() const;
+  // cudaEvent_t recorded on the caller's stream after the copies; null for host placement.
+  EventHandle event() const;
+  // Blocks until the bytes are in place (cudaEventSynchronize on event()).
+  Status Wait() const;
+  // A DLManagedTensor sharing the memory (compact row-major); the consumer calls its deleter.
+  // Wait() or order the consumer's stream on event() before reading it.
+  Result<DLManagedTensor*> ToDLPack() const;
+  bool valid() const { return data_ != nullptr || (spec_ && spec_->length == 0); }
+
+ private:
+  friend class detail::Engine;
+  std::shared_ptr<const TensorSpec> spec_;
+  std::shared_ptr<detail::Buffer> buffer_;
+  std::shared_ptr<detail::LoadState> state_;
+  void* data_ = nullptr;
+};
+
+struct RuntimeStats {
+  Placement placement = Placement::kHost;
+  int device = -1;
+  uint64_t pinned_staging_bytes = 0;  // the ring (cudaHostAlloc)
+  uint64_t registered_bytes = 0;      // resident files (cudaHostRegister'ed mappings)
+  uint64_t resident_files = 0;
+  uint64_t loads_resident = 0, loads_one_shot = 0;
+  uint64_t bytes_resident = 0, bytes_one_shot = 0;
+  uint64_t bytes_o_direct = 0, bytes_buffered = 0;
+  uint64_t bytes_verified = 0;
+  std::string resident_fallback;  // why resident mode was refused, empty when it was not
+};
+
+// Byte offset of each spec when `specs` are packed into one buffer (256-byte aligned), and the
+// total in `*total`.
+std::vector<uint64_t> PackOffsets(std::span<const TensorSpec> specs, uint64_t* total);
+
+class Runtime {
+ public:
+  // Picks the placement: device when CUDA is compiled in, a device is present and !force_host.
+  static Result<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  Placement placement() const;
+  int device() const;
+  const RuntimeOptions& options() const;
+
+  // Loads one tensor. `dst` (device memory for kDevice, host memory for kHost) must hold
+  // spec.length bytes; null: the runtime allocates. `stream`: the caller's cudaStream_t (null:
+  // the legacy default stream); ignored for host placement.
+  Result<LoadedTensor> Load(const TensorSpec& spec, StreamHandle stream = nullptr,
+                            void* dst = nullptr, uint64_t dst_bytes = 0);
+  // Loads several tensors into one buffer (PackOffsets layout), sharing one event.
+  Result<std::vector<LoadedTensor>> LoadMany(std::span<const TensorSpec> specs,
+                                             StreamHandle stream = nullptr, void* dst = nullptr,
+                                             uint64_t dst_bytes = 0);
+
+  // Maps and registers `path` now (resident mode), verifying nothing yet. ResourceExhausted when
+  // it does not fit the budget; Internal (with the CUDA error) when registration fails.
+  Status MakeResident(const std::string& path);
+  bool IsResident(const std::string& path) const;
+  // Unregisters and unmaps every resident file (waits for nothing: call after your loads are
+  // done).
+  Status ReleaseResident();
+
+  RuntimeStats stats() const;
+
+  detail::Engine* engine() { return engine_.get(); }
+
+ private:
+  explicit Runtime(std::unique_ptr<detail::Engine> e);
+  std::unique_ptr<detail::Engine> engine_;
+};
+
+// Where tensors come from: a list of TensorSpecs by name and by layer.
+class Catalog {
+ public:
+  // A safetensors file or a Hugging Face folder of them (no checksums: nothing to verify).
+  static Result<Catalog> FromSafetensors(const std::string& path);
+  static Catalog FromSpecs(std::vector<TensorSpec> specs);
+
+  const std::vector<TensorSpec>& tensors() const { return specs_; }
+  // nullptr when absent.
+  const TensorSpec* Find(std::string_view name) const;
+  // Number of layers: 1 + the highest layer number (0 when no tensor is in a layer).
+  int num_layers() const;
+  // The tensors of layer `i` in file order.
+  std::vector<TensorSpec> Layer(int i) const;
+
+ private:
+  std::vector<TensorSpec> specs_;
+};
+
+// One layer handed out by LayerStreamer: its tensors live in one pool slot that returns to the
+// pool when every tensor (and DLPack export) of the layer is dropped; the next load into the slot
+// waits (on the GPU) for work the consumer enqueued on its stream before dropping them.
+struct StreamedLayer {
+  int index = -1;
+  std::vector<LoadedTensor> tensors;
+  const LoadedTensor* Find(std::string_view name) const;
+};
+
+// Iterates layers in order with `prefetch` layers loading ahead, in prefetch + 1 device buffers
+// allocated once (each as large as the largest layer) and reused.
+class LayerStreamer {
+ public:
+  static Result<std::unique_ptr<LayerStreamer>> Create(Runtime* runtime,
+                                                       std::vector<std::vector<TensorSpec>> layers,
+                                                       int prefetch, StreamHandle stream);
+  ~LayerStreamer();
+  // The next layer; OutOfRange after the last one. The first error of a prefetched load comes
+  // out here, for the layer it belongs to.
+  Result<StreamedLayer> Next();
+  int num_layers() const;
+  uint64_t slot_bytes() const;
+  int slots() const;
+
+  struct Impl;
+
+ private:
+  explicit LayerStreamer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// DLPack dtype of a safetensors dtype (bits per element, lanes 1); Unsupported for none.
+Result<DLDataType> ToDLDataType(DType t);
+
+}  // namespace hct

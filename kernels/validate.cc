@@ -1,0 +1,94 @@
+// Argument checks for the GPU decode launchers; compiled with and without CUDA so that the
+// rules are testable anywhere. Builds without CUDA also get launchers that say kUnsupported.
+#include <cmath>
+#include <string>
+
+#include "hct/kernels.h"
+
+namespace hct {
+namespace {
+
+std::string U(uint64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+Status ValidateDctqDecode(const DctqDecodeArgs& a) {
+  if (a.symbol_type != DType::kI8 && a.symbol_type != DType::kI16) {
+    return Status::Unsupported("dctq decode: symbol type " +
+                               std::string(DTypeName(a.symbol_type)) + " (want I8 or I16)");
+  }
+  if (a.out_type != DType::kBF16 && a.out_type != DType::kF16 && a.out_type != DType::kF32) {
+    return Status::Unsupported("dctq decode: output type " + std::string(DTypeName(a.out_type)) +
+                               " (want BF16, F16 or F32)");
+  }
+  if (a.transform != GpuTransform::kNone && a.transform != GpuTransform::kDct) {
+    return Status::InvalidArgument("dctq decode: unknown transform " +
+                                   std::to_string(int(a.transform)));
+  }
+  if (a.row_begin > a.row_end || a.row_end > a.rows) {
+    return Status::OutOfRange("dctq decode: rows [" + U(a.row_begin) + ", " + U(a.row_end) +
+                              ") outside a tensor of " + U(a.rows) + " rows");
+  }
+  // Element offsets are computed in 64 bits; refuse shapes whose byte size would wrap.
+  if (a.cols != 0 && a.rows > (uint64_t(1) << 62) / 4 / a.cols) {
+    return Status::OutOfRange("dctq decode: shape " + U(a.rows) + " x " + U(a.cols) +
+                              " too large");
+  }
+  if (a.row_begin == a.row_end || a.cols == 0) return Status::OK();  // nothing to write
+  if (a.symbols == nullptr || a.out == nullptr) {
+    return Status::InvalidArgument("dctq decode: null symbols or output pointer");
+  }
+  if (a.transform == GpuTransform::kDct) {
+    if (a.tile_rows < 1 || a.tile_rows > 64 || a.tile_cols < 1 || a.tile_cols > 64) {
+      return Status::Unsupported("dctq decode: tile " + U(a.tile_rows) + " x " + U(a.tile_cols) +
+                                 " (each side must be 1..64)");
+    }
+    if (a.row_begin % a.tile_rows != 0 ||
+        (a.row_end != a.rows && a.row_end % a.tile_rows != 0)) {
+      return Status::InvalidArgument("dctq decode: rows [" + U(a.row_begin) + ", " +
+                                     U(a.row_end) + ") are not whole tile-rows of " +
+                                     U(a.tile_rows));
+    }
+  }
+  if (!std::isfinite(a.step)) {
+    return Status::InvalidArgument("dctq decode: step is not finite");
+  }
+  return Status::OK();
+}
+
+Status ValidateBytePlaneMerge(const BytePlaneMergeArgs& a) {
+  if (a.word_bytes != 1 && a.word_bytes != 2 && a.word_bytes != 4 && a.word_bytes != 8) {
+    return Status::Unsupported("byte-plane merge: word size " + U(a.word_bytes) +
+                               " (want 1, 2, 4 or 8)");
+  }
+  if (a.rotate_bits >= a.word_bytes * 8) {
+    return Status::InvalidArgument("byte-plane merge: rotation " + U(a.rotate_bits) +
+                                   " >= word width " + U(a.word_bytes * 8));
+  }
+  if (a.count == 0) return Status::OK();
+  if (a.planes == nullptr || a.out == nullptr) {
+    return Status::InvalidArgument("byte-plane merge: null planes or output pointer");
+  }
+  if (a.plane_stride < a.count) {
+    return Status::InvalidArgument("byte-plane merge: plane stride " + U(a.plane_stride) +
+                                   " < element count " + U(a.count));
+  }
+  if (a.count > (uint64_t(1) << 60) / a.word_bytes ||
+      a.plane_stride > (uint64_t(1) << 60) / a.word_bytes) {
+    return Status::OutOfRange("byte-plane merge: " + U(a.count) + " elements too large");
+  }
+  return Status::OK();
+}
+
+#ifndef HCT_WITH_CUDA
+Status LaunchDctqDecode(const DctqDecodeArgs& a, GpuStream) {
+  HCT_RETURN_IF_ERROR(ValidateDctqDecode(a));
+  return Status::Unsupported("dctq decode: built without CUDA");
+}
+Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream) {
+  HCT_RETURN_IF_ERROR(ValidateBytePlaneMerge(a));
+  return Status::Unsupported("byte-plane merge: built without CUDA");
+}
+#endif
+
+}  // namespace hct

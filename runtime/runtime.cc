@@ -1,0 +1,487 @@
+// hct::Runtime, options, LoadedTensor, Catalog, LayerStreamer and the DLPack export.
+#include "hct/runtime.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "hct/safetensors.h"
+#include "runtime/detail/engine.h"
+
+#if HCT_WITH_CUDA
+#include <cuda_runtime_api.h>
+
+#include "hct/detail/check_cuda.h"
+#endif
+
+namespace hct {
+namespace {
+
+// "64M", "1.5G", "4096", "2GiB" -> bytes (powers of 1024).
+std::optional<uint64_t> ParseBytes(std::string t) {
+  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
+  if (t.empty()) return std::nullopt;
+  size_t i = 0;
+  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
+  if (i == 0) return std::nullopt;
+  std::string num = t.substr(0, i), unit = t.substr(i);
+  for (auto& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.ends_with("IB")) unit.resize(unit.size() - 2);
+  else if (unit.size() == 2 && unit[1] == 'B') unit.resize(1);
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K") shift = 10;
+  else if (unit == "M") shift = 20;
+  else if (unit == "G") shift = 30;
+  else if (unit == "T") shift = 40;
+  else return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(num.c_str(), &end);
+  if (errno || end != num.c_str() + num.size() || v < 0) return std::nullopt;
+  double bytes = v * double(1ull << shift);
+  if (bytes >= 1.8e19) return std::nullopt;
+  return uint64_t(bytes);
+}
+
+std::optional<bool> ParseBool(std::string t) {
+  for (auto& c : t) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (t == "1" || t == "on" || t == "true" || t == "yes") return true;
+  if (t == "0" || t == "off" || t == "false" || t == "no") return false;
+  return std::nullopt;
+}
+
+std::optional<int> ParseInt(const std::string& t) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(t.c_str(), &end, 10);
+  if (t.empty() || errno || *end != '\0' || v < -1000000 || v > 1000000) return std::nullopt;
+  return int(v);
+}
+
+Status BadEnv(const char* var, const std::string& value, const char* want) {
+  return Status::InvalidArgument(std::string(var) + "='" + value + "': expected " + want);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------ options
+Result<RuntimeOptions> RuntimeOptions::FromEnv() { return FromEnv(RuntimeOptions{}); }
+
+Result<RuntimeOptions> RuntimeOptions::FromEnv(RuntimeOptions o) {
+  auto env = [](const char* k) -> std::optional<std::string> {
+    const char* v = std::getenv(k);
+    if (!v) return std::nullopt;
+    return std::string(v);
+  };
+  auto size = [&](const char* k, uint64_t* dst) -> Status {
+    if (auto v = env(k)) {
+      auto b = ParseBytes(*v);
+      if (!b) return BadEnv(k, *v, "a size such as 256M or 4G");
+      *dst = *b;
+    }
+    return Status::OK();
+  };
+  auto integer = [&](const char* k, int* dst) -> Status {
+    if (auto v = env(k)) {
+      auto n = ParseInt(*v);
+      if (!n) return BadEnv(k, *v, "an integer");
+      *dst = *n;
+    }
+    return Status::OK();
+  };
+  auto boolean = [&](const char* k, bool* dst) -> Status {
+    if (auto v = env(k)) {
+      auto b = ParseBool(*v);
+      if (!b) return BadEnv(k, *v, "on or off");
+      *dst = *b;
+    }
+    return Status::OK();
+  };
+  HCT_RETURN_IF_ERROR(size("HCT_STAGING_BYTES", &o.staging_bytes));
+  HCT_RETURN_IF_ERROR(size("HCT_CHUNK_BYTES", &o.chunk_bytes));
+  HCT_RETURN_IF_ERROR(size("HCT_RESIDENT_BUDGET", &o.resident_budget));
+  HCT_RETURN_IF_ERROR(integer("HCT_IO_THREADS", &o.io_threads));
+  HCT_RETURN_IF_ERROR(integer("HCT_STREAMS", &o.streams));
+  HCT_RETURN_IF_ERROR(integer("HCT_DEVICE", &o.device));
+  HCT_RETURN_IF_ERROR(boolean("HCT_VERIFY", &o.verify));
+  HCT_RETURN_IF_ERROR(boolean("HCT_FORCE_HOST", &o.force_host));
+  if (auto v = env("HCT_O_DIRECT")) {
+    std::string t = *v;
+    for (auto& c : t) c = char(std::tolower(static_cast<unsigned char>(c)));
+    if (t == "auto") o.o_direct = ODirectMode::kAuto;
+    else if (auto b = ParseBool(t)) o.o_direct = *b ? ODirectMode::kOn : ODirectMode::kOff;
+    else return BadEnv("HCT_O_DIRECT", *v, "on, off or auto");
+  }
+  HCT_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+Status RuntimeOptions::Validate() const {
+  if (chunk_bytes < 4096 || chunk_bytes % 4096 != 0)
+    return Status::InvalidArgument("chunk_bytes " + std::to_string(chunk_bytes) +
+                                   " is not a positive multiple of 4096");
+  if (staging_bytes < 2 * chunk_bytes)
+    return Status::InvalidArgument("staging_bytes " + std::to_string(staging_bytes) +
+                                   " must hold at least two chunks of " +
+                                   std::to_string(chunk_bytes));
+  if (io_threads < 1 || io_threads > 256)
+    return Status::InvalidArgument("io_threads " + std::to_string(io_threads) +
+                                   " is not in [1, 256]");
+  if (streams < 1 || streams > 64)
+    return Status::InvalidArgument("streams " + std::to_string(streams) + " is not in [1, 64]");
+  return Status::OK();
+}
+
+std::vector<uint64_t> PackOffsets(std::span<const TensorSpec> specs, uint64_t* total) {
+  std::vector<uint64_t> offs;
+  uint64_t o = 0;
+  for (const auto& s : specs) {
+    o = (o + 255) & ~uint64_t(255);
+    offs.push_back(o);
+    o += s.length;
+  }
+  if (total) *total = o;
+  return offs;
+}
+
+// --------------------------------------------------------------------------- LoadedTensor
+Placement LoadedTensor::placement() const {
+  return state_ ? state_->placement : Placement::kHost;
+}
+int LoadedTensor::device() const { return state_ ? state_->device : -1; }
+EventHandle LoadedTensor::event() const { return state_ ? state_->event : nullptr; }
+
+Status LoadedTensor::Wait() const {
+#if HCT_WITH_CUDA
+  if (state_ && state_->event)
+    HCT_CHECK(cuda, cudaEventSynchronize(static_cast<cudaEvent_t>(state_->event)));
+#endif
+  return Status::OK();
+}
+
+Result<DLDataType> ToDLDataType(DType t) {
+  auto dt = [](DLDataTypeCode c, int bits) { return DLDataType{uint8_t(c), uint8_t(bits), 1}; };
+  switch (t) {
+    case DType::kBOOL: return dt(kDLBool, 8);
+    case DType::kU8: return dt(kDLUInt, 8);
+    case DType::kI8: return dt(kDLInt, 8);
+    case DType::kF8_E5M2: return dt(kDLFloat8_e5m2, 8);
+    case DType::kF8_E4M3: return dt(kDLFloat8_e4m3fn, 8);  // safetensors F8_E4M3 is e4m3fn
+    case DType::kF8_E8M0: return dt(kDLFloat8_e8m0fnu, 8);
+    case DType::kI16: return dt(kDLInt, 16);
+    case DType::kU16: return dt(kDLUInt, 16);
+    case DType::kF16: return dt(kDLFloat, 16);
+    case DType::kBF16: return dt(kDLBfloat, 16);
+    case DType::kI32: return dt(kDLInt, 32);
+    case DType::kU32: return dt(kDLUInt, 32);
+    case DType::kF32: return dt(kDLFloat, 32);
+    case DType::kC64: return dt(kDLComplex, 64);
+    case DType::kF64: return dt(kDLFloat, 64);
+    case DType::kI64: return dt(kDLInt, 64);
+    case DType::kU64: return dt(kDLUInt, 64);
+    case DType::kF4: return dt(kDLFloat4_e2m1fn, 4);
+    case DType::kF6_E2M3: return dt(kDLFloat6_e2m3fn, 6);
+    case DType::kF6_E3M2: return dt(kDLFloat6_e3m2fn, 6);
+  }
+  return Status::Unsupported("dtype " + std::string(DTypeName(t)) + " has no DLPack code");
+}
+
+namespace {
+struct DLPackCtx {
+  std::shared_ptr<detail::Buffer> buffer;
+  std::shared_ptr<detail::LoadState> state;
+  std::vector<int64_t> shape;
+  DLManagedTensor managed{};
+};
+void DeleteDLPack(DLManagedTensor* self) {
+  if (self) delete static_cast<DLPackCtx*>(self->manager_ctx);
+}
+}  // namespace
+
+Result<DLManagedTensor*> LoadedTensor::ToDLPack() const {
+  if (!spec_) return Status::InvalidArgument("empty LoadedTensor");
+  auto dt = ToDLDataType(spec_->dtype);
+  if (!dt.ok()) return dt.status().WithContext("tensor '" + spec_->name + "'");
+  auto* ctx = new DLPackCtx();
+  ctx->buffer = buffer_;
+  ctx->state = state_;
+  ctx->shape = spec_->shape;
+  DLTensor& t = ctx->managed.dl_tensor;
+  t.data = data_;
+  t.device.device_type = placement() == Placement::kDevice ? kDLCUDA : kDLCPU;
+  t.device.device_id = placement() == Placement::kDevice ? device() : 0;
+  t.ndim = int32_t(ctx->shape.size());
+  t.dtype = *dt;
+  t.shape = ctx->shape.empty() ? nullptr : ctx->shape.data();
+  t.strides = nullptr;
+  t.byte_offset = 0;
+  ctx->managed.manager_ctx = ctx;
+  ctx->managed.deleter = &DeleteDLPack;
+  return &ctx->managed;
+}
+
+// -------------------------------------------------------------------------------- Runtime
+Runtime::Runtime(std::unique_ptr<detail::Engine> e) : engine_(std::move(e)) {}
+Runtime::~Runtime() = default;
+
+Result<std::unique_ptr<Runtime>> Runtime::Create(const RuntimeOptions& options) {
+  HCT_ASSIGN_OR_RETURN(auto e, detail::Engine::Create(options));
+  return std::unique_ptr<Runtime>(new Runtime(std::move(e)));
+}
+
+Placement Runtime::placement() const { return engine_->placement(); }
+int Runtime::device() const { return engine_->device(); }
+const RuntimeOptions& Runtime::options() const { return engine_->options(); }
+
+Result<LoadedTensor> Runtime::Load(const TensorSpec& spec, StreamHandle stream, void* dst,
+                                   uint64_t dst_bytes) {
+  HCT_ASSIGN_OR_RETURN(auto v, engine_->LoadMany({&spec, 1}, stream, dst, dst_bytes, nullptr,
+                                                 nullptr));
+  return std::move(v[0]);
+}
+
+Result<std::vector<LoadedTensor>> Runtime::LoadMany(std::span<const TensorSpec> specs,
+                                                    StreamHandle stream, void* dst,
+                                                    uint64_t dst_bytes) {
+  return engine_->LoadMany(specs, stream, dst, dst_bytes, nullptr, nullptr);
+}
+
+Status Runtime::MakeResident(const std::string& path) { return engine_->MakeResident(path); }
+bool Runtime::IsResident(const std::string& path) const { return engine_->IsResident(path); }
+Status Runtime::ReleaseResident() { return engine_->ReleaseResident(); }
+RuntimeStats Runtime::stats() const { return engine_->stats(); }
+
+// -------------------------------------------------------------------------------- Catalog
+namespace {
+// The layer number after "layers.", "h.", "blocks." or "layer." in a tensor name; -1 otherwise.
+int LayerOf(std::string_view name) {
+  for (std::string_view key : {"layers.", "h.", "blocks.", "layer."}) {
+    for (size_t p = name.find(key); p != std::string_view::npos; p = name.find(key, p + 1)) {
+      if (p != 0 && name[p - 1] != '.') continue;
+      size_t i = p + key.size(), j = i;
+      while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
+      if (j > i && j - i < 9 && (j == name.size() || name[j] == '.'))
+        return std::atoi(std::string(name.substr(i, j - i)).c_str());
+    }
+  }
+  return -1;
+}
+}  // namespace
+
+Result<Catalog> Catalog::FromSafetensors(const std::string& path) {
+  HCT_ASSIGN_OR_RETURN(ModelFolder m, ModelFolder::Open(path, SafetensorsAccess::kPread));
+  std::vector<TensorSpec> specs;
+  for (const SafetensorsFile& f : m.shards()) {
+    for (size_t i : f.data_order()) {
+      const TensorInfo& t = f.tensors()[i];
+      TensorSpec s;
+      s.name = t.name;
+      s.path = f.path();
+      s.offset = f.file_offset(t);
+      s.length = t.num_bytes();
+      s.dtype = t.dtype;
+      for (uint64_t d : t.shape) s.shape.push_back(int64_t(d));
+      s.layer = LayerOf(t.name);
+      specs.push_back(std::move(s));
+    }
+  }
+  return FromSpecs(std::move(specs));
+}
+
+Catalog Catalog::FromSpecs(std::vector<TensorSpec> specs) {
+  Catalog c;
+  c.specs_ = std::move(specs);
+  return c;
+}
+
+const TensorSpec* Catalog::Find(std::string_view name) const {
+  for (const auto& s : specs_)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+int Catalog::num_layers() const {
+  int n = 0;
+  for (const auto& s : specs_) n = std::max(n, s.layer + 1);
+  return n;
+}
+
+std::vector<TensorSpec> Catalog::Layer(int i) const {
+  std::vector<TensorSpec> v;
+  for (const auto& s : specs_)
+    if (s.layer == i) v.push_back(s);
+  std::stable_sort(v.begin(), v.end(), [](const TensorSpec& a, const TensorSpec& b) {
+    return a.path != b.path ? a.path < b.path : a.offset < b.offset;
+  });
+  return v;
+}
+
+const LoadedTensor* StreamedLayer::Find(std::string_view name) const {
+  for (const auto& t : tensors)
+    if (t.spec().name == name) return &t;
+  return nullptr;
+}
+
+// --------------------------------------------------------------------------- LayerStreamer
+namespace {
+// The reused buffers; shared with every slot Buffer so that it outlives the streamer while a
+// layer is still held.
+struct SlotPool {
+  Placement placement = Placement::kHost;
+  int device = -1;
+  uint64_t slot_bytes = 0;
+  std::vector<void*> ptrs;
+  std::vector<void*> free_events;  // cudaEvent_t: the consumer's stream is done with the slot
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<int> free;  // FIFO: slots are reused round-robin, the longest-idle first
+  ~SlotPool() {
+    for (void* p : ptrs) detail::FreeMemory(placement, device, p);
+#if HCT_WITH_CUDA
+    for (void* e : free_events) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+#endif
+  }
+};
+}  // namespace
+
+struct LayerStreamer::Impl {
+  detail::Engine* engine = nullptr;
+  std::vector<std::vector<TensorSpec>> layers;
+  StreamHandle stream = nullptr;
+  std::shared_ptr<SlotPool> pool;
+  std::thread worker;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Result<StreamedLayer>> ready;
+  int handed_out = 0;
+  bool stop = false;
+
+  void Run() {
+    for (int k = 0; k < int(layers.size()); ++k) {
+      int slot = -1;
+      {
+        std::unique_lock<std::mutex> l(pool->mu);
+        pool->cv.wait(l, [&] { return stop || !pool->free.empty(); });
+        if (stop) return;
+        slot = pool->free.front();
+        pool->free.pop_front();
+      }
+      auto buf = std::make_shared<detail::Buffer>();
+      buf->ptr = pool->ptrs[size_t(slot)];
+      buf->bytes = pool->slot_bytes;
+      buf->placement = pool->placement;
+      buf->device = pool->device;
+      std::shared_ptr<SlotPool> keep = pool;
+      StreamHandle st = stream;
+      buf->release = [keep, slot, st](detail::Buffer&) {
+#if HCT_WITH_CUDA
+        if (keep->placement == Placement::kDevice) {
+          // The next load into this slot waits (on the GPU) for the consumer's work so far.
+          int prev = -1;
+          (void)cudaGetDevice(&prev);
+          (void)cudaSetDevice(keep->device);
+          (void)cudaEventRecord(static_cast<cudaEvent_t>(keep->free_events[size_t(slot)]),
+                                static_cast<cudaStream_t>(st));
+          if (prev >= 0) (void)cudaSetDevice(prev);
+        }
+#endif
+        std::lock_guard<std::mutex> l(keep->mu);
+        keep->free.push_back(slot);
+        keep->cv.notify_all();
+      };
+      EventHandle wait = pool->free_events.empty() ? nullptr : pool->free_events[size_t(slot)];
+      auto r = engine->LoadMany(layers[size_t(k)], stream, nullptr, 0, std::move(buf), wait);
+      std::lock_guard<std::mutex> l(mu);
+      if (r.ok()) {
+        StreamedLayer layer;
+        layer.index = k;
+        layer.tensors = std::move(*r);
+        ready.emplace_back(std::move(layer));
+      } else {
+        ready.emplace_back(r.status().WithContext("layer " + std::to_string(k)));
+        cv.notify_all();
+        return;  // later layers are not loaded after an error
+      }
+      cv.notify_all();
+    }
+  }
+};
+
+LayerStreamer::LayerStreamer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+LayerStreamer::~LayerStreamer() {
+  {
+    std::lock_guard<std::mutex> l(impl_->mu);
+    impl_->stop = true;
+  }
+  {
+    std::lock_guard<std::mutex> l(impl_->pool->mu);
+    impl_->stop = true;
+  }
+  impl_->pool->cv.notify_all();
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+Result<std::unique_ptr<LayerStreamer>> LayerStreamer::Create(
+    Runtime* runtime, std::vector<std::vector<TensorSpec>> layers, int prefetch,
+    StreamHandle stream) {
+  if (!runtime) return Status::InvalidArgument("LayerStreamer needs a runtime");
+  if (prefetch < 0 || prefetch > 64)
+    return Status::InvalidArgument("prefetch " + std::to_string(prefetch) + " is not in [0, 64]");
+  auto impl = std::make_unique<Impl>();
+  impl->engine = runtime->engine();
+  impl->stream = stream;
+  auto pool = std::make_shared<SlotPool>();
+  pool->placement = runtime->placement();
+  pool->device = runtime->device();
+  for (const auto& l : layers) {
+    uint64_t total = 0;
+    PackOffsets(l, &total);
+    pool->slot_bytes = std::max(pool->slot_bytes, total);
+  }
+  const int nslots = std::min<int>(prefetch + 1, std::max<int>(1, int(layers.size())));
+  for (int i = 0; i < nslots; ++i) {
+    HCT_ASSIGN_OR_RETURN(void* p, impl->engine->AllocateRaw(pool->slot_bytes));
+    pool->ptrs.push_back(p);
+    pool->free.push_back(i);
+#if HCT_WITH_CUDA
+    if (pool->placement == Placement::kDevice) {
+      cudaEvent_t ev;
+      HCT_CHECK(cuda, cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+      pool->free_events.push_back(ev);
+    }
+#endif
+  }
+  impl->pool = std::move(pool);
+  impl->layers = std::move(layers);
+  Impl* raw = impl.get();
+  std::unique_ptr<LayerStreamer> s(new LayerStreamer(std::move(impl)));
+  raw->worker = std::thread([raw] { raw->Run(); });
+  return s;
+}
+
+Result<StreamedLayer> LayerStreamer::Next() {
+  std::unique_lock<std::mutex> l(impl_->mu);
+  if (impl_->handed_out >= int(impl_->layers.size()))
+    return Status::OutOfRange("all " + std::to_string(impl_->layers.size()) +
+                              " layers were streamed");
+  impl_->cv.wait(l, [&] { return !impl_->ready.empty(); });
+  Result<StreamedLayer> r = std::move(impl_->ready.front());
+  if (r.ok()) {
+    impl_->ready.pop_front();
+    ++impl_->handed_out;
+  }  // an error stays at the front: every later Next() reports it
+  return r;
+}
+
+int LayerStreamer::num_layers() const { return int(impl_->layers.size()); }
+uint64_t LayerStreamer::slot_bytes() const { return impl_->pool->slot_bytes; }
+int LayerStreamer::slots() const { return int(impl_->pool->ptrs.size()); }
+
+}  // namespace hct

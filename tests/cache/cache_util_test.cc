@@ -1,0 +1,62 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include "hct/cache.h"
+
+namespace hct {
+namespace {
+
+TEST(CacheUtil, ParseSize) {
+  EXPECT_EQ(*ParseSize("500G"), 500ull << 30);
+  EXPECT_EQ(*ParseSize("1.5T"), 3ull << 39);
+  EXPECT_EQ(*ParseSize("64M"), 64ull << 20);
+  EXPECT_EQ(*ParseSize("10GiB"), 10ull << 30);
+  EXPECT_EQ(*ParseSize("10gb"), 10ull << 30);
+  EXPECT_EQ(*ParseSize("4096"), 4096u);
+  EXPECT_EQ(*ParseSize("0"), 0u);
+  for (const char* bad : {"", "G", "12X", "-5G", "1.2.3M", "5 GGB"}) {
+    auto r = ParseSize(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  }
+}
+
+TEST(CacheUtil, FormatSize) {
+  EXPECT_EQ(FormatSize(512), "512");
+  EXPECT_EQ(FormatSize(1536), "1.50K");
+  EXPECT_EQ(FormatSize(500ull << 30), "500G");
+  EXPECT_EQ(FormatSize(20ull << 20), "20.0M");
+}
+
+TEST(CacheUtil, LayerOfTensor) {
+  EXPECT_EQ(LayerOfTensor("model.layers.12.mlp.up_proj.weight"), 12);
+  EXPECT_EQ(LayerOfTensor("transformer.h.3.attn.c_attn.weight"), 3);
+  EXPECT_EQ(LayerOfTensor("blocks.0.norm1.weight"), 0);
+  EXPECT_EQ(LayerOfTensor("encoder.layer.7.output.dense.bias"), 7);
+  EXPECT_EQ(LayerOfTensor("model.embed_tokens.weight"), std::nullopt);
+  EXPECT_EQ(LayerOfTensor("model.layers.x.weight"), std::nullopt);
+  EXPECT_EQ(LayerOfTensor("model.layers.12abc.weight"), std::nullopt);
+  EXPECT_EQ(LayerOfTensor("lm_head.weight"), std::nullopt);
+  // "h." must be a whole component: "path.1" is not layer 1.
+  EXPECT_EQ(LayerOfTensor("path.1.weight"), std::nullopt);
+}
+
+TEST(CacheUtil, ResolveCacheDirOrder) {
+  ::setenv("HCT_CACHE_DIR", "/a/b", 1);
+  ::setenv("XDG_CACHE_HOME", "/x", 1);
+  ::setenv("HOME", "/home/u", 1);
+  EXPECT_EQ(*ResolveCacheDir("/flag"), "/flag");
+  EXPECT_EQ(*ResolveCacheDir(""), "/a/b");
+  ::unsetenv("HCT_CACHE_DIR");
+  EXPECT_EQ(*ResolveCacheDir(""), "/x/hct");
+  ::unsetenv("XDG_CACHE_HOME");
+  EXPECT_EQ(*ResolveCacheDir(""), "/home/u/.cache/hct");
+  ::unsetenv("HOME");
+  auto r = ResolveCacheDir("");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  ::setenv("HOME", "/root", 1);
+}
+
+}  // namespace
+}  // namespace hct

@@ -1,0 +1,301 @@
+// Runtime on the host path (force_host): the CPU fallback with the same checks the GPU tests make.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+#include "hct/hct.h"
+#include "hct/runtime.h"
+#include "hct/safetensors.h"
+#include "runtime/runtime_test_util.h"
+
+namespace hct {
+namespace {
+
+using test::MakeFile;
+using test::SmallRing;
+using test::TempDir;
+
+void ExpectBytes(const LoadedTensor& t, const std::vector<unsigned char>& want) {
+  ASSERT_EQ(t.bytes(), want.size()) << t.spec().name;
+  ASSERT_EQ(t.placement(), Placement::kHost);
+  EXPECT_EQ(std::memcmp(t.data(), want.data(), want.size()), 0) << t.spec().name;
+}
+
+class HostLoad : public ::testing::TestWithParam<ODirectMode> {};
+
+TEST_P(HostLoad, EveryDTypeBitExact) {
+  auto f = MakeFile(TempDir("every") + "/a.bin", 30000, 1);
+  auto rt = Runtime::Create(SmallRing(GetParam(), true));
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  EXPECT_EQ((*rt)->placement(), Placement::kHost);
+  for (size_t i = 0; i < f.specs.size(); ++i) {
+    auto t = (*rt)->Load(f.specs[i]);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    ASSERT_TRUE(t->Wait().ok());
+    ExpectBytes(*t, f.bytes[i]);
+  }
+  // All at once, packed in one buffer.
+  auto all = (*rt)->LoadMany(f.specs);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  for (size_t i = 0; i < f.specs.size(); ++i) ExpectBytes((*all)[i], f.bytes[i]);
+  auto st = (*rt)->stats();
+  EXPECT_GT(st.bytes_verified, 0u);
+  if (GetParam() == ODirectMode::kOn) {
+    EXPECT_GT(st.bytes_o_direct, 0u);  // the build dir is on a file system with O_DIRECT
+  }
+  if (GetParam() == ODirectMode::kOff) EXPECT_EQ(st.bytes_o_direct, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, HostLoad,
+                         ::testing::Values(ODirectMode::kOff, ODirectMode::kOn, ODirectMode::kAuto));
+
+TEST(HostLoadTest, CallerMemory) {
+  auto f = MakeFile(TempDir("caller") + "/a.bin", 20000, 2);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  std::vector<unsigned char> mem(f.specs[3].length + 16, 0);
+  auto t = (*rt)->Load(f.specs[3], nullptr, mem.data(), mem.size());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->data(), mem.data());
+  EXPECT_EQ(std::memcmp(mem.data(), f.bytes[3].data(), f.bytes[3].size()), 0);
+  auto small = (*rt)->Load(f.specs[3], nullptr, mem.data(), f.specs[3].length - 1);
+  EXPECT_EQ(small.status().code(), Code::kInvalidArgument);
+}
+
+TEST(HostLoadTest, CorruptedTensorRefused) {
+  auto f = MakeFile(TempDir("corrupt") + "/a.bin", 40000, 3);
+  const TensorSpec& s = f.specs[9];
+  test::FlipByte(f.path, s.offset + s.length - 1);  // the last chunk: checked at the end
+  for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
+    auto rt = Runtime::Create(SmallRing(od, true));
+    ASSERT_TRUE(rt.ok());
+    auto t = (*rt)->Load(s);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), Code::kCorruption);
+    EXPECT_NE(t.status().message().find("tensor '" + s.name + "'"), std::string::npos)
+        << t.status().ToString();
+    EXPECT_NE(t.status().message().find("checksum mismatch"), std::string::npos);
+    // The neighbours still load, and the batch that holds the bad tensor fails as a whole.
+    EXPECT_TRUE((*rt)->Load(f.specs[8]).ok());
+    EXPECT_EQ((*rt)->LoadMany(f.specs).status().code(), Code::kCorruption);
+  }
+  auto o = SmallRing(ODirectMode::kOff, true);
+  o.verify = false;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  auto t = (*rt)->Load(s);
+  ASSERT_TRUE(t.ok());  // unverified: the flipped byte comes through
+  EXPECT_NE(std::memcmp(t->data(), f.bytes[9].data(), s.length), 0);
+}
+
+TEST(HostLoadTest, BadSpecs) {
+  auto f = MakeFile(TempDir("bad") + "/a.bin", 10000, 4);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kAuto, true));
+  ASSERT_TRUE(rt.ok());
+  TensorSpec s = f.specs[0];
+  s.path += ".missing";
+  auto r = (*rt)->Load(s);
+  EXPECT_EQ(r.status().code(), Code::kNotFound);
+  EXPECT_NE(r.status().message().find(s.name), std::string::npos);
+  s = f.specs.back();
+  s.offset += 1u << 20;
+  r = (*rt)->Load(s);
+  EXPECT_EQ(r.status().code(), Code::kOutOfRange) << r.status().ToString();
+  s = f.specs[12];  // F32
+  s.length += 4;
+  r = (*rt)->Load(s);
+  EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("does not match shape"), std::string::npos);
+}
+
+TEST(HostLoadTest, ResidentAndFallback) {
+  auto f = MakeFile(TempDir("resident") + "/a.bin", 30000, 5);
+  auto o = SmallRing(ODirectMode::kOff, true);
+  o.resident_budget = 64ull << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  for (int rep = 0; rep < 2; ++rep) {
+    auto all = (*rt)->LoadMany(f.specs);
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    for (size_t i = 0; i < f.specs.size(); ++i) ExpectBytes((*all)[i], f.bytes[i]);
+  }
+  EXPECT_TRUE((*rt)->IsResident(f.path));
+  auto st = (*rt)->stats();
+  EXPECT_EQ(st.loads_resident, 2 * f.specs.size());
+  EXPECT_EQ(st.loads_one_shot, 0u);
+  // Verified once, when first read from the mapping.
+  uint64_t total = 0;
+  for (auto& s : f.specs) total += s.length;
+  EXPECT_EQ(st.bytes_verified, total);
+
+  // A budget smaller than the file: one-shot, with the reason recorded.
+  o.resident_budget = 4096;
+  auto small = Runtime::Create(o);
+  ASSERT_TRUE(small.ok());
+  auto t = (*small)->Load(f.specs[1]);
+  ASSERT_TRUE(t.ok());
+  ExpectBytes(*t, f.bytes[1]);
+  EXPECT_FALSE((*small)->IsResident(f.path));
+  EXPECT_EQ((*small)->stats().loads_one_shot, 1u);
+  EXPECT_NE((*small)->stats().resident_fallback.find("resident budget"), std::string::npos);
+}
+
+TEST(HostLoadTest, ResidentCorruptionRefused) {
+  auto f = MakeFile(TempDir("rescorrupt") + "/a.bin", 20000, 6);
+  test::FlipByte(f.path, f.specs[4].offset);
+  auto o = SmallRing(ODirectMode::kOff, true);
+  o.resident_budget = 64ull << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  auto t = (*rt)->Load(f.specs[4]);
+  EXPECT_EQ(t.status().code(), Code::kCorruption);
+  EXPECT_NE(t.status().message().find(f.specs[4].name), std::string::npos);
+  EXPECT_TRUE((*rt)->Load(f.specs[5]).ok());
+}
+
+TEST(HostLoadTest, LayerStreamingWithPrefetch) {
+  auto f = MakeFile(TempDir("layers") + "/a.bin", 12000, 7, /*layers=*/6, /*per_layer=*/4);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kAuto, true));
+  ASSERT_TRUE(rt.ok());
+  Catalog cat = Catalog::FromSpecs(f.specs);
+  ASSERT_EQ(cat.num_layers(), 6);
+  std::vector<std::vector<TensorSpec>> layers;
+  for (int i = 0; i < 6; ++i) layers.push_back(cat.Layer(i));
+  auto ls = LayerStreamer::Create(rt->get(), layers, /*prefetch=*/2, nullptr);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  EXPECT_EQ((*ls)->slots(), 3);
+  std::set<void*> seen;
+  for (int i = 0; i < 6; ++i) {
+    auto layer = (*ls)->Next();
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    EXPECT_EQ(layer->index, i);
+    ASSERT_EQ(layer->tensors.size(), 4u);
+    for (size_t k = 0; k < 4; ++k) ExpectBytes(layer->tensors[k], f.bytes[size_t(i) * 4 + k]);
+    seen.insert(layer->tensors[0].data());
+  }
+  EXPECT_EQ(seen.size(), 3u);  // the three slots, reused
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+}
+
+TEST(HostLoadTest, LayerStreamingCorruptLayer) {
+  auto f = MakeFile(TempDir("layers_bad") + "/a.bin", 8000, 8, 5, 3);
+  test::FlipByte(f.path, f.specs[3 * 3 + 1].offset + 7);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  Catalog cat = Catalog::FromSpecs(f.specs);
+  std::vector<std::vector<TensorSpec>> layers;
+  for (int i = 0; i < 5; ++i) layers.push_back(cat.Layer(i));
+  auto ls = LayerStreamer::Create(rt->get(), layers, 1, nullptr);
+  ASSERT_TRUE(ls.ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*ls)->Next().ok());
+  auto bad = (*ls)->Next();
+  EXPECT_EQ(bad.status().code(), Code::kCorruption);
+  EXPECT_NE(bad.status().message().find("layer 3"), std::string::npos);
+  EXPECT_NE(bad.status().message().find(f.specs[10].name), std::string::npos);
+}
+
+TEST(HostLoadTest, DLPackExport) {
+  auto f = MakeFile(TempDir("dlpack") + "/a.bin", 8000, 9);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  const size_t bf16 = size_t(DType::kBF16);
+  DLManagedTensor* m = nullptr;
+  {
+    auto t = (*rt)->Load(f.specs[bf16]);
+    ASSERT_TRUE(t.ok());
+    auto r = t->ToDLPack();
+    ASSERT_TRUE(r.ok());
+    m = *r;
+  }  // the LoadedTensor is gone; the export keeps the memory
+  EXPECT_EQ(m->dl_tensor.device.device_type, kDLCPU);
+  EXPECT_EQ(m->dl_tensor.dtype.code, 4);  // kDLBfloat in the DLPack spec
+  EXPECT_EQ(m->dl_tensor.dtype.bits, 16);
+  EXPECT_EQ(m->dl_tensor.dtype.lanes, 1);
+  ASSERT_EQ(m->dl_tensor.ndim, 2);
+  EXPECT_EQ(m->dl_tensor.shape[0], f.specs[bf16].shape[0]);
+  EXPECT_EQ(m->dl_tensor.shape[1], f.specs[bf16].shape[1]);
+  EXPECT_EQ(m->dl_tensor.strides, nullptr);
+  EXPECT_EQ(std::memcmp(m->dl_tensor.data, f.bytes[bf16].data(), f.bytes[bf16].size()), 0);
+  m->deleter(m);
+  // F8_E4M3 is e4m3fn (code 10), F4 has 4 bits.
+  EXPECT_EQ(ToDLDataType(DType::kF8_E4M3)->code, 10);
+  EXPECT_EQ(ToDLDataType(DType::kF4)->bits, 4);
+}
+
+TEST(RuntimeOptionsTest, FromEnv) {
+  setenv("HCT_STAGING_BYTES", "64M", 1);
+  setenv("HCT_IO_THREADS", "3", 1);
+  setenv("HCT_O_DIRECT", "off", 1);
+  setenv("HCT_VERIFY", "off", 1);
+  setenv("HCT_RESIDENT_BUDGET", "2G", 1);
+  auto o = RuntimeOptions::FromEnv();
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->staging_bytes, 64ull << 20);
+  EXPECT_EQ(o->io_threads, 3);
+  EXPECT_EQ(o->o_direct, ODirectMode::kOff);
+  EXPECT_FALSE(o->verify);
+  EXPECT_EQ(o->resident_budget, 2ull << 30);
+  setenv("HCT_O_DIRECT", "sometimes", 1);
+  auto bad = RuntimeOptions::FromEnv();
+  EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("HCT_O_DIRECT"), std::string::npos);
+  unsetenv("HCT_O_DIRECT");
+  setenv("HCT_STAGING_BYTES", "4K", 1);  // smaller than two chunks
+  EXPECT_EQ(RuntimeOptions::FromEnv().status().code(), Code::kInvalidArgument);
+  for (const char* k : {"HCT_STAGING_BYTES", "HCT_IO_THREADS", "HCT_VERIFY", "HCT_RESIDENT_BUDGET"})
+    unsetenv(k);
+}
+
+// A safetensors file through the Catalog and the C API.
+TEST(CApiTest, SafetensorsOpenLookupLoadExport) {
+  std::string dir = TempDir("capi");
+  std::vector<uint16_t> a(64 * 32), b(3 * 5);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = uint16_t(i * 7 + 1);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = uint16_t(1000 + i);
+  std::vector<TensorData> td = {
+      {"model.layers.0.mlp.up_proj.weight", DType::kBF16, {64, 32},
+       {reinterpret_cast<const std::byte*>(a.data()), a.size() * 2}},
+      {"lm_head.weight", DType::kF16, {3, 5},
+       {reinterpret_cast<const std::byte*>(b.data()), b.size() * 2}}};
+  std::string path = dir + "/model.safetensors";
+  ASSERT_TRUE(WriteSafetensors(path, td).ok());
+
+  setenv("HCT_FORCE_HOST", "1", 1);
+  hct_runtime* rt = nullptr;
+  ASSERT_EQ(hct_open(path.c_str(), &rt), HCT_OK) << hct_last_error();
+  unsetenv("HCT_FORCE_HOST");
+  EXPECT_EQ(hct_on_device(rt), 0);
+  EXPECT_EQ(hct_num_tensors(rt), 2);
+  hct_tensor_info info{};
+  ASSERT_EQ(hct_lookup(rt, "model.layers.0.mlp.up_proj.weight", &info), HCT_OK);
+  EXPECT_STREQ(info.dtype, "BF16");
+  EXPECT_EQ(info.ndim, 2);
+  EXPECT_EQ(info.shape[0], 64);
+  EXPECT_EQ(info.shape[1], 32);
+  EXPECT_EQ(info.nbytes, a.size() * 2);
+  EXPECT_EQ(info.layer, 0);
+  ASSERT_EQ(hct_lookup(rt, "lm_head.weight", &info), HCT_OK);
+  EXPECT_EQ(info.layer, -1);
+  EXPECT_EQ(hct_lookup(rt, "nope", &info), HCT_NOT_FOUND);
+  EXPECT_NE(std::string(hct_last_error()).find("'nope'"), std::string::npos);
+
+  hct_tensor* t = nullptr;
+  ASSERT_EQ(hct_load(rt, "model.layers.0.mlp.up_proj.weight", nullptr, nullptr, 0, &t), HCT_OK)
+      << hct_last_error();
+  ASSERT_EQ(hct_tensor_wait(t), HCT_OK);
+  EXPECT_EQ(hct_tensor_event(t), nullptr);
+  EXPECT_EQ(hct_tensor_nbytes(t), a.size() * 2);
+  EXPECT_EQ(std::memcmp(hct_tensor_data(t), a.data(), a.size() * 2), 0);
+  DLManagedTensor* m = nullptr;
+  ASSERT_EQ(hct_tensor_to_dlpack(t, &m), HCT_OK);
+  hct_tensor_free(t);
+  hct_close(rt);  // the export outlives both
+  EXPECT_EQ(std::memcmp(m->dl_tensor.data, a.data(), a.size() * 2), 0);
+  m->deleter(m);
+  EXPECT_STREQ(hct_code_name(HCT_CORRUPTION), "Corruption");
+}
+
+}  // namespace
+}  // namespace hct
