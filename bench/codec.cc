@@ -5,6 +5,7 @@
 #include <fftw3.h>
 
 #include <chrono>
+#include <iostream>
 #include <cmath>
 #include <cstdio>
 #include <map>

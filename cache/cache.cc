@@ -23,8 +23,8 @@ using detail::Stmt;
 using detail::Txn;
 
 namespace detail {
-int64_t NowSeconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
@@ -47,8 +47,11 @@ constexpr int kFlushIntervalMs = 5000;
 Status MakeDir(const std::string& d) {
   if (::mkdir(d.c_str(), 0755) == 0 || errno == EEXIST) return Status::OK();
   int e = errno;
+  struct stat st {};
+  if (::stat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::OK();
   return Status(e == ENOENT ? Code::kNotFound : Code::kIOError,
-                "cannot create cache directory " + d + ": " + std::strerror(e));
+                "cache directory " + d + " cannot be created (parent is not writable?): " +
+                    std::strerror(e));
 }
 
 Status MakeDirs(const std::string& d) {
@@ -310,8 +313,8 @@ Result<std::vector<EntryInfo>> Cache::Impl::Entries(const std::string& model) {
     e.size = static_cast<uint64_t>(s.Int(5));
     e.tensors = static_cast<uint64_t>(s.Int(6));
     e.pinned = s.Int(7) != 0;
-    e.warmed_at = s.Int(8);
-    e.last_access = s.Int(9);
+    e.warmed_at = s.Int(8) / 1000;
+    e.last_access = s.Int(9) / 1000;
     e.access_count = static_cast<uint64_t>(s.Int(10));
     out.push_back(std::move(e));
   }
@@ -377,8 +380,8 @@ Result<std::vector<ModelInfo>> Cache::ListModels() {
     m.tensors = static_cast<uint64_t>(s.Int(5));
     m.bytes = static_cast<uint64_t>(s.Int(6));
     m.access_count = static_cast<uint64_t>(s.Int(7));
-    m.last_access = s.Int(8);
-    m.warmed_at = s.Int(9);
+    m.last_access = s.Int(8) / 1000;
+    m.warmed_at = s.Int(9) / 1000;
     out.push_back(std::move(m));
   }
   return out;
@@ -494,7 +497,7 @@ Result<std::optional<uint64_t>> Cache::MaxSize() {
 // ------------------------------------------------------------------------- access stats
 void Cache::RecordAccess(int64_t tensor_id) {
   if (impl_->opt.read_only) return;
-  int64_t now = detail::NowSeconds();
+  int64_t now = detail::NowMillis();
   std::lock_guard lk(impl_->acc_mu);
   auto& p = impl_->pending[tensor_id];
   p.first += 1;

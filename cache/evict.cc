@@ -47,8 +47,8 @@ Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
       e.model = s.Text(1);
       e.path = s.Text(2);  // relative until reported
       e.size = static_cast<uint64_t>(s.Int(3));
-      e.last_access = s.Int(4);
-      e.warmed_at = s.Int(5);
+      e.last_access = s.Int(4) / 1000;
+      e.warmed_at = s.Int(5) / 1000;
       e.access_count = static_cast<uint64_t>(s.Int(6));
       cands.push_back(std::move(e));
     }

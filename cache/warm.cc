@@ -120,7 +120,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
         "INSERT OR IGNORE INTO models(name, source, source_kind, pinned, created_at) "
         "VALUES(?1, ?2, ?3, 0, ?4)"));
     HCT_RETURN_IF_ERROR(
-        ins.Bind(1, name).Bind(2, source).Bind(3, src->kind()).Bind(4, detail::NowSeconds()).Run());
+        ins.Bind(1, name).Bind(2, source).Bind(3, src->kind()).Bind(4, detail::NowMillis()).Run());
     HCT_ASSIGN_OR_RETURN(Stmt sel, db->Prepare("SELECT id, pinned FROM models WHERE source = ?1 AND name = ?2"));
     HCT_ASSIGN_OR_RETURN(bool row, sel.Bind(1, source).Bind(2, name).Step());
     if (!row) return Status::Busy("model name '" + name + "' was taken concurrently; retry");
@@ -306,7 +306,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
                               .Bind(8, detail::U64ToI64(size))
                               .Bind(9, detail::U64ToI64(data_offset))
                               .Bind(10, int64_t{model_pinned})
-                              .Bind(11, detail::NowSeconds())
+                              .Bind(11, detail::NowMillis())
                               .Bind(12, last_access)
                               .Bind(13, access_count)
                               .Run());

@@ -15,7 +15,7 @@
 namespace hct::detail {
 namespace {
 
-constexpr uint64_t kSampleElems = 512u << 10;
+constexpr uint64_t kSampleElems = 128u << 10;
 
 struct Plan {
   bool dct = false;
@@ -98,14 +98,41 @@ Result<double> SampleBits(const std::vector<float>& y, const Quantizer& qz, int 
 double MinStep(float max_abs) { return max_abs > 0 ? max_abs / 32767.0 : 0.0; }
 
 // Bisection on log(step) for f(step) (increasing in step) == target.
-// Returns {lo, hi}: f(lo) <= target < f(hi) (as far as the bracket allows).
+// Returns {lo, hi} with f(lo) <= target < f(hi) for f increasing in the step (as far as
+// [min_step, max_step] allows): a bracket grown around `guess`, then bisection on log(step).
 template <class F>
-std::pair<double, double> SolveLogStep(double lo, double hi, double target, F f, int iters = 40) {
+std::pair<double, double> SolveLogStep(double guess, double min_step, double max_step,
+                                       double target, F f, int iters = 12) {
+  guess = std::clamp(guess, min_step, max_step);
+  double lo = std::max(min_step, guess / 2), hi = std::min(max_step, guess * 2);
+  for (int i = 0; i < 60 && lo > min_step && f(lo) > target; ++i) hi = lo, lo = std::max(min_step, lo / 4);
+  for (int i = 0; i < 60 && hi < max_step && f(hi) <= target; ++i) lo = hi, hi = std::min(max_step, hi * 4);
   for (int i = 0; i < iters; ++i) {
     const double mid = std::sqrt(lo * hi);
     if (f(mid) > target) hi = mid; else lo = mid;
   }
   return {lo, hi};
+}
+
+// Expected relative error energy of rounding values like x to the dtype (uniform rounding
+// error: ulp^2 / 12), so the quantizer can aim at what is left of the error budget.
+double DtypeRoundingEnergy(const std::vector<float>& x, double sxx, DType d) {
+  if (d == DType::kF32 || sxx <= 0) return 0;
+  const int mant = d == DType::kBF16 ? 7 : 10;
+  const int min_exp = d == DType::kBF16 ? -133 : -24;
+  double e = 0;
+  for (float v : x) {
+    int ex;
+    std::frexp(v, &ex);
+    const double ulp = std::ldexp(1.0, std::max(ex - 1 - mant, min_exp));
+    e += ulp * ulp / 12;
+  }
+  return e / sxx;
+}
+
+// The quantizer's share of a relative error target.
+double QuantAim(double target, double rounding_energy) {
+  return std::sqrt(std::max(target * target - rounding_energy, 0.25 * target * target));
 }
 
 struct Candidate {
@@ -115,7 +142,8 @@ struct Candidate {
 };
 
 // Chooses step (and threshold) on the sample for one transform.
-Result<Candidate> SolveOnSample(const Sample& s, uint64_t cols, Plan p, const LossyOptions& o) {
+Result<Candidate> SolveOnSample(const Sample& s, uint64_t cols, Plan p, const LossyOptions& o,
+                                double rounding_energy) {
   const std::vector<float> y = TransformSample(s, cols, p);
   const float ymax = MaxAbs(y.data(), y.size());
   const double rms = std::sqrt(s.sxx / std::max<size_t>(1, y.size()));
@@ -134,9 +162,9 @@ Result<Candidate> SolveOnSample(const Sample& s, uint64_t cols, Plan p, const Lo
       break;
     case RateMode::kMaxError: {
       // Aim slightly below the target: the whole tensor is verified afterwards.
-      const double target = o.max_error * (1 - 0.3 * o.tolerance);
+      const double target = QuantAim(o.max_error * (1 - 0.3 * o.tolerance), rounding_energy);
       p.step = ymax == 0 ? 1.0
-                         : SolveLogStep(min_step, max_step, target,
+                         : SolveLogStep(target * rms * std::sqrt(12.0), min_step, max_step, target,
                                         [&](double st) { return err_at(st, 0); })
                                .first;
       break;
@@ -150,15 +178,14 @@ Result<Candidate> SolveOnSample(const Sample& s, uint64_t cols, Plan p, const Lo
       Status st;
       // -bits increases with the step; the high end has bits <= target.
       p.step = SolveLogStep(
-                   min_step, max_step, -target,
+                   rms * 4.13 * std::exp2(-target), min_step, max_step, -target,
                    [&](double step) {
                      Plan q = p;
                      q.step = step, q.symbol_bits = 16;
                      auto b = SampleBits(y, MakeQuantizer(q, o.dead_zone), o.zstd_level);
                      if (!b.ok()) st = b.status();
                      return b.ok() ? -*b : 0.0;
-                   },
-                   24)
+                   })
                    .second;
       HCT_RETURN_IF_ERROR(st);
       break;
@@ -263,6 +290,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
   dct_plan.dct = true, dct_plan.tile_r = o.tile_r, dct_plan.tile_c = o.tile_c;
   Plan none_plan;
   const Sample sample = MakeSample(x, rows, cols, o.tile_r);
+  const double rounding_energy = DtypeRoundingEnergy(sample.x, sample.sxx, t.dtype);
   std::vector<Plan> cands;
   if (o.transform == Transform::kDct || o.mode == RateMode::kRetention ||
       o.transform == Transform::kAuto)
@@ -274,7 +302,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
   Candidate best;
   bool have = false;
   for (const Plan& p : cands) {
-    HCT_ASSIGN_OR_RETURN(Candidate c, SolveOnSample(sample, cols, p, o));
+    HCT_ASSIGN_OR_RETURN(Candidate c, SolveOnSample(sample, cols, p, o, rounding_energy));
     const bool better = !have || (o.mode == RateMode::kBits ? c.sample_err < best.sample_err
                                                             : c.sample_bits < best.sample_bits);
     if (better) best = c, have = true;
@@ -295,6 +323,36 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     chunk_max[c] = MaxAbs(band, nr * cols);
   });
   const float ymax = *std::max_element(chunk_max.begin(), chunk_max.end());
+
+  // max_error: correct the sample's step on the whole tensor's coefficients first (cheap: no
+  // entropy coding, no inverse transform); the final check below then rarely re-encodes.
+  if (o.mode == RateMode::kMaxError) {
+    const double aim = QuantAim(o.max_error * (1 - 0.3 * o.tolerance), rounding_energy);
+    std::vector<double> part(nchunks), ref(nchunks);
+    pf(nchunks, [&](size_t c) {
+      const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0);
+      double e = 0;
+      for (uint64_t i = r0 * cols; i < (r0 + nr) * cols; ++i) e += static_cast<double>(x[i]) * x[i];
+      ref[c] = e;
+    });
+    double sxx = 0;
+    for (double v : ref) sxx += v;
+    for (int iter = 0; iter < 3 && sxx > 0 && ymax > 0; ++iter) {
+      Plan q = plan;
+      q.step = std::max<double>(static_cast<float>(q.step), MinStep(ymax));
+      q.symbol_bits = 16;
+      const Quantizer qz = MakeQuantizer(q, o.dead_zone);
+      pf(nchunks, [&](size_t c) {
+        const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0);
+        part[c] = QuantError(y.data() + r0 * cols, nr * cols, qz);
+      });
+      double see = 0;
+      for (double v : part) see += v;
+      const double e = std::sqrt(see / sxx);
+      if (e <= 0 || std::fabs(e / aim - 1) < 0.002) break;
+      plan.step = q.step * aim / e;
+    }
+  }
 
   auto encode_all = [&](Plan& p, std::vector<ChunkOut>& outs) -> Status {
     p.step = static_cast<float>(std::max(p.step, MinStep(ymax)));

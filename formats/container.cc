@@ -99,8 +99,7 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
   for (uint64_t d : t.shape) {
     if (d != 0 && n > UINT64_MAX / d) {
       std::string s = "shape [";
-      for (size_t i = 0; i < t.shape.size(); ++i)
-        s += (i ? ", " : "") + std::to_string(t.shape[i]);
+      for (size_t i = 0; i < t.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(t.shape[i]);
       return Status::OutOfRange(s + "] overflows a 64-bit element count");
     }
     n *= d;
@@ -110,23 +109,24 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
                               " differs from the shape's product " + std::to_string(n));
   const std::optional<uint64_t> total_bytes = DTypeBytes(t.dtype, n);
   if (!total_bytes)
-    return Status::OutOfRange(std::to_string(n) + " elements of " + std::string(DTypeName(t.dtype)) +
+    return Status::OutOfRange(std::to_string(n) + " elements of " +
+                              std::string(DTypeName(t.dtype)) +
                               " do not make a whole number of bytes within 64 bits");
   uint64_t next_elem = 0, decoded_sum = 0;
   for (size_t i = 0; i < t.chunks.size(); ++i) {
     const ChunkEntry& c = t.chunks[i];
     auto fail = [&](Status s) { return std::move(s).WithContext(ChunkCtx(i)); };
     if (c.offset % kHctAlignment != 0)
-      return fail(Status::Corruption("offset " + std::to_string(c.offset) +
-                                     " is not aligned to 4096"));
+      return fail(
+          Status::Corruption("offset " + std::to_string(c.offset) + " is not aligned to 4096"));
     if (c.stored_size == 0) return fail(Status::Corruption("stored_size is 0"));
     if (c.offset < kHctHeaderSize || c.offset > data_end || c.stored_size > data_end - c.offset)
-      return fail(Status::OutOfRange(
-          "bytes " +
-          (c.offset > UINT64_MAX - c.stored_size ? std::to_string(c.offset) + " + " +
-                                                        std::to_string(c.stored_size)
-                                                  : Range(c.offset, c.offset + c.stored_size)) +
-          " lie outside the chunk data " + Range(kHctHeaderSize, data_end)));
+      return fail(
+          Status::OutOfRange("bytes " +
+                             (c.offset > UINT64_MAX - c.stored_size
+                                  ? std::to_string(c.offset) + " + " + std::to_string(c.stored_size)
+                                  : Range(c.offset, c.offset + c.stored_size)) +
+                             " lie outside the chunk data " + Range(kHctHeaderSize, data_end)));
     if (c.elem_count == 0) return fail(Status::Corruption("elem_count is 0"));
     if (c.elem_offset != next_elem)
       return fail(Status::Corruption("elements start at " + std::to_string(c.elem_offset) +
@@ -146,11 +146,10 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
       if (!start || !bytes)
         return fail(Status::Corruption("raw chunk does not start and end on a byte boundary"));
       if (c.stored_size != *bytes || c.decoded_size != *bytes)
-        return fail(Status::Corruption("raw chunk of " + std::to_string(c.elem_count) +
-                                       " elements must store and decode to " +
-                                       std::to_string(*bytes) + " bytes, not " +
-                                       std::to_string(c.stored_size) + " / " +
-                                       std::to_string(c.decoded_size)));
+        return fail(Status::Corruption(
+            "raw chunk of " + std::to_string(c.elem_count) + " elements must store and decode to " +
+            std::to_string(*bytes) + " bytes, not " + std::to_string(c.stored_size) + " / " +
+            std::to_string(c.decoded_size)));
       if (c.decoded_xxh3 != c.xxh3)
         return fail(Status::Corruption("raw chunk decoded_xxh3 differs from its xxh3"));
     }
@@ -283,8 +282,8 @@ Status ParseTensorFields(const json& j, TensorEntry* t) {
   if (!chunks->is_array()) return WrongType("chunks", "an array");
   t->chunks.resize(chunks->size());
   for (size_t i = 0; i < chunks->size(); ++i)
-    HCT_RETURN_IF_ERROR(ParseChunk((*chunks)[i], &t->chunks[i]).WithContext(
-        "chunk " + std::to_string(i)));
+    HCT_RETURN_IF_ERROR(
+        ParseChunk((*chunks)[i], &t->chunks[i]).WithContext("chunk " + std::to_string(i)));
   // Product overflow is ValidateTensor's to report; here it only needs a defined value.
   uint64_t n = 1;
   for (uint64_t d : t->shape) n = (d != 0 && n > UINT64_MAX / d) ? 0 : n * d;
@@ -346,10 +345,8 @@ Result<HctFile> HctFile::Load(HctFile f) {
   f.version_.major = static_cast<uint16_t>(GetLE(head + 8, 2));
   f.version_.minor = static_cast<uint16_t>(GetLE(head + 10, 2));
   const uint32_t flags = static_cast<uint32_t>(GetLE(head + 12, 4));
-  const std::string ver =
-      std::to_string(f.version_.major) + "." + std::to_string(f.version_.minor);
-  if (f.version_.major == 0)
-    return fail(Status::Corruption("invalid format version " + ver));
+  const std::string ver = std::to_string(f.version_.major) + "." + std::to_string(f.version_.minor);
+  if (f.version_.major == 0) return fail(Status::Corruption("invalid format version " + ver));
   if (f.version_.major > kHctMajorVersion)
     return fail(Status::Unsupported("file format " + ver + " is newer than this reader (" +
                                     std::to_string(kHctMajorVersion) + ".x); upgrade hct"));
@@ -378,15 +375,14 @@ Result<HctFile> HctFile::Load(HctFile f) {
                                    " is outside [1, " + std::to_string(kHctMaxIndexSize) + "]"));
   if (ft.index_offset < kHctHeaderSize || ft.index_offset > index_end ||
       index_end - ft.index_offset != ft.index_length)
-    return fail(Status::OutOfRange("index at " + std::to_string(ft.index_offset) + " of " +
-                                   std::to_string(ft.index_length) +
-                                   " bytes does not end at the footer (file of " +
-                                   std::to_string(size) + " bytes)"));
+    return fail(Status::OutOfRange(
+        "index at " + std::to_string(ft.index_offset) + " of " + std::to_string(ft.index_length) +
+        " bytes does not end at the footer (file of " + std::to_string(size) + " bytes)"));
   f.index_offset_ = ft.index_offset;
 
   std::string text(ft.index_length, '\0');
-  HCT_RETURN_IF_ERROR(fail(
-      f.ReadAt(ft.index_offset, {reinterpret_cast<std::byte*>(text.data()), text.size()})));
+  HCT_RETURN_IF_ERROR(
+      fail(f.ReadAt(ft.index_offset, {reinterpret_cast<std::byte*>(text.data()), text.size()})));
   const uint64_t h = XXH3_64bits(text.data(), text.size());
   if (h != ft.index_xxh3)
     return fail(Status::Corruption("index checksum mismatch (footer says " +
@@ -436,18 +432,17 @@ Result<HctFile> HctFile::Load(HctFile f) {
       const ChunkEntry& c = f.tensors_[ti].chunks[ci];
       spans.push_back({c.offset, c.offset + c.stored_size, ti, ci});
     }
-  std::sort(spans.begin(), spans.end(),
-            [](const Span& a, const Span& b) {
-              return std::tie(a.begin, a.tensor, a.chunk) < std::tie(b.begin, b.tensor, b.chunk);
-            });
+  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+    return std::tie(a.begin, a.tensor, a.chunk) < std::tie(b.begin, b.tensor, b.chunk);
+  });
   for (size_t k = 1; k < spans.size(); ++k) {
     const Span &a = spans[k - 1], &b = spans[k];
     if (b.begin < a.end)
-      return fail(Status::Corruption(
-          "tensor '" + f.tensors_[b.tensor].name + "': chunk " + std::to_string(b.chunk) +
-          ": bytes " + detail::Range(b.begin, b.end) + " overlap tensor '" +
-          f.tensors_[a.tensor].name + "' chunk " + std::to_string(a.chunk) + " " +
-          detail::Range(a.begin, a.end)));
+      return fail(
+          Status::Corruption("tensor '" + f.tensors_[b.tensor].name + "': chunk " +
+                             std::to_string(b.chunk) + ": bytes " + detail::Range(b.begin, b.end) +
+                             " overlap tensor '" + f.tensors_[a.tensor].name + "' chunk " +
+                             std::to_string(a.chunk) + " " + detail::Range(a.begin, a.end)));
   }
   return f;
 }

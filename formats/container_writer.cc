@@ -65,7 +65,9 @@ Status HctWriter::SetMetadata(std::string key, std::string value) {
 
 Status HctWriter::BeginTensor(std::string name, DType dtype, std::vector<uint64_t> shape,
                               std::string codec, nlohmann::json codec_params) {
-  auto fail = [&](Status s) { return std::move(s).WithContext("tensor '" + name + "'").WithContext(path()); };
+  auto fail = [&](Status s) {
+    return std::move(s).WithContext("tensor '" + name + "'").WithContext(path());
+  };
   HCT_RETURN_IF_ERROR(s_->failed);
   if (s_->finished) return fail(Status::InvalidArgument("BeginTensor after Finish"));
   if (s_->cur)
@@ -119,8 +121,7 @@ Status HctWriter::AppendChunk(std::span<const std::byte> stored, uint64_t decode
     return fail(Status::InvalidArgument("elements start at " + std::to_string(elem_offset) +
                                         ", expected " + std::to_string(s_->next_elem)));
   if (elem_count > t.num_elements - elem_offset)
-    return fail(Status::OutOfRange("elements pass the tensor's " +
-                                   std::to_string(t.num_elements)));
+    return fail(Status::OutOfRange("elements pass the tensor's " + std::to_string(t.num_elements)));
   ChunkEntry c;
   c.stored_size = stored.size();
   c.xxh3 = XXH3_64bits(stored.data(), stored.size());
@@ -194,8 +195,7 @@ Status HctWriter::AddRawTensor(std::string name, DType dtype, std::vector<uint64
   return EndTensor();
 }
 
-Status HctWriter::AddRawChunks(DType dtype, std::span<const std::byte> data,
-                               uint64_t chunk_elems) {
+Status HctWriter::AddRawChunks(DType dtype, std::span<const std::byte> data, uint64_t chunk_elems) {
   const std::string& name = s_->cur->name;
   uint64_t n = s_->cur->num_elements;
   const auto total = DTypeBytes(dtype, s_->cur->num_elements);

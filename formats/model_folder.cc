@@ -2,12 +2,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <system_error>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "hct/safetensors.h"
 
@@ -29,7 +28,8 @@ Result<std::string> ReadSmallFile(const std::string& path) {
   uint64_t size = fs::file_size(path, ec);
   if (ec) return Status::IOError("stat " + path + ": " + ec.message());
   if (size > kMaxIndexBytes)
-    return Status::Corruption(path + ": " + std::to_string(size) + " bytes, too large for an index");
+    return Status::Corruption(path + ": " + std::to_string(size) +
+                              " bytes, too large for an index");
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::IOError("open " + path + ": cannot read");
   std::ostringstream ss;
@@ -59,7 +59,7 @@ Result<ModelFolder> ModelFolder::Open(const std::string& path, SafetensorsAccess
   // Weight files (relative names), with the tensors the index assigns to each.
   std::vector<std::string> weight_files;
   std::map<std::string, std::string, std::less<>> weight_map;  // tensor -> shard, from the index
-  std::set<std::string> present_weights;                         // *.safetensors in the folder
+  std::set<std::string> present_weights;                       // *.safetensors in the folder
 
   if (fs::is_regular_file(st)) {
     fs::path p(path);
@@ -73,8 +73,10 @@ Result<ModelFolder> ModelFolder::Open(const std::string& path, SafetensorsAccess
       if (name.empty() || name[0] == '.') continue;
       std::error_code ec2;
       if (!e.is_regular_file(ec2)) continue;  // follows symlinks (HF cache snapshots)
-      if (EndsWith(name, kIndexSuffix)) indexes.push_back(name);
-      else if (EndsWith(name, kWeightSuffix)) present_weights.insert(name);
+      if (EndsWith(name, kIndexSuffix))
+        indexes.push_back(name);
+      else if (EndsWith(name, kWeightSuffix))
+        present_weights.insert(name);
     }
     if (ec) return Status::IOError("list " + path + ": " + ec.message());
     std::sort(indexes.begin(), indexes.end());
@@ -108,7 +110,10 @@ Result<ModelFolder> ModelFolder::Open(const std::string& path, SafetensorsAccess
         if (!present_weights.count(s)) {
           std::string example;
           for (const auto& [t, sh] : weight_map)
-            if (sh == s) { example = t; break; }
+            if (sh == s) {
+              example = t;
+              break;
+            }
           return Status::NotFound(mf.index_path_ + ": shard '" + s + "' (holding tensor '" +
                                   example + "') is missing");
         }
@@ -175,9 +180,8 @@ Result<ModelFolder> ModelFolder::Open(const std::string& path, SafetensorsAccess
         return Status::Corruption(mf.index_path_ + ": tensor '" + mt.info.name + "' of shard '" +
                                   shard + "' is not in the index");
       if (w->second != shard)
-        return Status::Corruption(mf.index_path_ + ": tensor '" + mt.info.name +
-                                  "' is in shard '" + shard + "' but the index maps it to '" +
-                                  w->second + "'");
+        return Status::Corruption(mf.index_path_ + ": tensor '" + mt.info.name + "' is in shard '" +
+                                  shard + "' but the index maps it to '" + w->second + "'");
     }
   }
   for (const auto& [t, shard] : weight_map)

@@ -3,10 +3,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "hct/detail/file.h"
 
@@ -218,21 +217,27 @@ Status SafetensorsFile::ParseHeader(std::span<const std::byte> json_bytes) {
       }
       continue;
     }
-    if (!v.is_object())
-      return TensorError(Code::kCorruption, name, "entry is not a JSON object");
+    if (!v.is_object()) return TensorError(Code::kCorruption, name, "entry is not a JSON object");
     TensorInfo t;
     t.name = name;
     const ojson *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
     for (auto f = v.begin(); f != v.end(); ++f) {
-      if (f.key() == "dtype") dtype = &f.value();
-      else if (f.key() == "shape") shape = &f.value();
-      else if (f.key() == "data_offsets") offsets = &f.value();
-      else return TensorError(Code::kCorruption, name, "unknown field '" + f.key() + "'");
+      if (f.key() == "dtype")
+        dtype = &f.value();
+      else if (f.key() == "shape")
+        shape = &f.value();
+      else if (f.key() == "data_offsets")
+        offsets = &f.value();
+      else
+        return TensorError(Code::kCorruption, name, "unknown field '" + f.key() + "'");
     }
     if (!dtype || !shape || !offsets)
       return TensorError(Code::kCorruption, name,
                          std::string("missing field '") +
-                             (!dtype ? "dtype" : !shape ? "shape" : "data_offsets") + "'");
+                             (!dtype   ? "dtype"
+                              : !shape ? "shape"
+                                       : "data_offsets") +
+                             "'");
     if (!dtype->is_string()) return TensorError(Code::kCorruption, name, "dtype is not a string");
     auto dt = ParseDType(dtype->get<std::string>());
     if (!dt)
@@ -264,9 +269,9 @@ Status SafetensorsFile::ParseHeader(std::span<const std::byte> json_bytes) {
                              std::to_string(*count * bits) + " bits, not whole bytes");
     const uint64_t bytes = *count * bits / 8;
     if (t.data_end < t.data_begin)
-      return TensorError(Code::kCorruption, name,
-                         "data_offsets " + Range(t.data_begin, t.data_end) +
-                             " end before they begin");
+      return TensorError(
+          Code::kCorruption, name,
+          "data_offsets " + Range(t.data_begin, t.data_end) + " end before they begin");
     if (t.data_end - t.data_begin != bytes)
       return TensorError(Code::kCorruption, name,
                          "data_offsets " + Range(t.data_begin, t.data_end) +
@@ -308,10 +313,9 @@ Status SafetensorsFile::ParseHeader(std::span<const std::byte> json_bytes) {
     prev = &t;
   }
   if (end != data_size)
-    return Status::Corruption(std::to_string(data_size - end) +
-                              " bytes after the last tensor in the data section (" +
-                              std::to_string(data_size) + " bytes, tensors cover " +
-                              std::to_string(end) + ")");
+    return Status::Corruption(
+        std::to_string(data_size - end) + " bytes after the last tensor in the data section (" +
+        std::to_string(data_size) + " bytes, tensors cover " + std::to_string(end) + ")");
   return Status::OK();
 }
 

@@ -1,8 +1,7 @@
 // Safetensors writer: streaming, atomic (temp file + rename), header padded for alignment.
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "hct/detail/file.h"
 #include "hct/safetensors.h"
@@ -15,9 +14,9 @@ struct SafetensorsWriter::Impl {
   std::vector<TensorInfo> tensors;
   std::set<std::string, std::less<>> names;
   std::map<std::string, std::string> metadata;
-  uint64_t total = 0;      // declared data bytes
-  uint64_t written = 0;    // data bytes appended so far
-  size_t next = 0;         // index of the tensor the next appended byte belongs to
+  uint64_t total = 0;    // declared data bytes
+  uint64_t written = 0;  // data bytes appended so far
+  size_t next = 0;       // index of the tensor the next appended byte belongs to
   bool header_done = false;
   bool finished = false;
 };
@@ -65,9 +64,8 @@ Status SafetensorsWriter::Declare(std::string name, DType dtype, std::vector<uin
     return fail(Code::kOutOfRange, "shape " + ShapeString(shape) + " has more than 2^64 elements");
   const uint64_t bits = static_cast<uint64_t>(DTypeBits(dtype));
   if (*count > UINT64_MAX / bits)
-    return fail(Code::kOutOfRange,
-                "shape " + ShapeString(shape) + " x " + std::string(DTypeName(dtype)) +
-                    " overflows 64 bits");
+    return fail(Code::kOutOfRange, "shape " + ShapeString(shape) + " x " +
+                                       std::string(DTypeName(dtype)) + " overflows 64 bits");
   if (*count * bits % 8 != 0)
     return fail(Code::kInvalidArgument, "shape " + ShapeString(shape) + " x " +
                                             std::string(DTypeName(dtype)) +
@@ -154,8 +152,8 @@ Status SafetensorsWriter::Write(std::string_view name, std::span<const std::byte
         (m.next < m.tensors.size() ? "'" + m.tensors[m.next].name + "'" : std::string("none")) +
         ")");
   if (bytes.size() != m.tensors[i].num_bytes())
-    return Status::InvalidArgument(path() + ": tensor '" + std::string(name) + "': " +
-                                   std::to_string(bytes.size()) + " bytes given, " +
+    return Status::InvalidArgument(path() + ": tensor '" + std::string(name) +
+                                   "': " + std::to_string(bytes.size()) + " bytes given, " +
                                    std::to_string(m.tensors[i].num_bytes()) + " declared");
   return Append(bytes);
 }

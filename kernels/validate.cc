@@ -38,6 +38,12 @@ Status ValidateDctqDecode(const DctqDecodeArgs& a) {
   if (a.symbols == nullptr || a.out == nullptr) {
     return Status::InvalidArgument("dctq decode: null symbols or output pointer");
   }
+  const uintptr_t sym_size = a.symbol_type == DType::kI16 ? 2 : 1;
+  const uintptr_t out_size = a.out_type == DType::kF32 ? 4 : 2;
+  if (reinterpret_cast<uintptr_t>(a.symbols) % sym_size ||
+      reinterpret_cast<uintptr_t>(a.out) % out_size) {
+    return Status::InvalidArgument("dctq decode: symbols or output not aligned to their element");
+  }
   if (a.transform == GpuTransform::kDct) {
     if (a.tile_rows < 1 || a.tile_rows > 64 || a.tile_cols < 1 || a.tile_cols > 64) {
       return Status::Unsupported("dctq decode: tile " + U(a.tile_rows) + " x " + U(a.tile_cols) +

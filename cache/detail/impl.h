@@ -26,7 +26,7 @@ struct Cache::Impl {
   CleanupReport open_report;
   int schema_version = 0;
 
-  // Recorded accesses not yet in the index: tensor id -> (count, last access unix seconds).
+  // Recorded accesses not yet in the index: tensor id -> (count, last access unix ms).
   std::mutex acc_mu;
   std::condition_variable acc_cv;
   std::unordered_map<int64_t, std::pair<uint64_t, int64_t>> pending;
@@ -68,7 +68,8 @@ struct Cache::Impl {
 };
 
 namespace detail {
-int64_t NowSeconds();
+// The index stores times as unix milliseconds (LRU needs better than seconds).
+int64_t NowMillis();
 // fnmatch-style glob without special treatment of '/' or '.'.
 bool GlobMatch(const std::string& pattern, const std::string& name);
 std::string SanitizeName(const std::string& s);

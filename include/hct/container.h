@@ -17,14 +17,13 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hct/detail/file.h"
 #include "hct/dtype.h"
@@ -35,7 +34,7 @@ namespace hct {
 // Format constants (docs/hct-format.md, "Byte layout").
 inline constexpr uint16_t kHctMajorVersion = 1;
 inline constexpr uint16_t kHctMinorVersion = 0;
-inline constexpr uint64_t kHctAlignment = 4096;    // chunk offsets and the header size
+inline constexpr uint64_t kHctAlignment = 4096;  // chunk offsets and the header size
 inline constexpr uint64_t kHctHeaderSize = 4096;
 inline constexpr uint64_t kHctFooterSize = 48;
 inline constexpr uint64_t kHctMaxIndexSize = 1ull << 30;  // readers refuse larger indexes
@@ -60,13 +59,13 @@ struct ChunkEntry {
 
 struct TensorEntry {
   std::string name;
-  DType dtype = DType::kU8;          // original dtype (safetensors name in the file)
-  std::vector<uint64_t> shape;       // [] is a scalar
-  uint64_t num_elements = 0;         // product of shape (checked for overflow)
-  std::string codec;                 // "raw", "bytesplit-zstd", "dctq-zstd", ...
-  nlohmann::json codec_params;       // always a JSON object
-  std::vector<ChunkEntry> chunks;    // in element order, covering [0, num_elements) exactly
-  uint64_t decoded_size = 0;         // sum of chunk decoded sizes
+  DType dtype = DType::kU8;        // original dtype (safetensors name in the file)
+  std::vector<uint64_t> shape;     // [] is a scalar
+  uint64_t num_elements = 0;       // product of shape (checked for overflow)
+  std::string codec;               // "raw", "bytesplit-zstd", "dctq-zstd", ...
+  nlohmann::json codec_params;     // always a JSON object
+  std::vector<ChunkEntry> chunks;  // in element order, covering [0, num_elements) exactly
+  uint64_t decoded_size = 0;       // sum of chunk decoded sizes
   // XXH3-64 of the concatenated little-endian 8-byte decoded_xxh3 of the chunks, in order.
   uint64_t decoded_xxh3 = 0;
   std::map<std::string, std::string> metadata;  // optional per-tensor strings
@@ -144,8 +143,8 @@ class HctWriter {
   Status SetMetadata(std::string key, std::string value);
 
   // codec_params must be a JSON object (null is taken as {}).
-  Status BeginTensor(std::string name, DType dtype, std::vector<uint64_t> shape,
-                     std::string codec, nlohmann::json codec_params = nlohmann::json::object());
+  Status BeginTensor(std::string name, DType dtype, std::vector<uint64_t> shape, std::string codec,
+                     nlohmann::json codec_params = nlohmann::json::object());
   // Appends one chunk at the next 4096 multiple. Chunks come in element order and must be
   // contiguous: elem_offset == the previous chunk's end. For "raw", decoded_size must equal
   // stored.size() (and the dtype's byte size of elem_count) and decoded_xxh3 its XXH3-64.

@@ -36,7 +36,7 @@ enum class GpuTransform : uint8_t {
 // orthonormal DCT of their own, smaller size.
 struct DctqDecodeArgs {
   // Device pointer: the symbols q of rows [row_begin, row_end), all columns, row-major,
-  // little-endian, one per element. Needs no alignment (aligned input is faster).
+  // little-endian, one per element. Needs only element alignment (aligned input is faster).
   const void* symbols = nullptr;
   DType symbol_type = DType::kI8;  // kI8 or kI16
   float step = 1.0f;               // one quantization step per tensor
@@ -48,8 +48,8 @@ struct DctqDecodeArgs {
   uint32_t tile_rows = 16, tile_cols = 16;  // 1..64 each; ignored for kNone
   DType out_type = DType::kBF16;            // kBF16, kF16 or kF32
   // Device pointer to the WHOLE output tensor (rows x cols of out_type); only rows
-  // [row_begin, row_end) are written. 16-byte alignment and rows of whole 16-byte units
-  // are faster, not required.
+  // [row_begin, row_end) are written. Element alignment is required; 16-byte alignment and
+  // rows of whole 16-byte units are faster.
   void* out = nullptr;
 };
 

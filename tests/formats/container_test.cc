@@ -15,8 +15,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <string>
@@ -82,8 +82,7 @@ void SplitFile(const Bytes& file, Bytes* prefix, std::string* index) {
 }
 
 // Replaces the index text (and the version in header and footer), keeping checksums right.
-Bytes Reseal(const Bytes& file, const std::string& index, uint16_t major = 1,
-             uint16_t minor = 0) {
+Bytes Reseal(const Bytes& file, const std::string& index, uint16_t major = 1, uint16_t minor = 0) {
   Bytes prefix;
   std::string old;
   SplitFile(file, &prefix, &old);
@@ -180,8 +179,7 @@ std::vector<Case> Cases() {
                "tensor 'b': chunk 0: offset 8193 is not aligned to 4096",
                with([](json& j) { j["tensors"][1]["chunks"][0]["offset"] = 8193; })});
   v.push_back({"shape_overflow.hct", Stage::kOpen, Code::kOutOfRange,
-               "tensor 'w': shape [4294967296, 4294967296, 2] overflows",
-               with([](json& j) {
+               "tensor 'w': shape [4294967296, 4294967296, 2] overflows", with([](json& j) {
                  j["tensors"][0]["shape"] = {4294967296ull, 4294967296ull, 2};
                })});
   {
@@ -197,8 +195,8 @@ std::vector<Case> Cases() {
     SplitFile(g, &prefix, &index);
     const size_t at = prefix.size() + index.find("tiny.safetensors");
     b[at] = 'T';  // same length, checksum not updated
-    v.push_back({"index_checksum.hct", Stage::kOpen, Code::kCorruption, "index checksum mismatch",
-                 b});
+    v.push_back(
+        {"index_checksum.hct", Stage::kOpen, Code::kCorruption, "index checksum mismatch", b});
   }
   {
     Bytes b = g;
@@ -318,8 +316,7 @@ TEST(HctData, MustFailFiles) {
     if (c.stage == Stage::kOpen) {
       ASSERT_FALSE(f.ok());
       EXPECT_EQ(f.status().code(), c.code) << f.status().ToString();
-      EXPECT_NE(f.status().message().find(c.fragment), std::string::npos)
-          << f.status().ToString();
+      EXPECT_NE(f.status().message().find(c.fragment), std::string::npos) << f.status().ToString();
       EXPECT_NE(f.status().message().find(c.file), std::string::npos) << "names the file";
       EXPECT_EQ(m.status().code(), c.code);
       continue;
@@ -441,31 +438,25 @@ TEST(HctReader, RejectsMalformedIndexes) {
        "missing required field 'tensors'"},
       {"duplicate name", with([](json& j) { j["tensors"].push_back(j["tensors"][0]); }),
        Code::kCorruption, "duplicate tensor name 'w'"},
-      {"gap in elements",
-       with([](json& j) { j["tensors"][1]["chunks"][1]["elem_offset"] = 3; }),
+      {"gap in elements", with([](json& j) { j["tensors"][1]["chunks"][1]["elem_offset"] = 3; }),
        Code::kCorruption, "tensor 'b': chunk 1: elements start at 3, expected 2"},
-      {"missing chunk",
-       with([](json& j) { j["tensors"][1]["chunks"].erase(1); }), Code::kCorruption,
-       "tensor 'b': chunks cover 2 of 3 elements"},
-      {"negative offset",
-       with([](json& j) { j["tensors"][1]["chunks"][0]["offset"] = -4096; }),
+      {"missing chunk", with([](json& j) { j["tensors"][1]["chunks"].erase(1); }),
+       Code::kCorruption, "tensor 'b': chunks cover 2 of 3 elements"},
+      {"negative offset", with([](json& j) { j["tensors"][1]["chunks"][0]["offset"] = -4096; }),
        Code::kCorruption, "'offset' is not a non-negative integer"},
-      {"float size",
-       with([](json& j) { j["tensors"][1]["chunks"][0]["stored_size"] = 2.0; }),
+      {"float size", with([](json& j) { j["tensors"][1]["chunks"][0]["stored_size"] = 2.0; }),
        Code::kCorruption, "'stored_size' is not a non-negative integer"},
       {"bad hex", with([](json& j) { j["tensors"][1]["chunks"][0]["xxh3"] = "ABCD"; }),
        Code::kCorruption, "'xxh3' is not 16 lowercase hex digits"},
       {"tensor checksum",
        with([](json& j) { j["tensors"][1]["decoded_xxh3"] = "0000000000000000"; }),
        Code::kCorruption, "differs from the hash of its chunks' decoded_xxh3"},
-      {"decoded size sum",
-       with([](json& j) {
+      {"decoded size sum", with([](json& j) {
          j["tensors"][1]["codec"] = "x";
          j["tensors"][1]["decoded_size"] = 4;
        }),
        Code::kCorruption, "decoded_size 4 differs"},
-      {"raw size",
-       with([](json& j) {
+      {"raw size", with([](json& j) {
          j["tensors"][0]["shape"] = {3};
          j["tensors"][0]["chunks"][0]["elem_count"] = 3;
        }),
@@ -478,11 +469,9 @@ TEST(HctReader, RejectsMalformedIndexes) {
        "'metadata.n' is not a string"},
       {"chunk in header", with([](json& j) { j["tensors"][1]["chunks"][0]["offset"] = 0; }),
        Code::kOutOfRange, "lie outside the chunk data [4096, 12289)"},
-      {"chunk over index",
-       with([](json& j) { j["tensors"][1]["chunks"][1]["stored_size"] = 2; }), Code::kOutOfRange,
-       "bytes [12288, 12290) lie outside"},
-      {"offset wraps",
-       with([](json& j) {
+      {"chunk over index", with([](json& j) { j["tensors"][1]["chunks"][1]["stored_size"] = 2; }),
+       Code::kOutOfRange, "bytes [12288, 12290) lie outside"},
+      {"offset wraps", with([](json& j) {
          j["tensors"][1]["chunks"][1]["offset"] = 18446744073709547520ull;  // 2^64 - 4096
          j["tensors"][1]["chunks"][1]["stored_size"] = 8192;
        }),
@@ -627,23 +616,22 @@ TEST(HctLargeFile, OffsetsAbove4GiB) {
   const uint64_t ph = XXH3_64bits(payload.data(), payload.size());
   Bytes hs(8);
   PutLe(hs.data(), ph, 8);
-  const json idx = {
-      {"tensors",
-       {{{"name", "far"},
-         {"dtype", "U8"},
-         {"shape", {payload.size()}},
-         {"codec", "raw"},
-         {"codec_params", json::object()},
-         {"decoded_size", payload.size()},
-         {"decoded_xxh3", Hex(XXH3_64bits(hs.data(), 8))},
-         {"chunks",
-          {{{"offset", off},
-            {"stored_size", payload.size()},
-            {"xxh3", Hex(ph)},
-            {"decoded_size", payload.size()},
-            {"decoded_xxh3", Hex(ph)},
-            {"elem_offset", 0},
-            {"elem_count", payload.size()}}}}}}}};
+  const json idx = {{"tensors",
+                     {{{"name", "far"},
+                       {"dtype", "U8"},
+                       {"shape", {payload.size()}},
+                       {"codec", "raw"},
+                       {"codec_params", json::object()},
+                       {"decoded_size", payload.size()},
+                       {"decoded_xxh3", Hex(XXH3_64bits(hs.data(), 8))},
+                       {"chunks",
+                        {{{"offset", off},
+                          {"stored_size", payload.size()},
+                          {"xxh3", Hex(ph)},
+                          {"decoded_size", payload.size()},
+                          {"decoded_xxh3", Hex(ph)},
+                          {"elem_offset", 0},
+                          {"elem_count", payload.size()}}}}}}}};
   const std::string text = idx.dump();
   const uint64_t index_off = off + payload.size();
   Bytes head(16, 0);

@@ -66,11 +66,10 @@ void WriteIndex(const std::string& path, const std::map<std::string, std::string
 void MakeSharded(const TempDir& d) {
   WriteShard(d / "model-00001-of-00002.safetensors", {"layer.0.w", "embed"});
   WriteShard(d / "model-00002-of-00002.safetensors", {"layer.1.w", "head"});
-  WriteIndex(d / "model.safetensors.index.json",
-             {{"embed", "model-00001-of-00002.safetensors"},
-              {"layer.0.w", "model-00001-of-00002.safetensors"},
-              {"layer.1.w", "model-00002-of-00002.safetensors"},
-              {"head", "model-00002-of-00002.safetensors"}});
+  WriteIndex(d / "model.safetensors.index.json", {{"embed", "model-00001-of-00002.safetensors"},
+                                                  {"layer.0.w", "model-00001-of-00002.safetensors"},
+                                                  {"layer.1.w", "model-00002-of-00002.safetensors"},
+                                                  {"head", "model-00002-of-00002.safetensors"}});
   WriteText(d / "config.json", "{}");
   WriteText(d / "tokenizer.json", "{}");
   WriteText(d / "1_Pooling/config.json", "{}");
@@ -93,8 +92,8 @@ TEST(ModelFolder, ShardedWithIndex) {
                                                         "model-00002-of-00002.safetensors"}));
   // Shard order, then data order within each shard.
   EXPECT_EQ(Names(*m), (std::vector<std::string>{"layer.0.w", "embed", "layer.1.w", "head"}));
-  EXPECT_EQ(m->other_files(), (std::vector<std::string>{"1_Pooling/config.json", "config.json",
-                                                        "tokenizer.json"}));
+  EXPECT_EQ(m->other_files(),
+            (std::vector<std::string>{"1_Pooling/config.json", "config.json", "tokenizer.json"}));
   EXPECT_TRUE(m->unreferenced_weight_files().empty());
   const ModelTensor* h = m->Find("head");
   ASSERT_NE(h, nullptr);
@@ -129,8 +128,7 @@ TEST(ModelFolder, LooseFilesWithoutIndex) {
   WriteShard(d / "text.safetensors", {"t"});
   auto m = ModelFolder::Open(d.path());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_EQ(m->shard_names(),
-            (std::vector<std::string>{"text.safetensors", "vision.safetensors"}));
+  EXPECT_EQ(m->shard_names(), (std::vector<std::string>{"text.safetensors", "vision.safetensors"}));
   EXPECT_EQ(Names(*m), (std::vector<std::string>{"t", "v"}));
 }
 
@@ -140,8 +138,7 @@ TEST(ModelFolder, UnreferencedWeightsAreListedNotLoaded) {
   WriteShard(d / "consolidated.safetensors", {"embed", "head"});
   auto m = ModelFolder::Open(d.path());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_EQ(m->unreferenced_weight_files(),
-            std::vector<std::string>{"consolidated.safetensors"});
+  EXPECT_EQ(m->unreferenced_weight_files(), std::vector<std::string>{"consolidated.safetensors"});
   EXPECT_EQ(m->shards().size(), 2u);
   for (const auto& f : m->other_files()) EXPECT_NE(f, "consolidated.safetensors");
 }
@@ -197,11 +194,10 @@ TEST(ModelFolderInconsistent, ShardTensorNotInIndex) {
 TEST(ModelFolderInconsistent, IndexMapsToWrongShard) {
   TempDir d;
   MakeSharded(d);
-  WriteIndex(d / "model.safetensors.index.json",
-             {{"embed", "model-00002-of-00002.safetensors"},
-              {"layer.0.w", "model-00001-of-00002.safetensors"},
-              {"layer.1.w", "model-00002-of-00002.safetensors"},
-              {"head", "model-00002-of-00002.safetensors"}});
+  WriteIndex(d / "model.safetensors.index.json", {{"embed", "model-00002-of-00002.safetensors"},
+                                                  {"layer.0.w", "model-00001-of-00002.safetensors"},
+                                                  {"layer.1.w", "model-00002-of-00002.safetensors"},
+                                                  {"head", "model-00002-of-00002.safetensors"}});
   ExpectError(d.path(), Code::kCorruption,
               "tensor 'embed' is in shard 'model-00001-of-00002.safetensors' but the index maps "
               "it to 'model-00002-of-00002.safetensors'");
@@ -259,8 +255,8 @@ TEST(ModelFolderReal, KdocLmSharded) {
   EXPECT_TRUE(others.count("config.json"));
   EXPECT_FALSE(others.count("model.safetensors.index.json"));
   for (const auto& s : m->shard_names()) EXPECT_FALSE(others.count(s));
-  std::cout << m->tensors().size() << " tensors in " << m->shards().size() << " shards, "
-            << total << " bytes; other files:";
+  std::cout << m->tensors().size() << " tensors in " << m->shards().size() << " shards, " << total
+            << " bytes; other files:";
   for (const auto& o : m->other_files()) std::cout << " " << o;
   std::cout << "\n";
 }

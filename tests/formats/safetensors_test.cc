@@ -10,7 +10,8 @@
 //       --gtest_filter='Safetensors*'
 //   python3 scripts/check_safetensors_py.py --json tests/data/safetensors/golden.json \
 //       tests/data/safetensors
-//   python3 scripts/check_safetensors_py.py --compare /tmp/st-out/roundtrip /tmp/st-out/golden
+//   python3 scripts/check_safetensors_py.py --json /tmp/st-out/roundtrip/expect.json \
+//       /tmp/st-out/roundtrip
 //   python3 scripts/check_safetensors_py.py --compare /tmp/st-out/weights ../shared/weights
 #include "hct/safetensors.h"
 
@@ -23,8 +24,8 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -268,9 +269,12 @@ TEST(SafetensorsMustFail, EveryTruncationRejected) {
 // ------------------------------------------------------------------------------ writer
 std::vector<uint64_t> ShapeFor(DType t) {
   switch (DTypeBits(t)) {
-    case 4: return {3, 2};  // 6 x 4 bits = 3 bytes
-    case 6: return {2, 4};  // 8 x 6 bits = 6 bytes
-    default: return {3, 5};
+    case 4:
+      return {3, 2};  // 6 x 4 bits = 3 bytes
+    case 6:
+      return {2, 4};  // 8 x 6 bits = 6 bytes
+    default:
+      return {3, 5};
   }
 }
 
@@ -322,6 +326,20 @@ TEST(SafetensorsWriter, RoundTripEveryDTypeStreaming) {
     EXPECT_EQ(f->Find("empty")->num_bytes(), 0u);
     EXPECT_EQ(f->metadata().at("note"), "streamed \xE2\x9C\x93");
   }
+  if (!keep.empty()) {
+    // What the Python check expects, from this test's inputs (format of golden.json).
+    nlohmann::json e;
+    e["metadata"] = {{"format", "pt"}, {"note", "streamed \xE2\x9C\x93"}};
+    for (size_t i = 0; i < data.size(); ++i) {
+      const TensorInfo& t = (*w).tensors()[i];  // declared name, dtype, shape, offsets
+      e["tensors"].push_back({{"name", t.name},
+                              {"dtype", std::string(DTypeName(t.dtype))},
+                              {"shape", t.shape},
+                              {"data_offsets", {t.data_begin, t.data_end}},
+                              {"hex", Hex(data[i])}});
+    }
+    std::ofstream(keep + "/expect.json") << nlohmann::json{{"all_dtypes.safetensors", e}}.dump(1);
+  }
   // The header is padded with spaces, as the reference writer does.
   auto raw = ReadAll(path);
   auto f = SafetensorsFile::Open(path);
@@ -364,8 +382,7 @@ TEST(SafetensorsWriter, MisuseIsRejectedAndLeavesNoFile) {
     EXPECT_EQ(w->Declare("__metadata__", DType::kU8, {1}).code(), Code::kInvalidArgument);
     s = w->Write("b", four);
     EXPECT_EQ(s.code(), Code::kInvalidArgument);
-    EXPECT_NE(s.message().find("out of order (next due: 'a')"), std::string::npos)
-        << s.ToString();
+    EXPECT_NE(s.message().find("out of order (next due: 'a')"), std::string::npos) << s.ToString();
     EXPECT_EQ(w->Write("a", four).code(), Code::kInvalidArgument);  // wrong size
     ASSERT_TRUE(w->Write("a", eight).ok());
     EXPECT_EQ(w->Declare("c", DType::kU8, {1}).code(), Code::kInvalidArgument);
@@ -432,8 +449,8 @@ TEST(SafetensorsRealWeights, RewriteKeepsDataSectionIdentical) {
     ASSERT_EQ(g->data_size(), f->data_size());
     auto a = ReadAll(src), b = ReadAll(dst);
     ASSERT_EQ(a.size() - f->data_offset(), b.size() - g->data_offset());
-    EXPECT_EQ(0, std::memcmp(a.data() + f->data_offset(), b.data() + g->data_offset(),
-                             f->data_size()))
+    EXPECT_EQ(0,
+              std::memcmp(a.data() + f->data_offset(), b.data() + g->data_offset(), f->data_size()))
         << "data sections differ";
     EXPECT_EQ(g->metadata(), f->metadata());
     ASSERT_EQ(g->tensors().size(), f->tensors().size());

@@ -2,7 +2,8 @@
 // (SafetensorsFile::Parse, no copy) and walks every tensor, checking the invariants the parser
 // promises. Seeds: tests/data/fuzz/safetensors/ (scripts/make_safetensors_testdata.py).
 //   scripts/fuzz.sh build-fuzz 30
-//   build-fuzz/tests/fuzz/fuzz_safetensors -runs=1000000 -max_len=65536 build-fuzz/corpus/safetensors \
+//   build-fuzz/tests/fuzz/fuzz_safetensors -runs=1000000 -max_len=65536
+//   build-fuzz/corpus/safetensors \
 //       tests/data/fuzz/safetensors
 #include <cstddef>
 #include <cstdint>

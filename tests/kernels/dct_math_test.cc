@@ -103,10 +103,10 @@ TEST(DctMath, SwizzleIsConflictFree) {
 }
 
 DctqDecodeArgs GoodArgs() {
-  static int8_t sym, out;
+  alignas(16) static int8_t sym[16], out[16];
   DctqDecodeArgs a;
-  a.symbols = &sym;
-  a.out = &out;
+  a.symbols = sym;
+  a.out = out;
   a.rows = 100;
   a.cols = 50;
   a.row_begin = 32;
@@ -147,6 +147,16 @@ TEST(KernelArgs, DctqDecodeChecks) {
   EXPECT_EQ(ValidateDctqDecode(a).code(), Code::kInvalidArgument);
   a.row_begin = a.row_end;  // nothing to do: null pointers are fine
   EXPECT_TRUE(ValidateDctqDecode(a).ok());
+  a = GoodArgs();
+  alignas(4) static uint8_t words[8];
+  a.out = words + 2;  // F32 output at a 2-byte boundary
+  a.out_type = DType::kF32;
+  EXPECT_EQ(ValidateDctqDecode(a).code(), Code::kInvalidArgument);
+  a.out_type = DType::kBF16;
+  EXPECT_TRUE(ValidateDctqDecode(a).ok());
+  a.symbols = words + 1;
+  a.symbol_type = DType::kI16;
+  EXPECT_EQ(ValidateDctqDecode(a).code(), Code::kInvalidArgument);
   a = GoodArgs();
   a.step = std::numeric_limits<float>::quiet_NaN();
   EXPECT_EQ(ValidateDctqDecode(a).code(), Code::kInvalidArgument);

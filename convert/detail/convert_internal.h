@@ -1,0 +1,76 @@
+// Internals shared by the pipeline sources (convert/convert*.cc).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hct/convert.h"
+#include "hct/status.h"
+
+namespace hct::detail {
+
+// 0 -> all cores.
+int ResolveThreads(int threads);
+
+// Seconds since construction.
+class Stopwatch {
+ public:
+  Stopwatch() : t0_(std::chrono::steady_clock::now()) {}
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t0_;
+};
+
+// A folder built next to its final name ("<out>.tmp.<pid>") and renamed into place by Commit();
+// removed (with everything in it) when destroyed uncommitted.
+class StagingDir {
+ public:
+  // AlreadyExists when `final_path` exists and !force; InvalidArgument for an empty path.
+  static Result<StagingDir> Create(const std::string& final_path, bool force);
+  StagingDir() = default;
+  StagingDir(StagingDir&& o) noexcept;
+  StagingDir& operator=(StagingDir&& o) noexcept;
+  ~StagingDir();
+
+  const std::string& path() const { return tmp_; }
+  const std::string& final_path() const { return final_; }
+  // Moves an existing final_path aside (when force), renames, removes the old one, syncs.
+  Status Commit();
+
+ private:
+  std::string tmp_, final_;
+  bool force_ = false, committed_ = true;
+};
+
+// Copies src to dst (creating dst's parent folders) and fsyncs it.
+Status CopyFileSynced(const std::string& src, const std::string& dst);
+
+// Writes `text` to `path` (new file, fsynced).
+Status WriteTextFile(const std::string& path, std::string_view text);
+Result<std::string> ReadTextFile(const std::string& path);
+
+// "model-00001-of-00004.safetensors" -> "model-00001-of-00004.hct" (any other name: + ".hct").
+std::string HctNameFor(const std::string& shard_name);
+// Inverse, for HCT files without recorded source: "x.hct" -> "x.safetensors".
+std::string SafetensorsNameFor(const std::string& hct_name);
+
+// Non-weight files of a folder (relative, sorted, recursive, hidden entries skipped), leaving
+// out names for which skip() is true.
+Result<std::vector<std::string>> ListOtherFiles(const std::string& dir,
+                                                bool (*skip)(const std::string& rel));
+
+// Drops the pages of [p, p + n) from this process (file-backed read-only mappings re-read on
+// the next access): keeps the resident set of a streamed conversion small.
+void DropPages(const void* p, uint64_t n);
+
+// Bytes of n elements of dtype, or Corruption.
+Result<uint64_t> BytesOf(DType dtype, uint64_t n, std::string_view what);
+
+}  // namespace hct::detail

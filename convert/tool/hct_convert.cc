@@ -1,0 +1,317 @@
+// hct-convert: compress a Hugging Face model into HCT files, decode it back, inspect files.
+// A thin layer over include/hct/convert.h; usage and exit codes in man/hct-convert.1.
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "convert/detail/progress.h"
+#include "hct/convert.h"
+#include "hct/detail/file.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+// Exit codes (man/hct-convert.1, EXIT STATUS).
+enum Exit : int {
+  kOk = 0,
+  kUsage = 1,
+  kInputError = 2,
+  kOutputError = 3,
+  kVerifyFailed = 4,
+  kInternalError = 5,
+};
+
+int ExitFor(const hct::Status& s) {
+  using hct::Code;
+  if (hct::IsVerificationFailure(s)) return kVerifyFailed;
+  switch (s.code()) {
+    case Code::kInvalidArgument: return kUsage;
+    case Code::kNotFound:
+    case Code::kCorruption:
+    case Code::kOutOfRange:
+    case Code::kUnsupported: return kInputError;
+    case Code::kAlreadyExists:
+    case Code::kIOError:
+    case Code::kResourceExhausted:
+    case Code::kBusy: return kOutputError;
+    default: return kInternalError;
+  }
+}
+
+int Fail(const hct::Status& s) {
+  std::fprintf(stderr, "hct-convert: error: %s\n", s.ToString().c_str());
+  return ExitFor(s);
+}
+
+int Usage(const std::string& msg) {
+  std::fprintf(stderr, "hct-convert: %s\nTry 'hct-convert --help'.\n", msg.c_str());
+  return kUsage;
+}
+
+const char* kSynopsis =
+    "Usage:\n"
+    "  hct-convert [convert] INPUT OUTPUT [options]   safetensors file or HF folder -> HCT folder\n"
+    "  hct-convert decode INPUT OUTPUT [options]      HCT folder or file -> HF safetensors folder\n"
+    "  hct-convert inspect PATH [--json]              tensors, dtypes, shapes, codecs, ratios\n"
+    "  hct-convert demo-model DIR [--force]           write a small LLaMA-like BF16 demo model\n"
+    "  hct-convert baseline INPUT                     RTN INT8 / INT4-g128 error and bits (JSON)\n"
+    "See man hct-convert(1).\n";
+
+// "1M", "512K", "65536" -> elements.
+std::optional<uint64_t> ParseSize(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(s, &pos);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string suf = s.substr(pos);
+  if (suf == "" ) return v;
+  if (suf == "K" || suf == "k" || suf == "Ki") return v << 10;
+  if (suf == "M" || suf == "Mi") return v << 20;
+  if (suf == "G" || suf == "Gi") return v << 30;
+  return std::nullopt;
+}
+
+bool ParseTile(const std::string& s, int* r, int* c) {
+  int a = 0, b = 0;
+  char x = 0, extra = 0;
+  const int n = std::sscanf(s.c_str(), "%d%c%d%c", &a, &x, &b, &extra);
+  if (n == 1) return *r = *c = a, true;
+  if (n == 3 && (x == 'x' || x == 'X')) return *r = a, *c = b, true;
+  return false;
+}
+
+struct Common {
+  bool quiet = false, json = false, force = false;
+  int threads = 0;
+};
+
+// Parses argv (after the subcommand) with `desc` plus positionals; nullopt after printing help.
+std::optional<int> Parse(int argc, char** argv, po::options_description& desc,
+                         const std::vector<std::string>& pos_names, po::variables_map& vm) {
+  po::options_description hidden;
+  po::positional_options_description pos;
+  for (const std::string& n : pos_names) {
+    hidden.add_options()(n.c_str(), po::value<std::string>());
+    pos.add(n.c_str(), 1);
+  }
+  po::options_description all;
+  all.add(desc).add(hidden);
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    return Usage(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << kSynopsis << "\n" << desc;
+    return kOk;
+  }
+  for (const std::string& n : pos_names)
+    if (!vm.count(n)) return Usage("missing " + n);
+  return std::nullopt;
+}
+
+void AddCommon(po::options_description& d, Common& c) {
+  d.add_options()("help,h", "show this help")(
+      "threads,j", po::value<int>(&c.threads)->default_value(0),
+      "worker threads (0: all cores)")("force,f", po::bool_switch(&c.force),
+                                       "replace an existing output")(
+      "quiet,q", po::bool_switch(&c.quiet), "no progress bar, no table")(
+      "json", po::bool_switch(&c.json), "print a JSON summary on stdout instead of the table");
+}
+
+hct::Status WriteReport(const std::string& path, const nlohmann::json& j) {
+  HCT_ASSIGN_OR_RETURN(hct::detail::AtomicFile f, hct::detail::AtomicFile::Create(path, true));
+  const std::string s = j.dump(2) + "\n";
+  HCT_RETURN_IF_ERROR(f.Append(s.data(), s.size()));
+  return f.Commit();
+}
+
+int RunConvert(int argc, char** argv) {
+  Common c;
+  double max_error = 0, bits = 0, retention = 0, dead_zone = 0;
+  std::string transform = "auto", tile = "16", chunk = std::to_string(hct::kDefaultChunkElems);
+  std::string report;
+  std::vector<std::string> keep;
+  int zstd_level = hct::kDefaultZstdLevel;
+  bool lossless = false, verify = false;
+  po::options_description d("Convert options");
+  d.add_options()("max-error", po::value<double>(&max_error),
+                  ("target relative RMS error per lossy tensor (default " +
+                   std::to_string(hct::kDefaultMaxError).substr(0, 4) + ")")
+                      .c_str())(
+      "bits", po::value<double>(&bits), "target average bits per weight per lossy tensor")(
+      "retention", po::value<double>(&retention),
+      "keep the largest R fraction of DCT coefficients (original HCT experiments)")(
+      "transform", po::value<std::string>(&transform)->default_value("auto"),
+      "auto|dct|none (auto keeps the cheaper one per tensor)")(
+      "tile", po::value<std::string>(&tile)->default_value("16"), "DCT tile: N or RxC (1..64)")(
+      "dead-zone", po::value<double>(&dead_zone)->default_value(0),
+      "quantizer rounding offset in [0, 0.5)")("lossless", po::bool_switch(&lossless),
+                                              "store every tensor losslessly")(
+      "keep", po::value<std::vector<std::string>>(&keep)->composing(),
+      "glob of tensor names kept lossless (repeatable)")(
+      "zstd-level", po::value<int>(&zstd_level)->default_value(hct::kDefaultZstdLevel),
+      "zstd level of every chunk")(
+      "chunk-size", po::value<std::string>(&chunk)->default_value("1M"),
+      "weights per chunk (K, M suffixes)")("verify", po::bool_switch(&verify),
+                                           "decode the output and check it before finishing")(
+      "report", po::value<std::string>(&report), "write the per-tensor report as JSON to FILE");
+  AddCommon(d, c);
+  po::variables_map vm;
+  if (auto r = Parse(argc, argv, d, {"INPUT", "OUTPUT"}, vm)) return *r;
+
+  hct::ConvertOptions o;
+  const int modes = int(vm.count("max-error")) + int(vm.count("bits")) +
+                    int(vm.count("retention"));
+  if (modes > 1) return Usage("--max-error, --bits and --retention exclude each other");
+  if (vm.count("bits")) o.lossy.mode = hct::RateMode::kBits, o.lossy.bits = bits;
+  if (vm.count("retention"))
+    o.lossy.mode = hct::RateMode::kRetention, o.lossy.retention = retention;
+  if (vm.count("max-error")) o.lossy.max_error = max_error;
+  if (transform == "auto") o.lossy.transform = hct::Transform::kAuto;
+  else if (transform == "dct") o.lossy.transform = hct::Transform::kDct;
+  else if (transform == "none") o.lossy.transform = hct::Transform::kNone;
+  else return Usage("--transform must be auto, dct or none, not '" + transform + "'");
+  if (!ParseTile(tile, &o.lossy.tile_r, &o.lossy.tile_c))
+    return Usage("--tile must be N or RxC, not '" + tile + "'");
+  o.lossy.dead_zone = dead_zone;
+  const auto chunk_elems = ParseSize(chunk);
+  if (!chunk_elems) return Usage("--chunk-size must be a count like 1M or 262144, not '" + chunk + "'");
+  o.chunk_elems = *chunk_elems;
+  o.zstd_level = zstd_level;
+  o.policy.lossless = lossless;
+  o.policy.keep = keep;
+  o.threads = c.threads;
+  o.force = c.force;
+  o.verify = verify;
+  hct::detail::ProgressBar bar(!c.quiet && ::isatty(STDERR_FILENO));
+  o.progress = [&](const hct::Progress& p) { bar.Update(p); };
+
+  hct::Result<hct::ConvertReport> rep =
+      hct::Convert(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
+  bar.Finish();
+  if (!rep.ok()) return Fail(rep.status());
+  const nlohmann::json j = hct::ReportToJson(*rep);
+  if (!report.empty()) {
+    hct::Status s = WriteReport(report, j);
+    if (!s.ok()) return Fail(s.WithContext("--report"));
+  }
+  if (c.json) std::cout << j.dump(2) << "\n";
+  else if (!c.quiet) std::cout << hct::FormatReportTable(*rep);
+  return kOk;
+}
+
+int RunDecode(int argc, char** argv) {
+  Common c;
+  po::options_description d("Decode options");
+  AddCommon(d, c);
+  po::variables_map vm;
+  if (auto r = Parse(argc, argv, d, {"INPUT", "OUTPUT"}, vm)) return *r;
+  hct::DecodeOptions o;
+  o.threads = c.threads;
+  o.force = c.force;
+  if (o.threads < 0) return Usage("--threads must be >= 0");
+  hct::detail::ProgressBar bar(!c.quiet && ::isatty(STDERR_FILENO));
+  o.progress = [&](const hct::Progress& p) { bar.Update(p); };
+  auto rep = hct::DecodeModel(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
+  bar.Finish();
+  if (!rep.ok()) return Fail(rep.status());
+  if (c.json) {
+    std::cout << hct::DecodeReportToJson(*rep).dump(2) << "\n";
+  } else if (!c.quiet) {
+    std::printf("decoded %llu tensors into %zu safetensors file%s in %s (%.1f MB, %.2f s)\n",
+                (unsigned long long)rep->tensors, rep->files.size(),
+                rep->files.size() == 1 ? "" : "s", rep->output.c_str(), rep->output_bytes / 1e6,
+                rep->seconds);
+  }
+  return kOk;
+}
+
+int RunInspect(int argc, char** argv) {
+  bool json = false;
+  po::options_description d("Inspect options");
+  d.add_options()("help,h", "show this help")("json", po::bool_switch(&json), "JSON output");
+  po::variables_map vm;
+  if (auto r = Parse(argc, argv, d, {"PATH"}, vm)) return *r;
+  auto rep = hct::Inspect(vm["PATH"].as<std::string>());
+  if (!rep.ok()) return Fail(rep.status());
+  if (json) std::cout << hct::InspectToJson(*rep).dump(2) << "\n";
+  else std::cout << hct::FormatInspect(*rep);
+  return kOk;
+}
+
+int RunDemoModel(int argc, char** argv) {
+  hct::DemoModelOptions o;
+  po::options_description d("Demo model options");
+  d.add_options()("help,h", "show this help")("force,f", po::bool_switch(&o.force),
+                                              "replace an existing folder")(
+      "layers", po::value<int>(&o.layers)->default_value(o.layers), "decoder layers")(
+      "hidden", po::value<int>(&o.hidden)->default_value(o.hidden), "hidden size")(
+      "vocab", po::value<int>(&o.vocab)->default_value(o.vocab), "vocabulary size")(
+      "shards", po::value<int>(&o.shards)->default_value(o.shards), "safetensors shards")(
+      "seed", po::value<uint64_t>(&o.seed)->default_value(o.seed), "random seed");
+  po::variables_map vm;
+  if (auto r = Parse(argc, argv, d, {"DIR"}, vm)) return *r;
+  o.intermediate = (o.hidden * 8 / 3 + 15) / 16 * 16;
+  const std::string dir = vm["DIR"].as<std::string>();
+  hct::Status s = hct::WriteDemoModel(dir, o);
+  if (!s.ok()) return Fail(s);
+  std::printf("wrote demo model to %s\n", dir.c_str());
+  return kOk;
+}
+
+int RunBaseline(int argc, char** argv) {
+  hct::PolicyOptions policy;
+  po::options_description d("Baseline options (measurements: RTN INT8 and INT4-g128)");
+  d.add_options()("help,h", "show this help")(
+      "keep", po::value<std::vector<std::string>>(&policy.keep)->composing(),
+      "glob of tensor names kept lossless (excluded, as in convert)");
+  po::variables_map vm;
+  if (auto r = Parse(argc, argv, d, {"INPUT"}, vm)) return *r;
+  auto r = hct::MeasureBaselines(vm["INPUT"].as<std::string>(), policy);
+  if (!r.ok()) return Fail(r.status());
+  nlohmann::json j = {{"tensors", r->tensors},
+                      {"elements", r->elements},
+                      {"int8", {{"rel_rms_error", r->int8_rel_rms_error},
+                                {"bits_per_weight", r->int8_bits_per_weight}}},
+                      {"int4_g128", {{"rel_rms_error", r->int4_rel_rms_error},
+                                     {"bits_per_weight", r->int4_bits_per_weight}}}};
+  std::cout << j.dump(2) << "\n";
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kSynopsis, stderr);
+    return kUsage;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--version") {
+    std::printf("%s\n", std::string(hct::kConverterName).c_str());
+    return kOk;
+  }
+  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+    char* help[] = {argv[0], const_cast<char*>("--help")};
+    return RunConvert(2, help);
+  }
+  // Subcommand argv: drop the program name so argv[0] is the subcommand (as parsers expect).
+  if (cmd == "decode") return RunDecode(argc - 1, argv + 1);
+  if (cmd == "inspect") return RunInspect(argc - 1, argv + 1);
+  if (cmd == "baseline") return RunBaseline(argc - 1, argv + 1);
+  if (cmd == "demo-model") return RunDemoModel(argc - 1, argv + 1);
+  if (cmd == "convert") return RunConvert(argc - 1, argv + 1);
+  return RunConvert(argc, argv);
+}
