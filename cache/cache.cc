@@ -50,8 +50,8 @@ Status MakeDir(const std::string& d) {
   struct stat st {};
   if (::stat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return Status::OK();
   return Status(e == ENOENT ? Code::kNotFound : Code::kIOError,
-                "cache directory " + d + " cannot be created (parent is not writable?): " +
-                    std::strerror(e));
+                "cache directory " + d + " cannot be created: " + std::strerror(e) +
+                    (e == EACCES || e == EROFS ? " (parent is not writable)" : ""));
 }
 
 Status MakeDirs(const std::string& d) {

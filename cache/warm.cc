@@ -383,7 +383,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     return std::optional<uint64_t>(std::stoull(s.Text(0)));
   }();
   HCT_RETURN_IF_ERROR(budget.status());
-  if (*budget) {
+  if (*budget && only_groups.empty()) {  // a repair restores, it does not evict others
     model_lock.Release();  // evict takes model locks to drop emptied models
     EvictOptions eo;
     eo.max_size = **budget;

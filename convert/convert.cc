@@ -383,6 +383,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
     rep.copied_files.push_back(rel);
   }
 
+  if (options.before_verify) options.before_verify(stage.path());
   if (options.verify) {
     HCT_RETURN_IF_ERROR(VerifyOutput(stage.path(), in, rep, pf, options.progress, clock));
     rep.verified = true;

@@ -278,7 +278,7 @@ int Run(int argc, char** argv) {
                     p.tensor.empty() ? "" : " tensor ", p.tensor.c_str(), p.detail.c_str(),
                     p.action.empty() ? "" : " -> ", p.action.c_str());
       std::printf("%s: %llu entries, %llu tensors%s, %zu problems (%.2f s%s)\n",
-                  r->ok() ? "ok" : "FAILED", static_cast<unsigned long long>(r->entries_checked),
+                  r->ok() ? "ok" : (repair && r->repaired) ? "repaired" : "FAILED", static_cast<unsigned long long>(r->entries_checked),
                   static_cast<unsigned long long>(r->tensors_checked),
                   deep ? (", " + hct::FormatSize(r->bytes_checked) + " hashed").c_str() : "",
                   r->problems.size(), r->seconds,

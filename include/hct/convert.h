@@ -88,6 +88,8 @@ struct ConvertOptions {
   ProgressFn progress;  // optional
   // Test hook: called before each tensor is encoded; a non-OK Status aborts the conversion.
   std::function<Status(std::string_view tensor)> before_tensor;
+  // Test hook: called with the staging folder once everything is written, before --verify.
+  std::function<void(const std::string& staging_dir)> before_verify;
 };
 
 struct TensorReport {
