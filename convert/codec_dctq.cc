@@ -15,7 +15,7 @@
 namespace hct::detail {
 namespace {
 
-constexpr uint64_t kSampleElems = 128u << 10;
+constexpr uint64_t kSampleElems = 64u << 10;
 
 struct Plan {
   bool dct = false;
@@ -163,10 +163,24 @@ Result<Candidate> SolveOnSample(const Sample& s, uint64_t cols, Plan p, const Lo
     case RateMode::kMaxError: {
       // Aim slightly below the target: the whole tensor is verified afterwards.
       const double target = QuantAim(o.max_error * (1 - 0.3 * o.tolerance), rounding_energy);
-      p.step = ymax == 0 ? 1.0
-                         : SolveLogStep(target * rms * std::sqrt(12.0), min_step, max_step, target,
-                                        [&](double st) { return err_at(st, 0); })
-                               .first;
+      // The error is close to proportional to the step: a few proportional updates from the
+      // fine-quantization guess (step = e * rms * sqrt(12)), bisection if that fails.
+      if (ymax == 0) {
+        p.step = 1.0;
+        break;
+      }
+      double step = std::clamp(target * rms * std::sqrt(12.0), min_step, max_step);
+      bool done = false;
+      for (int i = 0; i < 6 && !done; ++i) {
+        const double e = err_at(step, 0);
+        if (e > 0 && std::fabs(e / target - 1) < 2e-3) done = true;
+        else if (e <= 0) step = std::min(max_step, step * 4);
+        else step = std::clamp(step * target / e, min_step, max_step);
+      }
+      p.step = done ? step
+                    : SolveLogStep(step, min_step, max_step, target,
+                                   [&](double st) { return err_at(st, 0); })
+                          .first;
       break;
     }
     case RateMode::kBits: {

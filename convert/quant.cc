@@ -4,9 +4,83 @@
 #include <string>
 #include <vector>
 
+#include "convert/detail/quant.h"
 #include "hct/codec.h"
 
+// x86-64: AVX2 clones of the hot loops, chosen at load time.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define HCT_QUANT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HCT_QUANT_CLONES
+#endif
+
 namespace hct {
+namespace detail {
+
+// Blocks of kBlock values: per-element results into a small buffer (a plain loop the compiler
+// vectorizes), then summed in 8 float lanes and flushed to double per block.
+constexpr uint64_t kBlock = 512;
+
+HCT_QUANT_CLONES
+double QuantError(const float* y, uint64_t n, const Quantizer& qz) {
+  const float inv = qz.inv_step, off = qz.offset, step = qz.step, thr = qz.threshold;
+  const float qmax = static_cast<float>(qz.max_q);
+  float buf[kBlock];
+  double total = 0;
+  for (uint64_t i = 0; i < n; i += kBlock) {
+    const int m = static_cast<int>(std::min<uint64_t>(kBlock, n - i));
+    const float* yb = y + i;
+    for (int k = 0; k < m; ++k) {
+      const float a = std::fabs(yb[k]);
+      const float t = std::min(a * inv + off, qmax);
+      float q = static_cast<float>(static_cast<int>(t));
+      q = a < thr ? 0.0f : q;
+      const float d = a - q * step;
+      buf[k] = d * d;
+    }
+    float lane[8] = {};
+    int k = 0;
+    for (; k + 8 <= m; k += 8)
+      for (int l = 0; l < 8; ++l) lane[l] += buf[k + l];
+    for (; k < m; ++k) lane[0] += buf[k];
+    double block = 0;
+    for (int l = 0; l < 8; ++l) block += lane[l];
+    total += block;
+  }
+  return total;
+}
+
+HCT_QUANT_CLONES
+void ErrorSums(const float* x, const float* y, uint64_t n, double sums[4], double* max_abs) {
+  float mx = static_cast<float>(*max_abs);
+  for (uint64_t i = 0; i < n; i += kBlock) {
+    const int m = static_cast<int>(std::min<uint64_t>(kBlock, n - i));
+    const float* xb = x + i;
+    const float* yb = y + i;
+    float a[8] = {}, b[8] = {}, c[8] = {}, d[8] = {}, e[8] = {};
+    int k = 0;
+    for (; k + 8 <= m; k += 8)
+      for (int l = 0; l < 8; ++l) {
+        const float xi = xb[k + l], yi = yb[k + l], er = xi - yi;
+        a[l] += xi * xi, b[l] += er * er, c[l] += xi * yi, d[l] += yi * yi;
+        e[l] = std::max(e[l], std::fabs(er));
+      }
+    for (; k < m; ++k) {
+      const float xi = xb[k], yi = yb[k], er = xi - yi;
+      a[0] += xi * xi, b[0] += er * er, c[0] += xi * yi, d[0] += yi * yi;
+      e[0] = std::max(e[0], std::fabs(er));
+    }
+    double s[4] = {};
+    for (int l = 0; l < 8; ++l) {
+      s[0] += a[l], s[1] += b[l], s[2] += c[l], s[3] += d[l];
+      mx = std::max(mx, e[l]);
+    }
+    for (int j = 0; j < 4; ++j) sums[j] += s[j];
+  }
+  *max_abs = mx;
+}
+
+}  // namespace detail
 namespace {
 
 Result<std::vector<float>> Load(const TensorView& t, uint64_t* rows, uint64_t* cols) {

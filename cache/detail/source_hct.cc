@@ -1,11 +1,9 @@
-// HCT sources: tensors decoded chunk by chunk.
-//
-// TODO(cache): decode every codec through hct::ChunkDecoder (include/hct/codec.h) once its CPU
-// decoders are in convert/; until then only "raw" tensors are decoded (Unsupported otherwise).
+// HCT sources: tensors decoded chunk by chunk through the CPU reference decoders (codec.h).
 #include <algorithm>
 #include <filesystem>
 
 #include "cache/detail/source.h"
+#include "hct/codec.h"
 #include "hct/container.h"
 
 namespace hct::detail {
@@ -61,10 +59,27 @@ class HctSource final : public TensorSource {
                                          std::span<std::byte> out) const override {
     const HctFile& f = *hct_[t.handle >> 32];
     const TensorEntry& e = f.tensors()[t.handle & 0xffffffffu];
-    if (e.codec != kRawCodec)
-      return Status::Unsupported(f.path() + ": tensor '" + e.name + "': codec '" + e.codec +
-                                 "' cannot be decoded by the cache yet (no CPU decoder linked)");
-    HCT_RETURN_IF_ERROR(f.ReadRawTensor(e, out));
+    if (e.codec == kRawCodec) {
+      HCT_RETURN_IF_ERROR(f.ReadRawTensor(e, out));
+    } else {
+      auto ctx = [&](Status st) { return st.WithContext("tensor '" + e.name + "'").WithContext(f.path()); };
+      auto dec = ChunkDecoder::Create(e.codec, e.codec_params, e.dtype);
+      if (!dec.ok()) return ctx(dec.status());
+      std::vector<std::byte> stored;
+      for (size_t i = 0; i < e.chunks.size(); ++i) {
+        const ChunkEntry& c = e.chunks[i];
+        auto begin = DTypeBytes(e.dtype, c.elem_offset);
+        auto len = DTypeBytes(e.dtype, c.elem_count);
+        if (!begin || !len || *begin > out.size() || *len > out.size() - *begin)
+          return ctx(Status::Corruption("chunk " + std::to_string(i) + " lies outside the tensor"));
+        stored.resize(c.stored_size);
+        HCT_RETURN_IF_ERROR(f.ReadChunk(e, i, stored));  // checks the stored XXH3
+        Status st = dec->Decode(stored, ChunkMeta(c.decoded_size, c.decoded_xxh3, c.elem_offset,
+                                                  c.elem_count),
+                                out.subspan(*begin, *len));
+        if (!st.ok()) return ctx(st.WithContext("chunk " + std::to_string(i)));
+      }
+    }
     // The container's tensor checksum (over the chunks' decoded checksums) identifies the source.
     return std::optional<uint64_t>(e.decoded_xxh3);
   }

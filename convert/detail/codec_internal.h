@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "convert/detail/quant.h"
 #include "hct/codec.h"
 
 namespace hct::detail {
@@ -17,16 +18,9 @@ struct ErrorAccumulator {
   double sxx = 0, see = 0, sxy = 0, syy = 0, max_abs = 0;
 
   void Add(const float* x, const float* y, uint64_t n) {
-    double a = 0, b = 0, c = 0, d = 0, m = max_abs;
-    for (uint64_t i = 0; i < n; ++i) {
-      const double xi = x[i], yi = y[i], e = xi - yi;
-      a += xi * xi;
-      b += e * e;
-      c += xi * yi;
-      d += yi * yi;
-      m = std::max(m, std::fabs(e));
-    }
-    sxx += a, see += b, sxy += c, syy += d, max_abs = m;
+    double sums[4] = {};
+    ErrorSums(x, y, n, sums, &max_abs);
+    sxx += sums[0], see += sums[1], sxy += sums[2], syy += sums[3];
   }
   void Merge(const ErrorAccumulator& o) {
     sxx += o.sxx, see += o.see, sxy += o.sxy, syy += o.syy;

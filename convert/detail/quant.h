@@ -3,6 +3,7 @@
 // (retention mode). Only the encoder knows dead_zone and threshold.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -33,15 +34,12 @@ struct Quantizer {
   }
 };
 
-// Sum of squared quantization errors of n coefficients.
-inline double QuantError(const float* y, uint64_t n, const Quantizer& qz) {
-  double e = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    const float d = y[i] - static_cast<float>(qz.Q(y[i])) * qz.step;
-    e += static_cast<double>(d) * d;
-  }
-  return e;
-}
+// Sum of squared quantization errors of n coefficients (vectorized, fixed summation order, so
+// deterministic; convert/quant.cc).
+double QuantError(const float* y, uint64_t n, const Quantizer& qz);
+
+// Sums for ErrorAccumulator: x.x, e.e, x.y, y.y and max |e| over n values (e = x - y).
+void ErrorSums(const float* x, const float* y, uint64_t n, double sums[4], double* max_abs);
 
 template <class S>
 inline void QuantizeTo(const float* y, uint64_t n, const Quantizer& qz, S* out) {

@@ -92,15 +92,20 @@ TEST_F(ConvertTest, ShardedFolderGivesOneHctPerShardIndexAndCopiedFiles) {
   EXPECT_EQ(idx["metadata"]["total_size"].get<uint64_t>(), total);
   EXPECT_EQ(rep->totals.input_bytes, total);
   EXPECT_EQ(rep->tensors.size(), folder->tensors().size());
-  EXPECT_GT(rep->totals.ratio, 2.5);  // lossy BF16 at the default error
+  EXPECT_GT(rep->totals.ratio, 1.5);  // small tensors pay for 4 KiB chunk alignment
+  EXPECT_LT(rep->totals.lossy_bits_per_weight, 5.0);
   EXPECT_TRUE(Leftovers().empty());
 
-  // The policy: norms stay lossless and exact; projections are lossy within the target.
+  // The policy: norms (1-D) and k/v (32x64, under 4096 weights) stay lossless and exact; the
+  // other projections are lossy within the target.
   for (const TensorReport& t : rep->tensors) {
-    if (t.name.find("norm") != std::string::npos) {
+    if (t.name.find("norm") != std::string::npos || t.name.find("k_proj") != std::string::npos ||
+        t.name.find("v_proj") != std::string::npos) {
+      EXPECT_EQ(t.reason, t.name.find("norm") != std::string::npos ? "1-D" : "small") << t.name;
       EXPECT_NE(t.codec, kCodecDctqZstd) << t.name;
       EXPECT_EQ(t.metrics.rel_rms_error, 0) << t.name;
     } else {
+      EXPECT_EQ(t.reason, "lossy") << t.name;
       EXPECT_EQ(t.codec, kCodecDctqZstd) << t.name;
       EXPECT_LE(t.metrics.rel_rms_error, kDefaultMaxError * 1.02) << t.name;
       EXPECT_GT(t.metrics.rel_rms_error, kDefaultMaxError * 0.5) << t.name;
@@ -215,10 +220,12 @@ TEST_F(ConvertTest, OutputIsIdenticalForAnyThreadCount) {
     outs.push_back(root_ / ("out" + std::to_string(threads)));
     auto rep = Convert(in.string(), outs.back().string(), o);
     ASSERT_TRUE(rep.ok()) << rep.status().ToString();
-    EXPECT_GT(rep->tensors[1].chunks + rep->tensors[2].chunks, 2u);
+    for (const TensorReport& t : rep->tensors)
+      if (t.name == "model.layers.0.mlp.gate_proj.weight") EXPECT_EQ(t.chunks, 3u);  // 176 x 64
   }
-  for (const auto& e : fs::directory_iterator(outs[0])) {
-    const std::string name = e.path().filename().string();
+  for (const auto& e : fs::recursive_directory_iterator(outs[0])) {
+    if (!e.is_regular_file()) continue;
+    const fs::path name = fs::relative(e.path(), outs[0]);
     for (size_t k = 1; k < outs.size(); ++k)
       EXPECT_TRUE(Slurp(outs[0] / name) == Slurp(outs[k] / name)) << name << " threads " << k + 1;
   }

@@ -1,0 +1,138 @@
+// hct-convert, the built binary: exit codes, outputs, messages (man/hct-convert.1).
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Outcome {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bin_ = fs::path(HCT_BINARY_DIR) / "convert" / "hct-convert";
+    if (!fs::exists(bin_)) GTEST_SKIP() << "not built: " << bin_;
+    std::string tmpl = (fs::temp_directory_path() / "hct_cli_test.XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    root_ = tmpl;
+    Outcome r = Exec("demo-model " + (root_ / "m").string() +
+                 " --layers 2 --hidden 64 --vocab 256 --shards 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  void TearDown() override {
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+
+  // Runs the binary with `args` (shell words), stdout and stderr captured to files.
+  Outcome Exec(const std::string& args) {
+    const fs::path o = root_ / "stdout.txt", e = root_ / "stderr.txt";
+    const std::string cmd = bin_.string() + " " + args + " >" + o.string() + " 2>" + e.string() +
+                            " </dev/null";
+    const int st = std::system(cmd.c_str());
+    Outcome r;
+    r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    r.out = Slurp(o);
+    r.err = Slurp(e);
+    return r;
+  }
+
+  fs::path bin_, root_;
+};
+
+TEST_F(CliTest, ConvertPrintsTableWritesReportAndJson) {
+  const std::string in = (root_ / "m").string(), out = (root_ / "o").string();
+  const std::string rep = (root_ / "rep.json").string();
+  Outcome r = Exec(in + " " + out + " --verify --report " + rep);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("model.embed_tokens.weight"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ratio"), std::string::npos);
+  EXPECT_NE(r.out.find("verified"), std::string::npos);
+  EXPECT_EQ(r.err, "");  // no progress bar when stderr is not a terminal
+  const json j = json::parse(Slurp(rep));
+  EXPECT_TRUE(j["verified"].get<bool>());
+  EXPECT_GT(j["totals"]["ratio"].get<double>(), 1.0);
+  ASSERT_FALSE(j["tensors"].empty());
+  for (const char* k : {"codec", "bits_per_weight", "rel_rms_error", "max_abs_error", "cosine",
+                        "snr_db", "policy"})
+    EXPECT_TRUE(j["tensors"][0].contains(k)) << k;
+
+  r = Exec(in + " " + (root_ / "o2").string() + " --json -q --lossless");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json s = json::parse(r.out);
+  EXPECT_EQ(s["totals"]["lossy_tensors"], 0);
+  EXPECT_EQ(s["totals"]["rel_rms_error"], 0.0);
+
+  r = Exec("inspect " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("dctq-zstd"), std::string::npos) << r.out;
+  r = Exec("inspect --json " + in);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["kind"], "safetensors");
+
+  r = Exec("decode " + out + " " + (root_ / "back").string() + " -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(root_ / "back" / "model-00002-of-00002.safetensors"));
+  EXPECT_TRUE(fs::exists(root_ / "back" / "model.safetensors.index.json"));
+  EXPECT_EQ(Slurp(root_ / "back" / "config.json"), Slurp(root_ / "m" / "config.json"));
+}
+
+TEST_F(CliTest, ExitCodes) {
+  const std::string in = (root_ / "m").string(), out = (root_ / "o").string();
+  EXPECT_EQ(Exec("").code, 1);
+  Outcome r = Exec(in + " " + out + " --no-such-option");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no-such-option"), std::string::npos) << r.err;
+  r = Exec(in + " " + out + " --transform fourier");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--transform"), std::string::npos) << r.err;
+  EXPECT_EQ(Exec(in + " " + out + " --bits 3 --max-error 0.1").code, 1);
+  EXPECT_EQ(Exec(in).code, 1);  // missing OUTPUT
+  EXPECT_FALSE(fs::exists(out));
+
+  r = Exec((root_ / "absent").string() + " " + out);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("absent"), std::string::npos) << r.err;
+
+  // A corrupt shard: input error naming the file.
+  fs::copy(root_ / "m", root_ / "bad", fs::copy_options::recursive);
+  {
+    std::fstream f(root_ / "bad" / "model-00002-of-00002.safetensors",
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(8);
+    f.write("!!!!", 4);  // breaks the JSON header
+  }
+  r = Exec((root_ / "bad").string() + " " + out);
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("model-00002-of-00002.safetensors"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+
+  ASSERT_EQ(Exec(in + " " + out + " -q").code, 0);
+  r = Exec(in + " " + out + " -q");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
+  EXPECT_EQ(Exec(in + " " + out + " -q --force --threads 1").code, 0);
+
+  EXPECT_EQ(Exec("--help").code, 0);
+  EXPECT_EQ(Exec("decode --help").code, 0);
+  EXPECT_EQ(Exec("inspect " + (root_ / "absent").string()).code, 2);
+}
+
+}  // namespace
