@@ -90,6 +90,7 @@ Result<double> SampleBits(const std::vector<float>& y, const Quantizer& qz, int 
   std::vector<std::byte> out;
   ZstdSettings zs;
   zs.level = level;
+  zs.min_match = kCodecMinMatch;
   HCT_RETURN_IF_ERROR(ZstdCompress(sym, zs, &out));
   return out.size() * 8.0 / std::max<size_t>(1, y.size());
 }
@@ -381,6 +382,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     outs.assign(nchunks, {});
     ZstdSettings zs;
     zs.level = o.zstd_level;
+    zs.min_match = kCodecMinMatch;
     pf(nchunks, [&](size_t c) {
       ChunkOut& out = outs[c];
       const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0), m = nr * cols;

@@ -96,6 +96,7 @@ Status EncodeBytesplitChunk(std::span<const std::byte> src, Split s, int level,
   out->assign(4u * s.word_bytes, std::byte{0});
   ZstdSettings zs;
   zs.level = level;
+  zs.min_match = kCodecMinMatch;
   for (int p = 0; p < s.word_bytes; ++p) {
     std::span<const std::byte> plane(planes.data() + p * n, n);
     const size_t before = out->size();

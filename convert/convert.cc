@@ -1,4 +1,6 @@
 // Convert(): safetensors file or HF folder -> HCT model folder (include/hct/convert.h).
+#include "hct/convert.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,7 +11,6 @@
 
 #include "convert/detail/convert_internal.h"
 #include "hct/container.h"
-#include "hct/convert.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -58,19 +59,26 @@ Status CheckOptions(const ConvertOptions& o) {
 
 std::string_view ModeName(RateMode m) {
   switch (m) {
-    case RateMode::kMaxError: return "max-error";
-    case RateMode::kBits: return "bits";
-    case RateMode::kRetention: return "retention";
-    case RateMode::kStep: return "step";
+    case RateMode::kMaxError:
+      return "max-error";
+    case RateMode::kBits:
+      return "bits";
+    case RateMode::kRetention:
+      return "retention";
+    case RateMode::kStep:
+      return "step";
   }
   return "?";
 }
 
 std::string_view TransformName(Transform t) {
   switch (t) {
-    case Transform::kAuto: return "auto";
-    case Transform::kDct: return "dct";
-    case Transform::kNone: return "none";
+    case Transform::kAuto:
+      return "auto";
+    case Transform::kDct:
+      return "dct";
+    case Transform::kNone:
+      return "none";
   }
   return "?";
 }
@@ -107,8 +115,7 @@ std::string TensorCtx(std::string_view name) { return "tensor '" + std::string(n
 
 // Decodes what was written and checks it against the input and the report.
 Status VerifyOutput(const std::string& dir, const ModelFolder& in, const ConvertReport& rep,
-                    const ParallelFor& pf, const ProgressFn& progress,
-                    detail::Stopwatch& clock) {
+                    const ParallelFor& pf, const ProgressFn& progress, detail::Stopwatch& clock) {
   HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(dir));
   if (m.tensors().size() != rep.tensors.size())
     return Status::Corruption("verification failed: " + dir + " holds " +
@@ -121,9 +128,9 @@ Status VerifyOutput(const std::string& dir, const ModelFolder& in, const Convert
   std::vector<std::byte> out;
   for (const TensorReport& tr : rep.tensors) {
     auto fail = [&](const std::string& msg) {
-      return Status::Corruption("verification failed: " +
-                                (fs::path(rep.output) / tr.file).string() + ": " +
-                                TensorCtx(tr.name) + ": " + msg);
+      return Status::Corruption(
+          "verification failed: " + (fs::path(rep.output) / tr.file).string() + ": " +
+          TensorCtx(tr.name) + ": " + msg);
     };
     const HctModel::Ref* ref = m.Find(tr.name);
     if (!ref || m.file_names()[ref->file] != tr.file) return fail("missing from the output");
@@ -188,8 +195,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
     if (!ec && (b.rfind(a, 0) == 0 || a.rfind(b, 0) == 0))
       return Status::InvalidArgument(output + ": output overlaps the input folder " + in.dir());
   }
-  HCT_ASSIGN_OR_RETURN(detail::StagingDir stage,
-                       detail::StagingDir::Create(output, options.force));
+  HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
 
   ConvertReport rep;
   rep.input = input;
@@ -240,8 +246,8 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
       while (i < todo.size()) {
         const uint64_t n = todo[i]->info.num_elements();
         const bool big = n > options.chunk_elems;
-        if (!batch.empty() && (big || batch.size() >= 2u * threads ||
-                               elems + n > options.chunk_elems * threads))
+        if (!batch.empty() &&
+            (big || batch.size() >= 2u * threads || elems + n > options.chunk_elems * threads))
           break;
         Job j;
         j.mt = todo[i++];
@@ -374,8 +380,8 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
                   {"source_index_metadata", src_meta}}},
                 {"files", index_files},
                 {"weight_map", weight_map}};
-  HCT_RETURN_IF_ERROR(detail::WriteTextFile(
-      (fs::path(stage.path()) / kHctModelIndexName).string(), index.dump(2) + "\n"));
+  HCT_RETURN_IF_ERROR(detail::WriteTextFile((fs::path(stage.path()) / kHctModelIndexName).string(),
+                                            index.dump(2) + "\n"));
   for (const std::string& rel : in.other_files()) {
     if (rel == kHctModelIndexName) continue;  // would clash with ours
     HCT_RETURN_IF_ERROR(detail::CopyFileSynced((fs::path(in.dir()) / rel).string(),

@@ -132,8 +132,8 @@ Status WriteDemoModel(const std::string& dir, const DemoModelOptions& o) {
       weight_map[t.name] = name;
       total += t.bf16.size();
     }
-    HCT_RETURN_IF_ERROR(WriteSafetensors((fs::path(stage.path()) / name).string(), td,
-                                         {{"format", "pt"}}));
+    HCT_RETURN_IF_ERROR(
+        WriteSafetensors((fs::path(stage.path()) / name).string(), td, {{"format", "pt"}}));
   }
   auto write = [&](const char* file, const json& j) {
     return detail::WriteTextFile((fs::path(stage.path()) / file).string(), j.dump(2) + "\n");
@@ -164,11 +164,11 @@ Status WriteDemoModel(const std::string& dir, const DemoModelOptions& o) {
   json vocab = json::object();
   vocab["<unk>"] = 0, vocab["<s>"] = 1, vocab["</s>"] = 2;
   for (int i = 3; i < o.vocab; ++i) vocab["w" + std::to_string(i)] = i;
-  HCT_RETURN_IF_ERROR(write("tokenizer.json",
-                            {{"version", "1.0"},
-                             {"model", {{"type", "WordLevel"}, {"vocab", vocab},
-                                        {"unk_token", "<unk>"}}},
-                             {"pre_tokenizer", {{"type", "Whitespace"}}}}));
+  HCT_RETURN_IF_ERROR(
+      write("tokenizer.json",
+            {{"version", "1.0"},
+             {"model", {{"type", "WordLevel"}, {"vocab", vocab}, {"unk_token", "<unk>"}}},
+             {"pre_tokenizer", {{"type", "Whitespace"}}}}));
   HCT_RETURN_IF_ERROR(write("tokenizer_config.json", {{"bos_token", "<s>"},
                                                       {"eos_token", "</s>"},
                                                       {"unk_token", "<unk>"},

@@ -50,8 +50,8 @@ Result<HctModel> HctModel::Open(const std::string& path) {
           !m.index_["weight_map"].is_object())
         return Status::Corruption(index_path + ": not an HCT model index");
       if (m.index_.value("version", 0) != 1)
-        return Status::Unsupported(index_path + ": index version " +
-                                   m.index_["version"].dump() + " (this build reads 1)");
+        return Status::Unsupported(index_path + ": index version " + m.index_["version"].dump() +
+                                   " (this build reads 1)");
       for (const json& f : m.index_["files"]) {
         if (!f.is_object() || !f.contains("file") || !f["file"].is_string())
           return Status::Corruption(index_path + ": bad \"files\" entry " + f.dump());
@@ -81,9 +81,8 @@ Result<HctModel> HctModel::Open(const std::string& path) {
   }
   for (size_t i = 0; i < m.files_.size(); ++i) {
     auto it = m.files_[i].metadata().find("source_file");
-    m.sources_.push_back(it != m.files_[i].metadata().end()
-                             ? it->second
-                             : detail::SafetensorsNameFor(m.names_[i]));
+    m.sources_.push_back(
+        it != m.files_[i].metadata().end() ? it->second : detail::SafetensorsNameFor(m.names_[i]));
     for (const TensorEntry& e : m.files_[i].tensors()) {
       if (!m.by_name_.emplace(e.name, m.refs_.size()).second)
         return Status::Corruption(m.files_[i].path() + ": tensor '" + e.name +
@@ -133,13 +132,15 @@ Status DecodeTensor(const HctFile& f, const TensorEntry& t, std::span<std::byte>
     std::vector<std::byte> stored(c.stored_size);
     st[i] = f.ReadChunk(t, i, stored);
     if (st[i].ok())
-      st[i] = dec->Decode(stored, ChunkMeta(c.decoded_size, c.decoded_xxh3, c.elem_offset,
-                                            c.elem_count),
+      st[i] = dec->Decode(stored,
+                          ChunkMeta(c.decoded_size, c.decoded_xxh3, c.elem_offset, c.elem_count),
                           out.subspan(*off, *len));
     if (!st[i].ok()) st[i] = std::move(st[i]).WithContext("chunk " + std::to_string(i));
   };
-  if (pf) pf(t.chunks.size(), body);
-  else for (size_t i = 0; i < t.chunks.size(); ++i) body(i);
+  if (pf)
+    pf(t.chunks.size(), body);
+  else
+    for (size_t i = 0; i < t.chunks.size(); ++i) body(i);
   for (Status& s : st)
     if (!s.ok()) return std::move(s).WithContext(ctx);
   return Status::OK();
@@ -150,8 +151,7 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   detail::Stopwatch clock;
   if (options.threads < 0) return Status::InvalidArgument("--threads must be >= 0");
   HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(input));
-  HCT_ASSIGN_OR_RETURN(detail::StagingDir stage,
-                       detail::StagingDir::Create(output, options.force));
+  HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
   const ParallelFor pf = ThreadsParallelFor(detail::ResolveThreads(options.threads));
   DecodeReport rep;
   rep.input = input;
@@ -192,8 +192,8 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
       HCT_ASSIGN_OR_RETURN(uint64_t n, detail::BytesOf(e.dtype, e.num_elements, e.name));
       buf.resize(n);
       HCT_RETURN_IF_ERROR(DecodeTensor(f, e, buf, pf));
-      HCT_RETURN_IF_ERROR(w.Write(e.name, buf).WithContext("tensor '" + e.name + "'")
-                              .WithContext(dst));
+      HCT_RETURN_IF_ERROR(
+          w.Write(e.name, buf).WithContext("tensor '" + e.name + "'").WithContext(dst));
       weight_map[e.name] = name;
       total_size += n;
       ++rep.tensors;
@@ -214,8 +214,7 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
                          m.index()["metadata"].value("source_has_index", false);
   if (m.files().size() > 1 || had_index) {
     json meta = json::object();
-    if (m.index().contains("metadata") &&
-        m.index()["metadata"].contains("source_index_metadata") &&
+    if (m.index().contains("metadata") && m.index()["metadata"].contains("source_index_metadata") &&
         m.index()["metadata"]["source_index_metadata"].is_object())
       meta = m.index()["metadata"]["source_index_metadata"];
     meta["total_size"] = total_size;

@@ -69,23 +69,22 @@ std::string FormatReportTable(const ConvertReport& r) {
       << Pad(exact ? "0" : Fmt("%.4f", m.rel_rms_error), 9, true)
       << Pad(exact ? "0" : Fmt("%.3g", m.max_abs_error), 10, true)
       << Pad(exact ? "1" : Fmt("%.5f", m.cosine), 9, true)
-      << Pad(std::isfinite(m.snr_db) ? Fmt("%.1f", m.snr_db) : "inf", 8, true) << "  "
-      << t.reason << (t.note.empty() ? "" : " (" + t.note + ")") << "\n";
+      << Pad(std::isfinite(m.snr_db) ? Fmt("%.1f", m.snr_db) : "inf", 8, true) << "  " << t.reason
+      << (t.note.empty() ? "" : " (" + t.note + ")") << "\n";
   }
   const ConvertTotals& T = r.totals;
   o << "\n"
-    << "tensors " << T.tensors << " (" << T.lossy_tensors << " lossy: " << T.auto_dct
-    << " dct, " << T.auto_none << " no transform), " << Fmt("%.2f", T.elements / 1e6)
-    << " M weights\n"
+    << "tensors " << T.tensors << " (" << T.lossy_tensors << " lossy: " << T.auto_dct << " dct, "
+    << T.auto_none << " no transform), " << Fmt("%.2f", T.elements / 1e6) << " M weights\n"
     << "input " << Bytes(T.input_bytes) << " -> output " << Bytes(T.output_bytes) << "  ratio "
-    << Fmt("%.2f", T.ratio) << "x  bits/weight " << Fmt("%.3f", T.bits_per_weight)
-    << " (payload " << Fmt("%.3f", T.payload_bits_per_weight) << ", lossy tensors "
+    << Fmt("%.2f", T.ratio) << "x  bits/weight " << Fmt("%.3f", T.bits_per_weight) << " (payload "
+    << Fmt("%.3f", T.payload_bits_per_weight) << ", lossy tensors "
     << Fmt("%.3f", T.lossy_bits_per_weight) << ")\n"
     << "aggregate relative RMS error " << Fmt("%.4f", T.rel_rms_error) << " (lossy tensors "
-    << Fmt("%.4f", T.lossy_rel_rms_error) << ")  time "
-    << Fmt("%.2f", r.seconds) << " s on " << r.threads << " thread" << (r.threads > 1 ? "s" : "")
-    << " (" << Fmt("%.1f", r.encode_seconds > 0 ? T.input_bytes / 1e6 / r.encode_seconds : 0)
-    << " MB/s)" << (r.verified ? "  verified" : "") << "\n";
+    << Fmt("%.4f", T.lossy_rel_rms_error) << ")  time " << Fmt("%.2f", r.seconds) << " s on "
+    << r.threads << " thread" << (r.threads > 1 ? "s" : "") << " ("
+    << Fmt("%.1f", r.encode_seconds > 0 ? T.input_bytes / 1e6 / r.encode_seconds : 0) << " MB/s)"
+    << (r.verified ? "  verified" : "") << "\n";
   return o.str();
 }
 
@@ -146,10 +145,14 @@ json ReportToJson(const ConvertReport& r) {
 }
 
 json DecodeReportToJson(const DecodeReport& r) {
-  return {{"input", r.input},         {"output", r.output},
-          {"tensors", r.tensors},     {"input_bytes", r.input_bytes},
-          {"output_bytes", r.output_bytes}, {"files", r.files},
-          {"copied_files", r.copied_files}, {"seconds", r.seconds}};
+  return {{"input", r.input},
+          {"output", r.output},
+          {"tensors", r.tensors},
+          {"input_bytes", r.input_bytes},
+          {"output_bytes", r.output_bytes},
+          {"files", r.files},
+          {"copied_files", r.copied_files},
+          {"seconds", r.seconds}};
 }
 
 namespace {
@@ -250,8 +253,7 @@ std::string FormatInspect(const InspectReport& r) {
     if (!t.transform.empty()) codec += " " + t.transform;
     o << Pad(Fit(t.name, nw), nw) << "  " << Pad(std::string(DTypeName(t.dtype)), 8)
       << Pad(ShapeString(t.shape), 16) << Pad(codec, 16) << Pad(Bytes(t.stored_bytes), 11, true)
-      << Pad(t.stored_bytes ? Fmt("%.2fx", double(t.decoded_bytes) / t.stored_bytes) : "-", 8,
-             true)
+      << Pad(t.stored_bytes ? Fmt("%.2fx", double(t.decoded_bytes) / t.stored_bytes) : "-", 8, true)
       << Pad(t.elements ? Fmt("%.2f", t.stored_bytes * 8.0 / t.elements) : "-", 8, true) << "  "
       << Fit(t.file, fw) << "\n";
   }
@@ -267,10 +269,14 @@ std::string FormatInspect(const InspectReport& r) {
 json InspectToJson(const InspectReport& r) {
   json ts = json::array();
   for (const InspectTensor& t : r.tensors) {
-    json j = {{"name", t.name},           {"file", t.file},
-              {"dtype", DTypeName(t.dtype)}, {"shape", t.shape},
-              {"codec", t.codec},         {"elements", t.elements},
-              {"decoded_bytes", t.decoded_bytes}, {"stored_bytes", t.stored_bytes},
+    json j = {{"name", t.name},
+              {"file", t.file},
+              {"dtype", DTypeName(t.dtype)},
+              {"shape", t.shape},
+              {"codec", t.codec},
+              {"elements", t.elements},
+              {"decoded_bytes", t.decoded_bytes},
+              {"stored_bytes", t.stored_bytes},
               {"chunks", t.chunks}};
     if (!t.transform.empty()) j["transform"] = t.transform;
     ts.push_back(std::move(j));

@@ -49,7 +49,9 @@ Result<StagingDir> StagingDir::Create(const std::string& final_path, bool force)
 }
 
 StagingDir::StagingDir(StagingDir&& o) noexcept
-    : tmp_(std::move(o.tmp_)), final_(std::move(o.final_)), force_(o.force_),
+    : tmp_(std::move(o.tmp_)),
+      final_(std::move(o.final_)),
+      force_(o.force_),
       committed_(o.committed_) {
   o.committed_ = true;
 }
@@ -73,7 +75,8 @@ Status StagingDir::Commit() {
   const bool exists = fs::symlink_status(final_, ec).type() != fs::file_type::not_found;
   std::string old;
   if (exists) {
-    if (!force_) return Status::AlreadyExists(final_ + ": output exists (use --force to replace it)");
+    if (!force_)
+      return Status::AlreadyExists(final_ + ": output exists (use --force to replace it)");
     old = final_ + ".old" + kTempMarker + std::to_string(::getpid());
     fs::remove_all(old, ec);
     fs::rename(final_, old, ec);

@@ -1,2 +1,4 @@
 // Component hct::convert; see include/hct/convert.h.
-namespace hct { const char* kComponent_convert = "convert"; }
+namespace hct {
+const char* kComponent_convert = "convert";
+}

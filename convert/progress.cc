@@ -34,16 +34,15 @@ ProgressBar::ProgressBar(bool enabled, FILE* out) : enabled_(enabled), out_(out)
 ProgressBar::~ProgressBar() { Finish(); }
 
 std::string ProgressBar::Render(const Progress& p, int width) {
-  const double frac =
-      p.bytes_total ? std::min(1.0, double(p.bytes_done) / p.bytes_total)
-                    : (p.tensors_total ? double(p.tensors_done) / p.tensors_total : 1.0);
+  const double frac = p.bytes_total
+                          ? std::min(1.0, double(p.bytes_done) / p.bytes_total)
+                          : (p.tensors_total ? double(p.tensors_done) / p.tensors_total : 1.0);
   const double rate = p.elapsed_s > 0 ? p.bytes_done / 1e6 / p.elapsed_s : 0;
   const double eta = rate > 0 ? (p.bytes_total - p.bytes_done) / 1e6 / rate : NAN;
   char stats[160];
   std::snprintf(stats, sizeof stats, " %3.0f%% %llu/%llu tensors %.1f/%.1f MB %.1f MB/s ETA %s",
-                100 * frac, (unsigned long long)p.tensors_done,
-                (unsigned long long)p.tensors_total, p.bytes_done / 1e6, p.bytes_total / 1e6,
-                rate, Clock(eta).c_str());
+                100 * frac, (unsigned long long)p.tensors_done, (unsigned long long)p.tensors_total,
+                p.bytes_done / 1e6, p.bytes_total / 1e6, rate, Clock(eta).c_str());
   std::string line = p.phase + " [";
   const int bar = std::max(10, std::min(30, width - static_cast<int>(line.size()) -
                                                 static_cast<int>(std::strlen(stats)) - 2));

@@ -40,19 +40,49 @@ void FillInfo(const hct::TensorSpec& s, hct_tensor_info* out) {
 
 extern "C" {
 
-int hct_open(const char* path, hct_runtime** out) {
-  if (!path || !out) return Fail(hct::Status::InvalidArgument("hct_open: null argument"));
-  auto opt = hct::RuntimeOptions::FromEnv();
-  if (!opt.ok()) return Fail(opt.status());
-  auto cat = hct::Catalog::FromSafetensors(path);
+namespace {
+int OpenCatalog(hct::Result<hct::Catalog> cat, hct_runtime** out) {
   if (!cat.ok()) return Fail(cat.status());
   for (const auto& s : cat->tensors())
     if (s.shape.size() > HCT_MAX_DIMS)
       return Fail(hct::Status::Unsupported("tensor '" + s.name + "' has more than " +
                                            std::to_string(HCT_MAX_DIMS) + " dimensions"));
+  auto opt = hct::RuntimeOptions::FromEnv();
+  if (!opt.ok()) return Fail(opt.status());
   auto rt = hct::Runtime::Create(*opt);
   if (!rt.ok()) return Fail(rt.status());
   *out = new hct_runtime{std::move(*rt), std::move(*cat)};
+  return Ok();
+}
+}  // namespace
+
+int hct_open(const char* path, hct_runtime** out) {
+  if (!path || !out) return Fail(hct::Status::InvalidArgument("hct_open: null argument"));
+  return OpenCatalog(hct::Catalog::Open(path), out);
+}
+
+int hct_open_cache(const char* cache_dir, const char* model, hct_runtime** out) {
+  if (!cache_dir || !out)
+    return Fail(hct::Status::InvalidArgument("hct_open_cache: null argument"));
+  return OpenCatalog(hct::Catalog::FromCache(cache_dir, model ? model : ""), out);
+}
+
+int hct_open_hct(const char* path, const char* cache_dir, hct_runtime** out) {
+  if (!path || !out) return Fail(hct::Status::InvalidArgument("hct_open_hct: null argument"));
+  return OpenCatalog(hct::Catalog::FromHct(path, cache_dir ? cache_dir : ""), out);
+}
+
+int hct_runtime_stats(const hct_runtime* rt, hct_stats* out) {
+  if (!rt || !out) return Fail(hct::Status::InvalidArgument("hct_runtime_stats: null argument"));
+  hct::RuntimeStats st = rt->rt->stats();
+  out->pinned_staging_bytes = st.pinned_staging_bytes;
+  out->loads_resident = st.loads_resident;
+  out->loads_one_shot = st.loads_one_shot;
+  out->loads_hct = st.loads_hct;
+  out->loads_cache = st.loads_cache;
+  out->cache_fallbacks = st.cache_fallbacks;
+  out->bytes_hct_stored = st.bytes_hct_stored;
+  out->bytes_hct_decoded = st.bytes_hct_decoded;
   return Ok();
 }
 

@@ -15,7 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "hct/cache.h"
 #include "hct/detail/check_host.h"
+#include "runtime/detail/sources.h"
 
 #if HCT_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -177,6 +179,8 @@ Status Engine::Init() {
 
 Engine::~Engine() {
   pool_.reset();
+  decode_pool_.reset();
+  for (auto& [p, n] : read_bufs_) std::free(p);
   (void)ReleaseResident();
   for (auto& [p, f] : files_) {
     if (f->fd >= 0) ::close(f->fd);
@@ -190,6 +194,7 @@ Engine::~Engine() {
     for (void* e : slot_events_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
     for (void* e : join_events_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
     if (ring_) (void)cudaFreeHost(ring_);
+    if (dscratch_) (void)cudaFree(dscratch_);
     return;
   }
 #endif
@@ -277,6 +282,7 @@ Status Engine::CheckSpecs(std::span<const TensorSpec> specs) {
           .WithContext(TensorCtx(s));
     auto f = Open(s.path);
     if (!f.ok()) return f.status().WithContext(TensorCtx(s));
+    if (s.compressed()) continue;  // chunk ranges were checked when the HCT file was opened
     if (s.offset > (*f)->size || s.length > (*f)->size - s.offset)
       return Status::OutOfRange(s.path + ": bytes [" + std::to_string(s.offset) + ", " +
                                 std::to_string(s.offset + s.length) + ") pass the end of the file (" +
@@ -368,14 +374,23 @@ bool Engine::WantDirect(const OpenFile& f, std::span<const TensorSpec> specs,
                         std::span<const size_t> which) {
   if (f.direct_fd < 0 || opt_.o_direct == ODirectMode::kOff) return false;
   if (opt_.o_direct == ODirectMode::kOn) return true;
-  const long page = ::sysconf(_SC_PAGESIZE);
-  uint64_t cached = 0, total = 0;
-  std::vector<unsigned char> vec;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (size_t i : which) {
     const TensorSpec& s = specs[i];
     if (s.length == 0 || files_.at(s.path).get() != &f) continue;
-    const uint64_t a0 = s.offset & ~uint64_t(page - 1);
-    const uint64_t len = s.offset + s.length - a0;
+    ranges.emplace_back(s.offset, s.length);
+  }
+  return MostlyCold(f, ranges);
+}
+
+bool Engine::MostlyCold(const OpenFile& f, std::span<const std::pair<uint64_t, uint64_t>> ranges) {
+  const long page = ::sysconf(_SC_PAGESIZE);
+  uint64_t cached = 0, total = 0;
+  std::vector<unsigned char> vec;
+  for (auto [off, n] : ranges) {
+    if (n == 0) continue;
+    const uint64_t a0 = off & ~uint64_t(page - 1);
+    const uint64_t len = off + n - a0;
     void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, f.fd, off_t(a0));
     if (m == MAP_FAILED) return false;
     vec.assign((len + page - 1) / page, 0);
@@ -386,6 +401,20 @@ bool Engine::WantDirect(const OpenFile& f, std::span<const TensorSpec> specs,
     ::munmap(m, len);
   }
   return total > 0 && cached * 2 < total;
+}
+
+Status Engine::StreamBarrier() {
+#if HCT_WITH_CUDA
+  if (placement_ != Placement::kDevice) return Status::OK();
+  for (size_t i = 0; i < streams_.size(); ++i)
+    HCT_CHECK(cuda, cudaEventRecord(static_cast<cudaEvent_t>(join_events_[i]),
+                                    static_cast<cudaStream_t>(streams_[i])));
+  for (void* s : streams_)
+    for (void* e : join_events_)
+      HCT_CHECK(cuda, cudaStreamWaitEvent(static_cast<cudaStream_t>(s),
+                                          static_cast<cudaEvent_t>(e), 0));
+#endif
+  return Status::OK();
 }
 
 Status Engine::LoadResident(std::span<const TensorSpec> specs, std::span<const size_t> which,
@@ -597,6 +626,39 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
                                                    uint64_t dst_bytes, std::shared_ptr<Buffer> slot,
                                                    EventHandle wait_before) {
   std::lock_guard<std::mutex> l(mu_);
+  // Cache tensors: lease their entry files first (evict then leaves them alone, and the path
+  // keeps naming the file we read); an entry that is gone falls back to the compressed source.
+  std::vector<std::shared_ptr<void>> leases;
+  std::vector<TensorSpec> eff_store;
+  std::span<const TensorSpec> orig = specs;
+  uint64_t fallbacks = 0;
+  bool any_cache = false;
+  for (const TensorSpec& s : specs) any_cache = any_cache || s.cache != nullptr;
+  if (any_cache) {
+    eff_store.assign(specs.begin(), specs.end());
+    std::map<std::string, std::shared_ptr<Lease>> by_path;
+    for (TensorSpec& s : eff_store) {
+      if (!s.cache) continue;
+      auto it = by_path.find(s.path);
+      if (it == by_path.end()) {
+        auto lease = Lease::Acquire(s.path);
+        std::shared_ptr<Lease> p;
+        if (lease.ok()) p = std::make_shared<Lease>(std::move(*lease));
+        else if (!s.hct || lease.status().code() != Code::kNotFound)
+          return lease.status().WithContext("cache entry of " + TensorCtx(s));
+        it = by_path.emplace(s.path, p).first;
+        if (p) leases.push_back(p);
+      }
+      if (!it->second) {  // evicted: the compressed source
+        s.cache = nullptr;
+        s.path = s.hct->file->path();
+        s.offset = 0;
+        s.xxh3.reset();
+        ++fallbacks;
+      }
+    }
+    specs = eff_store;
+  }
   HCT_RETURN_IF_ERROR(CheckSpecs(specs));
   uint64_t total = 0;
   std::vector<uint64_t> offs = PackOffsets(specs, &total);
@@ -622,8 +684,12 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
   auto* base = static_cast<std::byte*>(buf->ptr);
 
   // Resident when the file is (or can be made) resident; else one-shot.
-  std::vector<size_t> res, one;
+  std::vector<size_t> res, one, hctv;
   for (size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].compressed()) {
+      hctv.push_back(i);
+      continue;
+    }
     const std::string& p = specs[i].path;
     if (!resident_.count(p) && opt_.resident_budget > 0 && !resident_refused_.count(p)) {
       Status s = MakeResidentLocked(p);
@@ -658,8 +724,37 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
     }
   }
 #endif
+  state->keep = std::move(leases);
   if (!res.empty()) st = LoadResident(specs, res, base, offs);
   if (st.ok() && !one.empty()) st = LoadOneShot(specs, one, base, offs);
+  if (!st.ok() && st.code() == Code::kCorruption) {
+    // A corrupt cache entry: when every tensor read from files has a compressed source, decode
+    // them all from it instead (after the copies already enqueued, which write the same bytes).
+    bool all_hct = true;
+    for (size_t i : res) all_hct = all_hct && specs[i].hct != nullptr;
+    for (size_t i : one) all_hct = all_hct && specs[i].hct != nullptr;
+    if (all_hct) {
+      std::fprintf(stderr, "hct: %s; decoding from the HCT source instead\n",
+                   st.ToString().c_str());
+      for (size_t i : res) hctv.push_back(i);
+      for (size_t i : one) hctv.push_back(i);
+      fallbacks += res.size() + one.size();
+      // Every tensor read from a file here had a cache row, so `specs` is eff_store.
+      for (size_t i : hctv) {
+        TensorSpec& e = eff_store[i];
+        if (!e.cache) continue;
+        e.cache = nullptr;
+        e.path = e.hct->file->path();
+        e.offset = 0;
+        e.xxh3.reset();
+        if (auto f = Open(e.path); !f.ok()) st = f.status().WithContext(TensorCtx(e));
+      }
+      res.clear();
+      one.clear();
+      if (st.code() == Code::kCorruption) st = StreamBarrier();
+    }
+  }
+  if (st.ok() && !hctv.empty()) st = LoadHct(specs, hctv, base, offs);
 #if HCT_WITH_CUDA
   if (placement_ == Placement::kDevice) {
     // Join: the caller's stream follows every copy (also after an error, so that the caller's
@@ -678,11 +773,22 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
 #endif
   HCT_RETURN_IF_ERROR(st);
 
+  // Reads of cache tensors, counted in memory and flushed to the index in the background.
+  stats_.cache_fallbacks += fallbacks;
+  for (size_t i : res) {
+    if (specs[i].cache) specs[i].cache->cache->RecordAccess(specs[i].cache->tensor_id);
+    stats_.loads_cache += specs[i].cache != nullptr;
+  }
+  for (size_t i : one) {
+    if (specs[i].cache) specs[i].cache->cache->RecordAccess(specs[i].cache->tensor_id);
+    stats_.loads_cache += specs[i].cache != nullptr;
+  }
+
   std::vector<LoadedTensor> out;
   out.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
     LoadedTensor t;
-    t.spec_ = std::make_shared<const TensorSpec>(specs[i]);
+    t.spec_ = std::make_shared<const TensorSpec>(orig[i]);
     t.buffer_ = buf;
     t.state_ = state;
     t.data_ = base + offs[i];

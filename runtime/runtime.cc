@@ -10,8 +10,14 @@
 #include <mutex>
 #include <thread>
 
+#include <filesystem>
+#include <map>
+
+#include "hct/cache.h"
+#include "hct/convert.h"
 #include "hct/safetensors.h"
 #include "runtime/detail/engine.h"
+#include "runtime/detail/sources.h"
 
 #if HCT_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -107,6 +113,7 @@ Result<RuntimeOptions> RuntimeOptions::FromEnv(RuntimeOptions o) {
   HCT_RETURN_IF_ERROR(size("HCT_CHUNK_BYTES", &o.chunk_bytes));
   HCT_RETURN_IF_ERROR(size("HCT_RESIDENT_BUDGET", &o.resident_budget));
   HCT_RETURN_IF_ERROR(integer("HCT_IO_THREADS", &o.io_threads));
+  HCT_RETURN_IF_ERROR(integer("HCT_DECODE_THREADS", &o.decode_threads));
   HCT_RETURN_IF_ERROR(integer("HCT_STREAMS", &o.streams));
   HCT_RETURN_IF_ERROR(integer("HCT_DEVICE", &o.device));
   HCT_RETURN_IF_ERROR(boolean("HCT_VERIFY", &o.verify));
@@ -133,6 +140,9 @@ Status RuntimeOptions::Validate() const {
   if (io_threads < 1 || io_threads > 256)
     return Status::InvalidArgument("io_threads " + std::to_string(io_threads) +
                                    " is not in [1, 256]");
+  if (decode_threads < 0 || decode_threads > 1024)
+    return Status::InvalidArgument("decode_threads " + std::to_string(decode_threads) +
+                                   " is not in [0, 1024]");
   if (streams < 1 || streams > 64)
     return Status::InvalidArgument("streams " + std::to_string(streams) + " is not in [1, 64]");
   return Status::OK();
@@ -297,13 +307,164 @@ Result<Catalog> Catalog::FromSafetensors(const std::string& path) {
 Catalog Catalog::FromSpecs(std::vector<TensorSpec> specs) {
   Catalog c;
   c.specs_ = std::move(specs);
+  auto m = std::make_shared<std::unordered_map<std::string, size_t>>();
+  for (size_t i = 0; i < c.specs_.size(); ++i) m->emplace(c.specs_[i].name, i);
+  c.by_name_ = std::move(m);
   return c;
 }
 
 const TensorSpec* Catalog::Find(std::string_view name) const {
-  for (const auto& s : specs_)
-    if (s.name == name) return &s;
-  return nullptr;
+  if (!by_name_) return nullptr;
+  auto it = by_name_->find(std::string(name));
+  return it == by_name_->end() ? nullptr : &specs_[it->second];
+}
+
+namespace {
+std::string AbsNormal(const std::string& p) {
+  std::error_code ec;
+  std::string a = std::filesystem::absolute(p, ec).lexically_normal().string();
+  while (a.size() > 1 && a.back() == '/') a.pop_back();
+  return a;
+}
+
+// The cache for reading: writable without cleanup when possible (access counts reach the
+// index), else read-only (no access stats). Never creates a cache.
+Result<std::shared_ptr<Cache>> OpenCacheForReading(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "index.db", ec))
+    return Status::NotFound("no cache index at " + dir + "/index.db");
+  OpenOptions o;
+  o.cleanup = false;
+  auto c = Cache::Open(dir, o);
+  if (!c.ok() && (c.status().code() == Code::kIOError || c.status().code() == Code::kInternal)) {
+    o.read_only = true;
+    c = Cache::Open(dir, o);
+  }
+  if (!c.ok()) return c.status().WithContext(dir);
+  return std::shared_ptr<Cache>(std::move(*c));
+}
+
+TensorSpec SpecOfLocation(const TensorLocation& t, const std::shared_ptr<Cache>& cache) {
+  TensorSpec s;
+  s.name = t.name;
+  s.path = t.path;
+  s.offset = t.offset;
+  s.length = t.length;
+  s.xxh3 = t.xxh3;
+  s.dtype = t.dtype;
+  for (uint64_t d : t.shape) s.shape.push_back(int64_t(d));
+  s.layer = t.layer.value_or(-1);
+  auto ref = std::make_shared<detail::CacheRef>();
+  ref->cache = cache;
+  ref->tensor_id = t.tensor_id;
+  s.cache = std::move(ref);
+  return s;
+}
+}  // namespace
+
+Result<Catalog> Catalog::FromCache(const std::string& cache_dir, const std::string& model) {
+  HCT_ASSIGN_OR_RETURN(std::shared_ptr<Cache> cache, OpenCacheForReading(cache_dir));
+  return FromCache(std::move(cache), model);
+}
+
+Result<Catalog> Catalog::FromCache(std::shared_ptr<Cache> cache, const std::string& model_in) {
+  if (!cache) return Status::InvalidArgument("Catalog::FromCache: null cache");
+  std::string model = model_in;
+  if (model.empty()) {
+    HCT_ASSIGN_OR_RETURN(auto models, cache->ListModels());
+    if (models.size() != 1)
+      return Status::InvalidArgument(cache->dir() + ": the cache holds " +
+                                     std::to_string(models.size()) +
+                                     " models; name the one to open");
+    model = models[0].name;
+  }
+  HCT_ASSIGN_OR_RETURN(auto models, cache->ListModels());
+  bool known = false;
+  for (const auto& m : models) known = known || m.name == model;
+  if (!known) return Status::NotFound(cache->dir() + ": no model '" + model + "' in the cache");
+  HCT_ASSIGN_OR_RETURN(auto locs, cache->ListTensors(model));
+  std::vector<TensorSpec> specs;
+  specs.reserve(locs.size());
+  for (const TensorLocation& t : locs) specs.push_back(SpecOfLocation(t, cache));
+  return FromSpecs(std::move(specs));
+}
+
+Result<Catalog> Catalog::FromHct(const std::string& path, const std::string& cache_dir) {
+  HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(path));
+  auto model = std::make_shared<const HctModel>(std::move(m));
+  std::vector<TensorSpec> specs;
+  for (const HctModel::Ref& r : model->tensors()) {
+    const HctFile& f = model->files()[r.file];
+    const TensorEntry& e = *r.entry;
+    TensorSpec s;
+    s.name = e.name;
+    s.path = f.path();
+    s.dtype = e.dtype;
+    for (uint64_t d : e.shape) s.shape.push_back(int64_t(d));
+    auto bytes = DTypeBytes(e.dtype, e.num_elements);
+    if (!bytes)
+      return Status::Unsupported("tensor size is not a whole number of bytes")
+          .WithContext("tensor '" + e.name + "'")
+          .WithContext(f.path());
+    s.length = *bytes;
+    s.layer = LayerOf(e.name);
+    auto ref = std::make_shared<detail::HctRef>();
+    ref->model = model;
+    ref->file = &f;
+    ref->entry = &e;
+    auto dec = ChunkDecoder::Create(e.codec, e.codec_params, e.dtype);
+    if (!dec.ok()) return dec.status().WithContext("tensor '" + e.name + "'").WithContext(f.path());
+    ref->decoder = std::move(*dec);
+    ref->lossy = e.codec == kCodecDctqZstd;
+    for (const ChunkEntry& c : e.chunks)
+      ref->max_decoded_chunk = std::max(ref->max_decoded_chunk, c.decoded_size);
+    s.hct = std::move(ref);
+    specs.push_back(std::move(s));
+  }
+  if (!cache_dir.empty()) {
+    // The cache's model of this source, if it was warmed: its tensors load from their entries.
+    HCT_ASSIGN_OR_RETURN(std::shared_ptr<Cache> cache, OpenCacheForReading(cache_dir));
+    HCT_ASSIGN_OR_RETURN(auto models, cache->ListModels());
+    const std::string src = AbsNormal(path);
+    for (const ModelInfo& mi : models) {
+      if (mi.source != src) continue;
+      HCT_ASSIGN_OR_RETURN(auto locs, cache->ListTensors(mi.name));
+      std::map<std::string, const TensorLocation*> by;
+      for (const auto& t : locs) by[t.name] = &t;
+      for (TensorSpec& s : specs) {
+        auto it = by.find(s.name);
+        if (it == by.end()) continue;
+        const TensorLocation& t = *it->second;
+        if (t.length != s.length || t.dtype != s.dtype) continue;  // not this tensor: ignore
+        TensorSpec c = SpecOfLocation(t, cache);
+        c.layer = s.layer;
+        c.hct = s.hct;
+        s = std::move(c);
+      }
+    }
+  }
+  return FromSpecs(std::move(specs));
+}
+
+Result<Catalog> Catalog::Open(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  bool hct = false;
+  if (fs::is_directory(path, ec)) {
+    if (fs::exists(fs::path(path) / std::string(kHctModelIndexName), ec)) {
+      hct = true;
+    } else {
+      bool any_st = false, any_hct = false;
+      for (const auto& e : fs::directory_iterator(path, ec)) {
+        any_st = any_st || e.path().extension() == ".safetensors";
+        any_hct = any_hct || e.path().extension() == ".hct";
+      }
+      hct = any_hct && !any_st;
+    }
+  } else {
+    hct = fs::path(path).extension() == ".hct";
+  }
+  return hct ? FromHct(path) : FromSafetensors(path);
 }
 
 int Catalog::num_layers() const {

@@ -31,16 +31,20 @@ int ExitFor(const hct::Status& s) {
   using hct::Code;
   if (hct::IsVerificationFailure(s)) return kVerifyFailed;
   switch (s.code()) {
-    case Code::kInvalidArgument: return kUsage;
+    case Code::kInvalidArgument:
+      return kUsage;
     case Code::kNotFound:
     case Code::kCorruption:
     case Code::kOutOfRange:
-    case Code::kUnsupported: return kInputError;
+    case Code::kUnsupported:
+      return kInputError;
     case Code::kAlreadyExists:
     case Code::kIOError:
     case Code::kResourceExhausted:
-    case Code::kBusy: return kOutputError;
-    default: return kInternalError;
+    case Code::kBusy:
+      return kOutputError;
+    default:
+      return kInternalError;
   }
 }
 
@@ -74,7 +78,7 @@ std::optional<uint64_t> ParseSize(const std::string& s) {
     return std::nullopt;
   }
   std::string suf = s.substr(pos);
-  if (suf == "" ) return v;
+  if (suf == "") return v;
   if (suf == "K" || suf == "k" || suf == "Ki") return v << 10;
   if (suf == "M" || suf == "Mi") return v << 20;
   if (suf == "G" || suf == "Gi") return v << 30;
@@ -123,9 +127,8 @@ std::optional<int> Parse(int argc, char** argv, po::options_description& desc,
 
 void AddCommon(po::options_description& d, Common& c) {
   d.add_options()("help,h", "show this help")(
-      "threads,j", po::value<int>(&c.threads)->default_value(0),
-      "worker threads (0: all cores)")("force,f", po::bool_switch(&c.force),
-                                       "replace an existing output")(
+      "threads,j", po::value<int>(&c.threads)->default_value(0), "worker threads (0: all cores)")(
+      "force,f", po::bool_switch(&c.force), "replace an existing output")(
       "quiet,q", po::bool_switch(&c.quiet), "no progress bar, no table")(
       "json", po::bool_switch(&c.json), "print a JSON summary on stdout instead of the table");
 }
@@ -145,11 +148,12 @@ int RunConvert(int argc, char** argv) {
   std::vector<std::string> keep;
   int zstd_level = hct::kDefaultZstdLevel;
   bool lossless = false, verify = false;
+  char def[32];
+  std::snprintf(def, sizeof def, "%g", hct::kDefaultMaxError);
+  const std::string max_error_help =
+      std::string("target relative RMS error per lossy tensor (default ") + def + ")";
   po::options_description d("Convert options");
-  d.add_options()("max-error", po::value<double>(&max_error),
-                  ("target relative RMS error per lossy tensor (default " +
-                   std::to_string(hct::kDefaultMaxError).substr(0, 4) + ")")
-                      .c_str())(
+  d.add_options()("max-error", po::value<double>(&max_error), max_error_help.c_str())(
       "bits", po::value<double>(&bits), "target average bits per weight per lossy tensor")(
       "retention", po::value<double>(&retention),
       "keep the largest R fraction of DCT coefficients (original HCT experiments)")(
@@ -158,36 +162,40 @@ int RunConvert(int argc, char** argv) {
       "tile", po::value<std::string>(&tile)->default_value("16"), "DCT tile: N or RxC (1..64)")(
       "dead-zone", po::value<double>(&dead_zone)->default_value(0),
       "quantizer rounding offset in [0, 0.5)")("lossless", po::bool_switch(&lossless),
-                                              "store every tensor losslessly")(
+                                               "store every tensor losslessly")(
       "keep", po::value<std::vector<std::string>>(&keep)->composing(),
       "glob of tensor names kept lossless (repeatable)")(
       "zstd-level", po::value<int>(&zstd_level)->default_value(hct::kDefaultZstdLevel),
-      "zstd level of every chunk")(
-      "chunk-size", po::value<std::string>(&chunk)->default_value("1M"),
-      "weights per chunk (K, M suffixes)")("verify", po::bool_switch(&verify),
-                                           "decode the output and check it before finishing")(
+      "zstd level of every chunk")("chunk-size",
+                                   po::value<std::string>(&chunk)->default_value("1M"),
+                                   "weights per chunk (K, M suffixes)")(
+      "verify", po::bool_switch(&verify), "decode the output and check it before finishing")(
       "report", po::value<std::string>(&report), "write the per-tensor report as JSON to FILE");
   AddCommon(d, c);
   po::variables_map vm;
   if (auto r = Parse(argc, argv, d, {"INPUT", "OUTPUT"}, vm)) return *r;
 
   hct::ConvertOptions o;
-  const int modes = int(vm.count("max-error")) + int(vm.count("bits")) +
-                    int(vm.count("retention"));
+  const int modes = int(vm.count("max-error")) + int(vm.count("bits")) + int(vm.count("retention"));
   if (modes > 1) return Usage("--max-error, --bits and --retention exclude each other");
   if (vm.count("bits")) o.lossy.mode = hct::RateMode::kBits, o.lossy.bits = bits;
   if (vm.count("retention"))
     o.lossy.mode = hct::RateMode::kRetention, o.lossy.retention = retention;
   if (vm.count("max-error")) o.lossy.max_error = max_error;
-  if (transform == "auto") o.lossy.transform = hct::Transform::kAuto;
-  else if (transform == "dct") o.lossy.transform = hct::Transform::kDct;
-  else if (transform == "none") o.lossy.transform = hct::Transform::kNone;
-  else return Usage("--transform must be auto, dct or none, not '" + transform + "'");
+  if (transform == "auto")
+    o.lossy.transform = hct::Transform::kAuto;
+  else if (transform == "dct")
+    o.lossy.transform = hct::Transform::kDct;
+  else if (transform == "none")
+    o.lossy.transform = hct::Transform::kNone;
+  else
+    return Usage("--transform must be auto, dct or none, not '" + transform + "'");
   if (!ParseTile(tile, &o.lossy.tile_r, &o.lossy.tile_c))
     return Usage("--tile must be N or RxC, not '" + tile + "'");
   o.lossy.dead_zone = dead_zone;
   const auto chunk_elems = ParseSize(chunk);
-  if (!chunk_elems) return Usage("--chunk-size must be a count like 1M or 262144, not '" + chunk + "'");
+  if (!chunk_elems)
+    return Usage("--chunk-size must be a count like 1M or 262144, not '" + chunk + "'");
   o.chunk_elems = *chunk_elems;
   o.zstd_level = zstd_level;
   o.policy.lossless = lossless;
@@ -207,8 +215,10 @@ int RunConvert(int argc, char** argv) {
     hct::Status s = WriteReport(report, j);
     if (!s.ok()) return Fail(s.WithContext("--report"));
   }
-  if (c.json) std::cout << j.dump(2) << "\n";
-  else if (!c.quiet) std::cout << hct::FormatReportTable(*rep);
+  if (c.json)
+    std::cout << j.dump(2) << "\n";
+  else if (!c.quiet)
+    std::cout << hct::FormatReportTable(*rep);
   return kOk;
 }
 
@@ -246,8 +256,10 @@ int RunInspect(int argc, char** argv) {
   if (auto r = Parse(argc, argv, d, {"PATH"}, vm)) return *r;
   auto rep = hct::Inspect(vm["PATH"].as<std::string>());
   if (!rep.ok()) return Fail(rep.status());
-  if (json) std::cout << hct::InspectToJson(*rep).dump(2) << "\n";
-  else std::cout << hct::FormatInspect(*rep);
+  if (json)
+    std::cout << hct::InspectToJson(*rep).dump(2) << "\n";
+  else
+    std::cout << hct::FormatInspect(*rep);
   return kOk;
 }
 
@@ -281,12 +293,13 @@ int RunBaseline(int argc, char** argv) {
   if (auto r = Parse(argc, argv, d, {"INPUT"}, vm)) return *r;
   auto r = hct::MeasureBaselines(vm["INPUT"].as<std::string>(), policy);
   if (!r.ok()) return Fail(r.status());
-  nlohmann::json j = {{"tensors", r->tensors},
-                      {"elements", r->elements},
-                      {"int8", {{"rel_rms_error", r->int8_rel_rms_error},
-                                {"bits_per_weight", r->int8_bits_per_weight}}},
-                      {"int4_g128", {{"rel_rms_error", r->int4_rel_rms_error},
-                                     {"bits_per_weight", r->int4_bits_per_weight}}}};
+  nlohmann::json j = {
+      {"tensors", r->tensors},
+      {"elements", r->elements},
+      {"int8",
+       {{"rel_rms_error", r->int8_rel_rms_error}, {"bits_per_weight", r->int8_bits_per_weight}}},
+      {"int4_g128",
+       {{"rel_rms_error", r->int4_rel_rms_error}, {"bits_per_weight", r->int4_bits_per_weight}}}};
   std::cout << j.dump(2) << "\n";
   return kOk;
 }

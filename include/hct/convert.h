@@ -35,11 +35,10 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hct/codec.h"
 #include "hct/container.h"
@@ -100,8 +99,8 @@ struct TensorReport {
   std::string codec;      // "raw", "bytesplit-zstd", "dctq-zstd"
   std::string transform;  // "dct", "none" (dctq-zstd), "" otherwise
   int tile_r = 0, tile_c = 0;
-  std::string reason;     // policy: "lossy", "norm", "1-D", "--keep 'x'", ...
-  std::string note;       // codec fallback ("lossless: tensor holds NaN or Inf") or ""
+  std::string reason;  // policy: "lossy", "norm", "1-D", "--keep 'x'", ...
+  std::string note;    // codec fallback ("lossless: tensor holds NaN or Inf") or ""
   uint64_t input_bytes = 0;
   uint64_t chunks = 0;
   QualityMetrics metrics;  // stored_bytes = chunk payload bytes
@@ -111,15 +110,15 @@ struct TensorReport {
 struct ConvertTotals {
   uint64_t tensors = 0, lossy_tensors = 0;
   uint64_t elements = 0;
-  uint64_t input_bytes = 0;   // tensor bytes read (safetensors data sections)
-  uint64_t stored_bytes = 0;  // chunk payload bytes
-  uint64_t output_bytes = 0;  // HCT files on disk (headers, padding and indexes included)
-  double ratio = 0;           // input_bytes / output_bytes
-  double bits_per_weight = 0; // output_bytes * 8 / elements (everything counted)
+  uint64_t input_bytes = 0;            // tensor bytes read (safetensors data sections)
+  uint64_t stored_bytes = 0;           // chunk payload bytes
+  uint64_t output_bytes = 0;           // HCT files on disk (headers, padding and indexes included)
+  double ratio = 0;                    // input_bytes / output_bytes
+  double bits_per_weight = 0;          // output_bytes * 8 / elements (everything counted)
   double payload_bits_per_weight = 0;  // stored_bytes * 8 / elements
   double lossy_bits_per_weight = 0;    // over lossy tensors' payloads only
-  double rel_rms_error = 0;   // sqrt(sum ||x - x_hat||^2 / sum ||x||^2) over float tensors
-  double lossy_rel_rms_error = 0;  // the same over the lossy tensors only
+  double rel_rms_error = 0;            // sqrt(sum ||x - x_hat||^2 / sum ||x||^2) over float tensors
+  double lossy_rel_rms_error = 0;      // the same over the lossy tensors only
   uint64_t auto_dct = 0, auto_none = 0;  // what the lossy tensors ended up with
 };
 

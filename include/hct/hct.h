@@ -54,8 +54,24 @@ typedef struct {
   int32_t layer; /* -1 outside the layers */
 } hct_tensor_info;
 
-/* Opens a safetensors file or a Hugging Face folder of them. */
+/* Opens a safetensors file or a Hugging Face folder of them, or an HCT model (a folder written
+ * by hct-convert, a folder of .hct files, or one .hct file: tensors are decoded on the way, on
+ * the GPU when there is one). */
 int hct_open(const char* path, hct_runtime** out);
+/* Opens model `model` of the warm cache at `cache_dir` (model NULL or "": the cache's only
+ * model). Entry files are leased while tensors load and while they are loaded. */
+int hct_open_cache(const char* cache_dir, const char* model, hct_runtime** out);
+/* Opens an HCT model; with cache_dir (may be NULL), tensors the cache holds warm for this source
+ * load from the cache, the others from the HCT files. */
+int hct_open_hct(const char* path, const char* cache_dir, hct_runtime** out);
+
+/* Counters of a runtime (see hct::RuntimeStats). */
+typedef struct {
+  uint64_t pinned_staging_bytes;
+  uint64_t loads_resident, loads_one_shot, loads_hct, loads_cache, cache_fallbacks;
+  uint64_t bytes_hct_stored, bytes_hct_decoded;
+} hct_stats;
+int hct_runtime_stats(const hct_runtime* rt, hct_stats* out);
 void hct_close(hct_runtime* rt);
 /* 1: tensors land in CUDA device memory; 0: in host memory (no GPU or HCT_FORCE_HOST=1). */
 int hct_on_device(const hct_runtime* rt);

@@ -19,9 +19,17 @@
 // stream, or on a stream that cudaStreamWaitEvent()s the event, sees the data. Wait() blocks the
 // host on that event only. The runtime never synchronizes the device.
 //
+// Compressed tensors (Catalog::FromHct): chunks are read (pread, O_DIRECT when cold), verified and
+// zstd-decoded by decode_threads CPU threads into the same pinned ring; quantized symbols are
+// copied to a device scratch ring and LaunchDctqDecode writes the tensor in its original dtype in
+// place; lossless chunks are decoded to their original bytes on the CPU and copied. Host
+// placement decodes with the CPU reference decoder. Cache tensors (Catalog::FromCache, or
+// FromHct with a cache) are leased while loading and while loaded, and their reads recorded.
+//
 // Settings (RuntimeOptions::FromEnv): HCT_STAGING_BYTES, HCT_CHUNK_BYTES, HCT_IO_THREADS,
-// HCT_STREAMS, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off, HCT_RESIDENT_BUDGET, HCT_DEVICE,
-// HCT_FORCE_HOST=1. Sizes take "64M", "1G", "4096" (powers of 1024). See docs/runtime.md.
+// HCT_DECODE_THREADS, HCT_STREAMS, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off,
+// HCT_RESIDENT_BUDGET, HCT_DEVICE, HCT_FORCE_HOST=1. Sizes take "64M", "1G", "4096" (powers of
+// 1024). See docs/runtime.md.
 //
 // Thread safety: a Runtime may be used from several threads; one-shot loads share the staging
 // ring and run one at a time.
@@ -33,6 +41,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "hct/dlpack.h"
@@ -40,6 +49,13 @@
 #include "hct/status.h"
 
 namespace hct {
+
+class Cache;
+
+namespace detail {
+struct HctRef;    // a tensor of an opened HCT file and its chunk decoder (runtime/detail/sources.h)
+struct CacheRef;  // the cache and the tensor's row id
+}  // namespace detail
 
 // What one load reads: a byte range of a file and what those bytes are. The seam between the
 // runtime and where tensors come from (a cache entry, a safetensors file).
@@ -52,6 +68,15 @@ struct TensorSpec {
   DType dtype = DType::kU8;
   std::vector<int64_t> shape;
   int layer = -1;           // layer number, -1 for tensors outside the layers
+  // Set by Catalog::FromCache (and FromHct with a cache, for warm tensors): the entry file is
+  // leased while the tensor loads and while it is loaded, and each load is recorded (batched).
+  std::shared_ptr<const detail::CacheRef> cache;
+  // Set by Catalog::FromHct: the compressed source. Without `cache` (or when the cache entry is
+  // gone or fails its checksum) the tensor is decoded from it; `path` is then the HCT file and
+  // offset/xxh3 unused.
+  std::shared_ptr<const detail::HctRef> hct;
+  // Where a load reads from: a plain byte range unless only `hct` is set.
+  bool compressed() const { return hct != nullptr && cache == nullptr; }
 };
 
 enum class ODirectMode { kOff, kOn, kAuto };
@@ -61,6 +86,7 @@ struct RuntimeOptions {
   uint64_t staging_bytes = 256ull << 20;  // the pinned ring, in total
   uint64_t chunk_bytes = 8ull << 20;      // one read / one copy; a multiple of 4096
   int io_threads = 6;
+  int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;
   ODirectMode o_direct = ODirectMode::kAuto;
   bool verify = true;
@@ -123,6 +149,14 @@ struct RuntimeStats {
   uint64_t bytes_resident = 0, bytes_one_shot = 0;
   uint64_t bytes_o_direct = 0, bytes_buffered = 0;
   uint64_t bytes_verified = 0;
+  // Compressed path: tensors, their decoded bytes, stored (compressed) bytes read, chunks, and
+  // time spent in zstd decoding summed over threads.
+  uint64_t loads_hct = 0, bytes_hct_decoded = 0, bytes_hct_stored = 0, hct_chunks = 0;
+  double hct_decode_thread_seconds = 0;
+  uint64_t hct_device_scratch_bytes = 0;  // device ring for symbols
+  // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
+  // (entry evicted or corrupt).
+  uint64_t loads_cache = 0, cache_fallbacks = 0;
   std::string resident_fallback;  // why resident mode was refused, empty when it was not
 };
 
@@ -174,6 +208,17 @@ class Catalog {
  public:
   // A safetensors file or a Hugging Face folder of them (no checksums: nothing to verify).
   static Result<Catalog> FromSafetensors(const std::string& path);
+  // The tensors of `model` in the warm cache at `cache_dir` (empty model: the cache's only
+  // model). The index is opened without cleanup, concurrently with hct-cache; accesses are
+  // recorded (batched) when the index is writable. Checksums come from the index.
+  static Result<Catalog> FromCache(const std::string& cache_dir, const std::string& model = "");
+  static Result<Catalog> FromCache(std::shared_ptr<Cache> cache, const std::string& model);
+  // An HCT model folder (model.hct.index.json + *.hct) or one .hct file. With `cache_dir`, the
+  // tensors that the cache holds for this source (the model whose source is `path`) load from
+  // the cache while their entries are there and valid, the others from the HCT files.
+  static Result<Catalog> FromHct(const std::string& path, const std::string& cache_dir = "");
+  // Safetensors or HCT, by looking at `path`.
+  static Result<Catalog> Open(const std::string& path);
   static Catalog FromSpecs(std::vector<TensorSpec> specs);
 
   const std::vector<TensorSpec>& tensors() const { return specs_; }
@@ -186,6 +231,7 @@ class Catalog {
 
  private:
   std::vector<TensorSpec> specs_;
+  std::shared_ptr<const std::unordered_map<std::string, size_t>> by_name_;
 };
 
 // One layer handed out by LayerStreamer: its tensors live in one pool slot that returns to the

@@ -35,6 +35,7 @@ struct LoadState {
   void* event = nullptr;
   Placement placement = Placement::kHost;
   int device = -1;
+  std::vector<std::shared_ptr<void>> keep;  // cache leases held while the tensors live
   ~LoadState();
 };
 
@@ -109,8 +110,16 @@ class Engine {
                       std::byte* base, const std::vector<uint64_t>& offs);
   Status LoadOneShot(std::span<const TensorSpec> specs, std::span<const size_t> which,
                      std::byte* base, const std::vector<uint64_t>& offs);
+  // The compressed path (runtime/hct_load.cc).
+  Status LoadHct(std::span<const TensorSpec> specs, std::span<const size_t> which,
+                 std::byte* base, const std::vector<uint64_t>& offs);
+  Status EnsureHctResources();
   bool WantDirect(const OpenFile& f, std::span<const TensorSpec> specs,
                   std::span<const size_t> which);
+  // Whether less than half of the pages of these ranges of `f` are in the page cache.
+  bool MostlyCold(const OpenFile& f, std::span<const std::pair<uint64_t, uint64_t>> ranges);
+  // Makes every internal stream wait for the work enqueued so far on all of them.
+  Status StreamBarrier();
 
   RuntimeOptions opt_;
   Placement placement_ = Placement::kHost;
@@ -129,6 +138,11 @@ class Engine {
   std::vector<void*> slot_events_;  // cudaEvent_t: the copy out of the slot finished
   std::vector<void*> streams_;      // cudaStream_t, non-blocking
   std::vector<void*> join_events_;  // one per stream, to order the caller's stream after it
+  // Compressed path, made on first use: decode threads, their read buffers (aligned, not
+  // pinned: compressed bytes), and the device scratch ring (nslots_ x slot_bytes_) for symbols.
+  std::unique_ptr<WorkerPool> decode_pool_;
+  std::vector<std::pair<std::byte*, uint64_t>> read_bufs_;
+  std::byte* dscratch_ = nullptr;
   RuntimeStats stats_;
 };
 

@@ -7,9 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace {
 namespace fs = std::filesystem;
@@ -34,7 +33,7 @@ class CliTest : public ::testing::Test {
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     root_ = tmpl;
     Outcome r = Exec("demo-model " + (root_ / "m").string() +
-                 " --layers 2 --hidden 64 --vocab 256 --shards 2");
+                     " --layers 2 --hidden 64 --vocab 256 --shards 2");
     ASSERT_EQ(r.code, 0) << r.err;
   }
   void TearDown() override {
@@ -44,8 +43,8 @@ class CliTest : public ::testing::Test {
   // Runs the binary with `args` (shell words), stdout and stderr captured to files.
   Outcome Exec(const std::string& args) {
     const fs::path o = root_ / "stdout.txt", e = root_ / "stderr.txt";
-    const std::string cmd = bin_.string() + " " + args + " >" + o.string() + " 2>" + e.string() +
-                            " </dev/null";
+    const std::string cmd =
+        bin_.string() + " " + args + " >" + o.string() + " 2>" + e.string() + " </dev/null";
     const int st = std::system(cmd.c_str());
     Outcome r;
     r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -70,8 +69,8 @@ TEST_F(CliTest, ConvertPrintsTableWritesReportAndJson) {
   EXPECT_TRUE(j["verified"].get<bool>());
   EXPECT_GT(j["totals"]["ratio"].get<double>(), 1.0);
   ASSERT_FALSE(j["tensors"].empty());
-  for (const char* k : {"codec", "bits_per_weight", "rel_rms_error", "max_abs_error", "cosine",
-                        "snr_db", "policy"})
+  for (const char* k :
+       {"codec", "bits_per_weight", "rel_rms_error", "max_abs_error", "cosine", "snr_db", "policy"})
     EXPECT_TRUE(j["tensors"][0].contains(k)) << k;
 
   r = Exec(in + " " + (root_ / "o2").string() + " --json -q --lossless");

@@ -78,7 +78,7 @@ TEST(CodecWeights, LossyOnKdocMeetsTargetsAndReportsTruthfully) {
     ++lossy;
   }
   EXPECT_GT(lossy, 5);
-  // Measured 3.42 over the model; INT4-g128 at the same error costs 4.125.
+  // Measured 3.40 over the model; INT4-g128 at the same error costs 4.125.
   EXPECT_LT(bits / elems, 3.5);
 }
 

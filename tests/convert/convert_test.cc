@@ -1,4 +1,6 @@
 // The conversion pipeline: Convert / DecodeModel / Inspect on generated and real model folders.
+#include "hct/convert.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "convert/detail/progress.h"
-#include "hct/convert.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -203,8 +204,7 @@ TEST_F(ConvertTest, VerifyCatchesACorruptedOutputAndLeavesNothing) {
   ASSERT_FALSE(rep.ok());
   EXPECT_TRUE(IsVerificationFailure(rep.status())) << rep.status().ToString();
   EXPECT_NE(rep.status().message().find("model-00001-of-00003.hct"), std::string::npos);
-  EXPECT_NE(rep.status().message().find("tensor 'model.embed_tokens.weight'"),
-            std::string::npos)
+  EXPECT_NE(rep.status().message().find("tensor 'model.embed_tokens.weight'"), std::string::npos)
       << rep.status().ToString();
   EXPECT_FALSE(fs::exists(out));
   EXPECT_TRUE(Leftovers().empty());
@@ -255,8 +255,7 @@ TEST_F(ConvertTest, FailureInTheMiddleLeavesNoOutput) {
   int seen = 0;
   o.before_tensor = [&](std::string_view name) {
     ++seen;
-    if (name == "model.layers.1.mlp.up_proj.weight")
-      return Status::IOError("injected failure");
+    if (name == "model.layers.1.mlp.up_proj.weight") return Status::IOError("injected failure");
     return Status::OK();
   };
   auto rep = Convert(in.string(), out.string(), o);
@@ -277,8 +276,7 @@ TEST_F(ConvertTest, CorruptShardInTheMiddleIsNamedAndLeavesNoOutput) {
   fs::resize_file(bad, fs::file_size(bad) - 100);
   auto rep = Convert(in.string(), out.string(), Quiet());
   ASSERT_FALSE(rep.ok());
-  EXPECT_TRUE(rep.status().code() == Code::kOutOfRange ||
-              rep.status().code() == Code::kCorruption)
+  EXPECT_TRUE(rep.status().code() == Code::kOutOfRange || rep.status().code() == Code::kCorruption)
       << rep.status().ToString();
   EXPECT_NE(rep.status().message().find("model-00002-of-00003.safetensors"), std::string::npos)
       << rep.status().ToString();
@@ -402,8 +400,7 @@ TEST_F(ConvertTest, KdocLosslessRoundTrip) {
     for (const TensorInfo& t : a->tensors()) {
       const TensorInfo* u = b->Find(t.name);
       ASSERT_NE(u, nullptr);
-      EXPECT_EQ(std::memcmp(a->data(t)->data(), b->data(*u)->data(), t.num_bytes()), 0)
-          << t.name;
+      EXPECT_EQ(std::memcmp(a->data(t)->data(), b->data(*u)->data(), t.num_bytes()), 0) << t.name;
     }
   }
   EXPECT_EQ(Slurp(back / "config.json"), Slurp(in / "config.json"));

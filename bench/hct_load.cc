@@ -1,0 +1,477 @@
+// HCT -> GPU load benchmark: a Llama-70B-shaped layer (BF16, Gaussian-like weights; q/o
+// 8192x8192, k/v 1024x8192, gate/up 28672x8192, down 8192x28672, two norms; 1.59 GiB) written as
+// safetensors and encoded with the codec at an INT4-like error (lossy, transform none, default
+// chunking) into an HCT file. In one run it prints: the pinned cudaMemcpy ceiling, the raw
+// one-shot warm load (runtime engine, page cache hot), the HCT -> GPU load from the page cache as
+// BF16-equivalent GB/s, cold loads (after drop_caches) raw vs HCT, the kernel-only time and the
+// CPU zstd decode rate of the decode pool. Medians of several runs. Cold runs need root.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hct/codec.h"
+#include "hct/container.h"
+#include "hct/convert.h"
+#include "hct/kernels.h"
+#include "hct/runtime.h"
+#include "hct/safetensors.h"
+
+#if HCT_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace po = boost::program_options;
+using hct::Status;
+
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+void Die(const Status& s, const char* what) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "hct load bench: %s: %s\n", what, s.ToString().c_str());
+  std::exit(1);
+}
+
+#if HCT_WITH_CUDA
+#define CK(x)                                                       \
+  do {                                                              \
+    cudaError_t e_ = (x);                                           \
+    if (e_ != cudaSuccess) {                                        \
+      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                 \
+    }                                                               \
+  } while (0)
+#endif
+
+bool DropCaches() {
+  ::sync();
+  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, "3", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+std::string ProcStatus(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return line;
+  return std::string(key) + " ?";
+}
+
+void ReadWhole(const std::string& path) {  // make the page cache hot
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> b(16 << 20);
+  while (in.read(b.data(), std::streamsize(b.size())) || in.gcount() > 0) {
+  }
+}
+
+uint64_t DirBytes(const std::string& dir) {
+  uint64_t n = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file()) n += e.file_size();
+  return n;
+}
+
+struct T {
+  std::string name;
+  uint64_t rows, cols;
+  std::vector<uint16_t> data;  // BF16
+};
+
+uint16_t ToBF16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even (finite inputs)
+  return uint16_t(u >> 16);
+}
+
+// Gaussian-like (Irwin-Hall of 4 uniforms), sigma 0.02, filled in parallel.
+void Fill(T& t, int threads, uint64_t seed) {
+  t.data.resize(t.rows * t.cols);
+  const uint64_t n = t.data.size(), per = (n + uint64_t(threads) - 1) / uint64_t(threads);
+  std::vector<std::thread> th;
+  for (int k = 0; k < threads; ++k)
+    th.emplace_back([&, k] {
+      uint64_t x = seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 0xD1B54A32D192ED03ull + 1;
+      const float scale = 0.02f * std::sqrt(3.0f) / 2.0f / 2147483648.0f;
+      for (uint64_t i = uint64_t(k) * per; i < std::min(n, uint64_t(k + 1) * per); ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        const float s = float(int32_t(uint32_t(x))) + float(int32_t(uint32_t(x >> 32)));
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        const float r = float(int32_t(uint32_t(x))) + float(int32_t(uint32_t(x >> 32)));
+        t.data[i] = ToBF16((s + r) * scale);
+      }
+    });
+  for (auto& x : th) x.join();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir;
+  int runs = 5, cold_runs = 3, threads = 0;
+  double max_error = 0.118, scale = 1.0;
+  bool keep = false;
+  po::options_description desc("hct_bench_hct_load: HCT -> GPU load benchmark");
+  desc.add_options()("help,h", "this help")(
+      "dir", po::value(&dir)->default_value("/tmp/hct_bench_hct_load"), "where to write files")(
+      "runs", po::value(&runs)->default_value(5), "runs per warm figure (median)")(
+      "cold-runs", po::value(&cold_runs)->default_value(3), "runs per cold figure (median)")(
+      "threads", po::value(&threads)->default_value(0),
+      "encode and decode threads (0: all cores)")(
+      "max-error", po::value(&max_error)->default_value(0.118), "lossy relative RMS error")(
+      "scale", po::value(&scale)->default_value(1.0), "fraction of the rows (quick tries)")(
+      "keep", po::bool_switch(&keep), "keep the generated files");
+  po::variables_map vm;
+  po::store(po::parse_command_line(argc, argv, desc), vm);
+  po::notify(vm);
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  namespace fs = std::filesystem;
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/hct");
+  const std::string raw_path = dir + "/layer.safetensors";
+  const std::string hct_dir = dir + "/hct";
+  const std::string hct_path = hct_dir + "/layer.hct";
+
+  // 1. The layer.
+  const std::string p = "model.layers.0.";
+  auto R = [&](uint64_t r) { return std::max<uint64_t>(16, uint64_t(double(r) * scale) / 16 * 16); };
+  std::vector<T> ts = {{p + "input_layernorm.weight", 1, 8192, {}},
+                       {p + "self_attn.q_proj.weight", R(8192), 8192, {}},
+                       {p + "self_attn.k_proj.weight", R(1024), 8192, {}},
+                       {p + "self_attn.v_proj.weight", R(1024), 8192, {}},
+                       {p + "self_attn.o_proj.weight", R(8192), 8192, {}},
+                       {p + "post_attention_layernorm.weight", 1, 8192, {}},
+                       {p + "mlp.gate_proj.weight", R(28672), 8192, {}},
+                       {p + "mlp.up_proj.weight", R(28672), 8192, {}},
+                       {p + "mlp.down_proj.weight", R(8192), 28672, {}}};
+  double t0 = Now();
+  uint64_t total = 0, weights = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    Fill(ts[i], threads, i + 1);
+    total += ts[i].data.size() * 2;
+    weights += ts[i].data.size();
+  }
+  std::printf("layer: %zu tensors, %.3f GiB BF16, %.2f G weights, generated in %.1f s\n",
+              ts.size(), double(total) / (1ull << 30), weights / 1e9, Now() - t0);
+  const double gb = double(total) / 1e9;
+
+  // 2. Raw safetensors (4096-aligned data section).
+  t0 = Now();
+  {
+    hct::SafetensorsWriterOptions wo;
+    wo.data_alignment = 4096;
+    wo.overwrite = true;
+    auto w = hct::SafetensorsWriter::Create(raw_path, wo);
+    Die(w.status(), "create safetensors");
+    for (auto& t : ts) {
+      std::vector<uint64_t> shape = t.rows == 1 ? std::vector<uint64_t>{t.cols}
+                                                : std::vector<uint64_t>{t.rows, t.cols};
+      Die(w->Declare(t.name, hct::DType::kBF16, shape), "declare");
+    }
+    for (auto& t : ts)
+      Die(w->Write(t.name, {reinterpret_cast<const std::byte*>(t.data.data()), t.data.size() * 2}),
+          "write");
+    Die(w->Finish(), "finish safetensors");
+  }
+  std::printf("raw safetensors written in %.1f s: %s\n", Now() - t0, raw_path.c_str());
+
+  // 3. HCT: lossy (transform none, INT4-like error) for the matrices, lossless for the norms.
+  t0 = Now();
+  double err_num = 0, err_den = 0;
+  {
+    auto w = hct::HctWriter::Create(hct_path, true);
+    Die(w.status(), "create hct");
+    hct::EncodeOptions eo;
+    eo.lossy_options.mode = hct::RateMode::kMaxError;
+    eo.lossy_options.max_error = max_error;
+    eo.lossy_options.transform = hct::Transform::kNone;
+    eo.parallel = hct::ThreadsParallelFor(threads);
+    for (auto& t : ts) {
+      std::vector<uint64_t> shape = t.rows == 1 ? std::vector<uint64_t>{t.cols}
+                                                : std::vector<uint64_t>{t.rows, t.cols};
+      eo.lossy = t.rows > 1;
+      hct::TensorView v{{reinterpret_cast<const std::byte*>(t.data.data()), t.data.size() * 2},
+                        hct::DType::kBF16, shape};
+      double a = Now();
+      auto enc = hct::EncodeTensor(v, eo);
+      Die(enc.status(), "encode");
+      Die(w->BeginTensor(t.name, hct::DType::kBF16, shape, enc->codec, enc->params), "begin");
+      for (const auto& c : enc->chunks)
+        Die(w->AppendChunk(c.bytes, c.decoded_size, c.decoded_xxh3, c.elem_offset, c.elem_count),
+            "append");
+      Die(w->EndTensor(), "end");
+      const double e2 = enc->metrics.rel_rms_error * enc->metrics.rel_rms_error;
+      err_num += e2 * double(t.data.size());
+      err_den += double(t.data.size());
+      std::printf("  %-42s %-15s %5zu chunks  %.3f bits/weight  rel err %.4f  %.1f s\n",
+                  t.name.c_str(), enc->codec.c_str(), enc->chunks.size(),
+                  enc->metrics.bits_per_weight, enc->metrics.rel_rms_error, Now() - a);
+    }
+    Die(w->Finish(), "finish hct");
+  }
+  const uint64_t hct_bytes = DirBytes(hct_dir);
+  std::printf("HCT written in %.1f s (%d threads): %.3f GiB = %.3f bytes/weight, rel err %.4f\n",
+              Now() - t0, threads, double(hct_bytes) / (1ull << 30), double(hct_bytes) / weights,
+              std::sqrt(err_num / err_den));
+  for (auto& t : ts) std::vector<uint16_t>().swap(t.data);
+
+  auto raw_cat = hct::Catalog::FromSafetensors(raw_path);
+  Die(raw_cat.status(), "raw catalog");
+  auto hct_cat = hct::Catalog::FromHct(hct_dir);
+  Die(hct_cat.status(), "hct catalog");
+  const auto& raw_specs = raw_cat->tensors();
+  const auto& hct_specs = hct_cat->tensors();
+
+  hct::RuntimeOptions base;
+  auto env = hct::RuntimeOptions::FromEnv(base);
+  Die(env.status(), "options");
+  base = *env;
+  base.resident_budget = 0;
+
+  void* stream = nullptr;
+  void* dev = nullptr;
+  bool gpu = false;
+  double ceiling = 0;
+#if HCT_WITH_CUDA
+  int ndev = 0;
+  gpu = !base.force_host && cudaGetDeviceCount(&ndev) == cudaSuccess && ndev > 0;
+  if (gpu) {
+    cudaDeviceProp prop{};
+    CK(cudaGetDeviceProperties(&prop, base.device));
+    std::printf("device: %s\n", prop.name);
+    CK(cudaSetDevice(base.device));
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    stream = s;
+    CK(cudaMalloc(&dev, total + 4096 * ts.size()));
+    void* pin = nullptr;
+    CK(cudaHostAlloc(&pin, total, 0));
+    std::memset(pin, 1, total);
+    std::vector<double> v;
+    for (int r = 0; r < runs + 1; ++r) {
+      double a = Now();
+      CK(cudaMemcpyAsync(dev, pin, total, cudaMemcpyHostToDevice, s));
+      CK(cudaStreamSynchronize(s));
+      if (r > 0) v.push_back(gb / (Now() - a));
+    }
+    CK(cudaFreeHost(pin));
+    ceiling = Median(v);
+    std::printf("%-48s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", ceiling);
+  }
+#endif
+  if (!gpu) {
+    std::printf("no GPU: host placement (CPU reference decoder)\n");
+    dev = std::aligned_alloc(4096, (total + 4096 * ts.size() + 4095) & ~4095ull);
+  }
+  uint64_t packed = 0;
+  hct::PackOffsets(raw_specs, &packed);
+  const uint64_t dev_bytes = packed;
+
+  auto timed = [&](hct::Runtime& rt, const std::vector<hct::TensorSpec>& specs) {
+    double a = Now();
+    auto r = rt.LoadMany(specs, stream, dev, dev_bytes);
+    Die(r.status(), "load");
+    Die((*r)[0].Wait(), "wait");
+    return gb / (Now() - a);
+  };
+
+  // 4. Raw one-shot warm (best of a few thread counts: the strongest baseline).
+  ReadWhole(raw_path);
+  double raw_warm = 0;
+  int raw_threads = 6;
+  for (int n : {6, 8}) {
+    hct::RuntimeOptions o = base;
+    o.io_threads = n;
+    auto rt = hct::Runtime::Create(o);
+    Die(rt.status(), "runtime");
+    timed(**rt, raw_specs);
+    std::vector<double> v;
+    for (int r = 0; r < runs; ++r) v.push_back(timed(**rt, raw_specs));
+    std::printf("%-48s %7.2f GB/s  (%d I/O threads)\n", "raw one-shot warm load", Median(v), n);
+    if (Median(v) > raw_warm) raw_warm = Median(v), raw_threads = n;
+  }
+
+  // 5. HCT -> GPU warm, BF16-equivalent.
+  ReadWhole(hct_path);
+  double hct_warm = 0;
+  int hct_threads = threads;
+  // (decode threads, stored-bytes checksum); the symbol checksum is always verified.
+  std::vector<std::pair<int, bool>> dts = {{threads, true}};
+  if (threads > 4) dts.push_back({threads - 2, true});
+  dts.push_back({threads, false});
+  for (auto [n, verify] : dts) {
+    hct::RuntimeOptions o = base;
+    o.decode_threads = n;
+    o.verify = verify;
+    auto rt = hct::Runtime::Create(o);
+    Die(rt.status(), "runtime");
+    timed(**rt, hct_specs);
+    auto s0 = (*rt)->stats();
+    std::vector<double> v;
+    double wall = 0;
+    for (int r = 0; r < runs; ++r) {
+      double a = Now();
+      v.push_back(timed(**rt, hct_specs));
+      wall += Now() - a;
+    }
+    auto s1 = (*rt)->stats();
+    const double dec_s = s1.hct_decode_thread_seconds - s0.hct_decode_thread_seconds;
+    const double sym = double(weights) * runs;
+    char label[96];
+    std::snprintf(label, sizeof label, "HCT -> %s warm load (BF16-equivalent)", gpu ? "GPU" : "host");
+    std::printf("%-48s %7.2f GB/s  = %.2f x raw warm  (%d decode threads, stored checksum %s)\n",
+                label, Median(v), Median(v) / raw_warm, n, verify ? "on" : "off");
+    std::printf("  stored read %.2f GB/s; zstd decode %.2f G symbols/s per thread, %.2f G/s "
+                "pool-wide over the load; pinned ring %.0f MiB, device scratch %.0f MiB\n",
+                double(s1.bytes_hct_stored - s0.bytes_hct_stored) / wall / 1e9,
+                dec_s > 0 ? sym / dec_s / 1e9 : 0.0, sym / wall / 1e9,
+                double(s1.pinned_staging_bytes) / (1 << 20),
+                double(s1.hct_device_scratch_bytes) / (1 << 20));
+    if (verify && Median(v) > hct_warm) hct_warm = Median(v), hct_threads = n;
+  }
+
+#if HCT_WITH_CUDA
+  // 6. Kernel only: all symbols already on the GPU, one launch per lossy tensor.
+  if (gpu) {
+    auto f = hct::HctFile::Open(hct_path);
+    Die(f.status(), "open hct");
+    struct K {
+      hct::DctqDecodeArgs a;
+      void* sym;
+    };
+    std::vector<K> ks;
+    uint64_t out_bytes = 0;
+    for (const auto& e : f->tensors()) {
+      if (e.codec != hct::kCodecDctqZstd) continue;
+      auto dec = hct::ChunkDecoder::Create(e.codec, e.codec_params, e.dtype);
+      Die(dec.status(), "decoder");
+      std::vector<std::byte> sym(e.decoded_size);
+      uint64_t o = 0;
+      for (size_t c = 0; c < e.chunks.size(); ++c) {
+        auto stored = f->ReadChunk(e, c);
+        Die(stored.status(), "read chunk");
+        const auto& ch = e.chunks[c];
+        Die(dec->DecodePayload(*stored,
+                               hct::ChunkMeta(ch.decoded_size, ch.decoded_xxh3, ch.elem_offset,
+                                              ch.elem_count),
+                               {sym.data() + o, ch.decoded_size}),
+            "decode");
+        o += ch.decoded_size;
+      }
+      K k;
+      CK(cudaMalloc(&k.sym, sym.size()));
+      CK(cudaMemcpy(k.sym, sym.data(), sym.size(), cudaMemcpyHostToDevice));
+      const auto& q = dec->dctq();
+      k.a.symbols = k.sym;
+      k.a.symbol_type = q.symbol_bits == 8 ? hct::DType::kI8 : hct::DType::kI16;
+      k.a.step = q.step;
+      k.a.rows = q.rows;
+      k.a.cols = q.cols;
+      k.a.row_begin = 0;
+      k.a.row_end = q.rows;
+      k.a.transform = q.dct ? hct::GpuTransform::kDct : hct::GpuTransform::kNone;
+      k.a.tile_rows = uint32_t(q.tile_r);
+      k.a.tile_cols = uint32_t(q.tile_c);
+      k.a.out_type = e.dtype;
+      k.a.out = static_cast<std::byte*>(dev) + out_bytes;
+      out_bytes += e.num_elements * 2;
+      ks.push_back(k);
+    }
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    auto s = static_cast<cudaStream_t>(stream);
+    std::vector<double> v;
+    for (int r = 0; r < runs + 1; ++r) {
+      CK(cudaEventRecord(e0, s));
+      for (auto& k : ks) Die(hct::LaunchDctqDecode(k.a, s), "launch");
+      CK(cudaEventRecord(e1, s));
+      CK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, e0, e1));
+      if (r > 0) v.push_back(ms);
+    }
+    std::printf("%-48s %7.3f ms = %.0f GB/s of BF16 output (%zu tensors, symbols int%d)\n",
+                "kernel only (dequantize, all lossy tensors)", Median(v),
+                double(out_bytes) / (Median(v) * 1e-3) / 1e9, ks.size(),
+                ks.empty() ? 0 : (ks[0].a.symbol_type == hct::DType::kI8 ? 8 : 16));
+    for (auto& k : ks) CK(cudaFree(k.sym));
+  }
+#endif
+
+  // 7. Cold: after drop_caches.
+  double raw_cold = 0, hct_cold = 0;
+  if (!DropCaches()) {
+    std::printf("cold runs skipped: cannot write /proc/sys/vm/drop_caches (need root)\n");
+  } else {
+    {
+      hct::RuntimeOptions o = base;
+      o.io_threads = std::max(raw_threads, 8);
+      auto rt = hct::Runtime::Create(o);
+      Die(rt.status(), "runtime");
+      std::vector<double> v;
+      for (int r = 0; r < cold_runs; ++r) {
+        DropCaches();
+        v.push_back(timed(**rt, raw_specs));
+      }
+      raw_cold = Median(v);
+      std::printf("%-48s %7.2f GB/s  (O_DIRECT bytes %.2f GB)\n", "raw cold load", raw_cold,
+                  (*rt)->stats().bytes_o_direct / 1e9);
+    }
+    {
+      hct::RuntimeOptions o = base;
+      o.decode_threads = hct_threads;
+      auto rt = hct::Runtime::Create(o);
+      Die(rt.status(), "runtime");
+      std::vector<double> v;
+      for (int r = 0; r < cold_runs; ++r) {
+        DropCaches();
+        v.push_back(timed(**rt, hct_specs));
+      }
+      hct_cold = Median(v);
+      std::printf("%-48s %7.2f GB/s  = %.2f x raw cold  (stored read at %.2f GB/s, O_DIRECT "
+                  "bytes %.2f GB)\n",
+                  "HCT cold load (BF16-equivalent)", hct_cold, hct_cold / raw_cold,
+                  hct_cold * double(hct_bytes) / double(total),
+                  (*rt)->stats().bytes_o_direct / 1e9);
+    }
+  }
+  std::printf("\nacceptance: HCT warm / raw one-shot warm = %.2f (>= 1.5: %s)", hct_warm / raw_warm,
+              hct_warm >= 1.5 * raw_warm ? "yes" : "NO");
+  if (raw_cold > 0)
+    std::printf("; HCT cold / raw cold = %.2f (>= 3: %s)", hct_cold / raw_cold,
+                hct_cold >= 3 * raw_cold ? "yes" : "NO");
+  std::printf("\n%s; %s\n", ProcStatus("VmLck").c_str(), ProcStatus("VmPin").c_str());
+  if (!keep) fs::remove_all(dir);
+  return 0;
+}
