@@ -206,7 +206,7 @@ void ExpectMatches(const std::vector<std::byte>& gpu, const std::vector<std::byt
   // Float summation order changes results by ~1e-7 of the tensor's scale; near zero that can be
   // several ulps of the output type, so differences within 2e-6 * max|ref| are accepted outright.
   double max_ref = 0;
-  for (size_t i = 0; i < n; ++i) max_ref = std::max(max_ref, std::fabs(ToFloat(&ref[i * 2], t)));
+  for (size_t i = 0; i < n; ++i) max_ref = std::max<double>(max_ref, std::fabs(ToFloat(&ref[i * 2], t)));
   const double abs_tol = 2e-6 * max_ref;
   size_t off_by_one = 0, first_bad = n;
   for (size_t i = 0; i < n; ++i) {
