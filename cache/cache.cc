@@ -289,7 +289,7 @@ constexpr const char* kEntryCols =
     "f.last_access, f.access_count FROM files f JOIN models m ON m.id = f.model_id ";
 constexpr const char* kTensorCols =
     "SELECT t.id, t.file_id, m.name, t.name, f.path, t.offset, t.length, t.dtype, t.shape, "
-    "t.xxh3, t.layer FROM tensors t JOIN files f ON f.id = t.file_id "
+    "t.xxh3, t.layer, t.source_xxh3 FROM tensors t JOIN files f ON f.id = t.file_id "
     "JOIN models m ON m.id = t.model_id ";
 }  // namespace
 
@@ -351,6 +351,7 @@ Result<std::vector<TensorLocation>> Cache::Impl::Tensors(const std::string& wher
     }
     t.xxh3 = detail::I64ToU64(s.Int(9));
     if (!s.IsNull(10)) t.layer = static_cast<int>(s.Int(10));
+    t.source_xxh3 = detail::I64ToU64(s.Int(11));
     out.push_back(std::move(t));
   }
   return out;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cache/detail/impl.h"
+#include "cache/detail/pool.h"
 #include "cache/detail/source.h"
 #include "hct/detail/file.h"
 #include "hct/safetensors.h"
@@ -29,6 +30,8 @@ using detail::Txn;
 namespace {
 
 constexpr uint64_t kEntryAlignment = 4096;
+// Decoded bytes one entry's writer holds at once (besides a single larger tensor).
+constexpr uint64_t kBatchBytes = 64u << 20;
 
 struct Group {
   std::string key;  // "<source file stem>/L00012" or "<stem>/other"
@@ -218,13 +221,12 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
   WarmProgress prog;
   prog.total_bytes = total_bytes;
   prog.total_tensors = total_tensors;
-  std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   Status first_error;
   std::mutex err_mu;
   std::mutex rep_mu;
 
-  auto write_group = [&](Group& g) -> Status {
+  auto write_group = [&](Group& g, const ParallelFor& pf) -> Status {
     const detail::SourceFile& sf = src->files()[g.file];
     std::string rel = "entries/" + name + "/" + sf.stem + "." +
                       (g.layer ? g.key.substr(g.key.rfind('/') + 1) : std::string("other")) +
@@ -239,25 +241,52 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     for (size_t i : g.tensors)
       HCT_RETURN_IF_ERROR(w.Declare(tensors[i].name, tensors[i].dtype, tensors[i].shape));
     std::vector<TensorRow> rows;
-    std::vector<std::byte> buf;
     uint64_t data_pos = 0;
-    for (size_t i : g.tensors) {
+    // Tensors in batches of consecutive ones (up to kBatchBytes, at least one tensor): decoded
+    // and hashed in parallel (tensors, and the chunks of each tensor, through `pf`, so idle
+    // threads help with a large entry), then written in order.
+    std::vector<std::vector<std::byte>> bufs;
+    for (size_t b = 0; b < g.tensors.size();) {
       if (failed.load()) return Status::OK();  // another entry failed; stop early
-      const SourceTensor& t = tensors[i];
-      buf.resize(t.nbytes);
-      HCT_ASSIGN_OR_RETURN(std::optional<uint64_t> src_sum,
-                           src->Decode(t, std::span<std::byte>(buf.data(), buf.size())));
-      uint64_t sum = XXH3_64bits(buf.data(), buf.size());
-      HCT_RETURN_IF_ERROR(w.Write(t.name, buf));
-      rows.push_back({&t, data_pos, sum, src_sum.value_or(sum)});
-      data_pos += t.nbytes;
-      if (opt.progress) {
-        std::lock_guard lk(prog_mu);
-        prog.done_bytes += t.nbytes;
-        prog.done_tensors += 1;
-        prog.current = t.name;
-        opt.progress(prog);
+      size_t e = b;
+      uint64_t batch_bytes = 0;
+      while (e < g.tensors.size() &&
+             (e == b || batch_bytes + tensors[g.tensors[e]].nbytes <= kBatchBytes))
+        batch_bytes += tensors[g.tensors[e++]].nbytes;
+      const size_t n = e - b;
+      if (bufs.size() < n) bufs.resize(n);
+      std::vector<Status> st(n);
+      std::vector<uint64_t> sums(n), src_sums(n);
+      pf(n, [&](size_t k) {
+        const SourceTensor& t = tensors[g.tensors[b + k]];
+        bufs[k].resize(t.nbytes);
+        auto r = src->Decode(t, std::span<std::byte>(bufs[k].data(), bufs[k].size()), pf);
+        if (!r.ok()) {
+          st[k] = r.status();
+          return;
+        }
+        sums[k] = XXH3_64bits(bufs[k].data(), bufs[k].size());
+        src_sums[k] = r->value_or(sums[k]);
+      });
+      for (size_t k = 0; k < n; ++k) {
+        HCT_RETURN_IF_ERROR(st[k]);
+        const SourceTensor& t = tensors[g.tensors[b + k]];
+        // Zero-size tensors have no bytes to append; SafetensorsWriter::Write rejects them when
+        // they follow other data (its position skips past empty tensors), so only declare them.
+        if (t.nbytes > 0) HCT_RETURN_IF_ERROR(w.Write(t.name, bufs[k]));
+        rows.push_back({&t, data_pos, sums[k], src_sums[k]});
+        data_pos += t.nbytes;
+        if (opt.progress) {
+          std::lock_guard lk(prog_mu);
+          prog.done_bytes += t.nbytes;
+          prog.done_tensors += 1;
+          prog.current = t.name;
+          opt.progress(prog);
+        }
       }
+      // Keep the buffers of a normal batch for the next one; drop one huge tensor's at once.
+      if (batch_bytes > kBatchBytes) bufs.clear();
+      b = e;
     }
     detail::CrashPoint("warm: entry written, not renamed");
     HCT_RETURN_IF_ERROR(w.Finish());
@@ -351,27 +380,16 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
 
   int threads = opt.threads > 0 ? opt.threads
                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  threads = std::max(1, std::min<int>(threads, static_cast<int>(todo.size())));
-  auto worker = [&] {
-    while (!failed.load()) {
-      size_t i = next.fetch_add(1);
-      if (i >= todo.size()) break;
-      Status st = write_group(todo[i]);
-      if (!st.ok()) {
-        std::lock_guard lk(err_mu);
-        if (first_error.ok())
-          first_error = std::move(st).WithContext("warming " + source + " into " + dir);
-        failed.store(true);
-      }
+  detail::RunJobs(threads, todo.size(), [&](size_t i, const ParallelFor& pf) {
+    if (failed.load()) return;
+    Status st = write_group(todo[i], pf);
+    if (!st.ok()) {
+      std::lock_guard lk(err_mu);
+      if (first_error.ok())
+        first_error = std::move(st).WithContext("warming " + source + " into " + dir);
+      failed.store(true);
     }
-  };
-  if (threads <= 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    for (int i = 0; i < threads; ++i) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
-  }
+  });
   if (!first_error.ok()) return first_error;
 
   // Stay within the budget, evicting other models' entries first.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "hct/codec.h"
 #include "hct/dtype.h"
 #include "hct/status.h"
 
@@ -39,11 +40,12 @@ class TensorSource {
   const std::vector<SourceFile>& files() const { return files_; }
   // Source-file order, then byte order within a file.
   const std::vector<SourceTensor>& tensors() const { return tensors_; }
-  // Decodes tensor `t` into `out` (out.size() == t.nbytes). Thread-safe. Returns the XXH3-64
-  // checksum of the tensor's source form, or nullopt when the source bytes are the decoded bytes
+  // Decodes tensor `t` into `out` (out.size() == t.nbytes). Thread-safe. Pieces (chunks, large
+  // read ranges) may go through `pf` (empty: serial). Returns the XXH3-64 checksum that
+  // identifies the tensor's source form, or nullopt when the source bytes are the decoded bytes
   // (the caller then records the cached checksum as the source checksum).
-  virtual Result<std::optional<uint64_t>> Decode(const SourceTensor& t,
-                                                 std::span<std::byte> out) const = 0;
+  virtual Result<std::optional<uint64_t>> Decode(const SourceTensor& t, std::span<std::byte> out,
+                                                 const ParallelFor& pf = {}) const = 0;
 
  protected:
   std::string path_;
@@ -51,8 +53,8 @@ class TensorSource {
   std::vector<SourceTensor> tensors_;
 };
 
-// Opens `path`: a .safetensors file, a folder of them (Hugging Face layout), a .hct file or a
-// folder of .hct files. NotFound when it holds none of these.
+// Opens `path`: a .safetensors file, a folder of them (Hugging Face layout), a .hct file or an
+// HCT model folder (hct-convert's output: *.hct + model.hct.index.json, or just *.hct files). NotFound when it holds none of these.
 Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path);
 
 Result<std::unique_ptr<TensorSource>> OpenSafetensorsSource(const std::string& path);

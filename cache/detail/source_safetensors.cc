@@ -1,4 +1,5 @@
 // Plain safetensors sources: cached as-is (decoding is a copy).
+#include <algorithm>
 #include <filesystem>
 
 #include "cache/detail/source.h"
@@ -6,6 +7,8 @@
 
 namespace hct::detail {
 namespace {
+
+constexpr size_t kPiece = 16u << 20;
 
 class SafetensorsSource final : public TensorSource {
  public:
@@ -38,10 +41,24 @@ class SafetensorsSource final : public TensorSource {
 
   const char* kind() const override { return "safetensors"; }
 
-  Result<std::optional<uint64_t>> Decode(const SourceTensor& t,
-                                         std::span<std::byte> out) const override {
+  Result<std::optional<uint64_t>> Decode(const SourceTensor& t, std::span<std::byte> out,
+                                         const ParallelFor& pf) const override {
     const ModelTensor& mt = folder_.tensors()[t.handle];
-    HCT_RETURN_IF_ERROR(folder_.file(mt).Read(mt.info, out));
+    const SafetensorsFile& f = folder_.file(mt);
+    if (out.size() != mt.info.num_bytes())
+      return Status::Internal(f.path() + ": tensor '" + t.name + "': buffer size mismatch");
+    // Large tensors in pieces, so several preads are in flight.
+    const size_t pieces = (out.size() + kPiece - 1) / kPiece;
+    if (!pf || pieces <= 1) {
+      HCT_RETURN_IF_ERROR(f.Read(mt.info, out));
+      return std::optional<uint64_t>();
+    }
+    std::vector<Status> st(pieces);
+    pf(pieces, [&](size_t i) {
+      const size_t off = i * kPiece;
+      st[i] = f.ReadAt(mt.info, off, out.subspan(off, std::min(kPiece, out.size() - off)));
+    });
+    for (Status& s : st) HCT_RETURN_IF_ERROR(s);
     return std::optional<uint64_t>();
   }
 

@@ -335,7 +335,8 @@ int Run(int argc, char** argv) {
           arr.push_back({{"model", t.model}, {"name", t.name}, {"path", t.path},
                          {"offset", t.offset}, {"length", t.length},
                          {"dtype", std::string(hct::DTypeName(t.dtype))}, {"shape", t.shape},
-                         {"xxh3", t.xxh3}, {"layer", t.layer ? json(*t.layer) : json(nullptr)}});
+                         {"xxh3", t.xxh3}, {"source_xxh3", t.source_xxh3},
+                         {"layer", t.layer ? json(*t.layer) : json(nullptr)}});
         } else {
           std::printf("%-12s %-50s %-6s %10s  %s@%llu\n", t.model.c_str(), t.name.c_str(),
                       std::string(hct::DTypeName(t.dtype)).c_str(),

@@ -49,6 +49,9 @@ struct TensorLocation {
   DType dtype = DType::kU8;
   std::vector<uint64_t> shape;
   uint64_t xxh3 = 0;
+  // Identifies the source form: for safetensors sources the source bytes' XXH3-64 (== xxh3); for
+  // HCT sources the container's tensor checksum (TensorEntry::decoded_xxh3).
+  uint64_t source_xxh3 = 0;
   std::optional<int> layer;
 };
 

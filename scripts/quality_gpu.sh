@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# kdoc-lm-25m downstream quality on the GPU machine: rebuilds the original BF16 weights from a
+# lossless HCT copy (which fits the carry limit), converts them at several settings, decodes each
+# and computes bits per byte (scripts/eval_bpb_dirs.py, the protocol of eval_bpb.py), then the
+# same through the runtime's GPU decode path (scripts/eval_bpb_runtime.py).
+#   scripts/quality_gpu.sh BUILD_DIR LOSSLESS_HCT_DIR VAL_TXT
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=$1; src=$2; val=$3
+out=${OUT:-/tmp}; q=/tmp/hct-quality; rm -rf "$q"; mkdir -p "$q"
+H="$build/convert/hct-convert"
+$H decode "$src" "$q/orig" -q || exit 1
+dirs=("$q/orig")
+while read -r name args; do
+  $H "$q/orig" "$q/$name.hct" -q --json $args > "$out/conv_$name.json" || exit 1
+  $H decode "$q/$name.hct" "$q/$name" -q || exit 1
+  python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(sys.argv[2], json.dumps(t))" "$out/conv_$name.json" "$name"
+  dirs+=("$q/$name")
+done <<'SETTINGS'
+e040 --max-error 0.04
+e060 --max-error 0.06
+e070 --max-error 0.07
+default
+e118 --max-error 0.118
+b4125 --bits 4.125
+b3 --bits 3
+r070 --retention 0.7
+default_none --transform none
+default_dct --transform dct
+SETTINGS
+python3 scripts/eval_bpb_dirs.py "$val" "${dirs[@]}"
+python3 scripts/eval_bpb_runtime.py "$q/default.hct" --lib "$build/runtime/libhct.so" --config-dir "$q/orig" --val "$val"
