@@ -8,10 +8,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "cache/detail/impl.h"
 #include "cache/detail/pool.h"
@@ -58,9 +57,7 @@ std::string RandomHex() {
   return std::string(buf, 10);
 }
 
-std::string ShapeJson(const std::vector<uint64_t>& shape) {
-  return nlohmann::json(shape).dump();
-}
+std::string ShapeJson(const std::vector<uint64_t>& shape) { return nlohmann::json(shape).dump(); }
 
 std::string ModelBaseName(const std::string& abs_source) {
   fs::path p(abs_source);
@@ -105,7 +102,8 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
         std::string cand = i == 1 ? base : base + "-" + std::to_string(i);
         HCT_ASSIGN_OR_RETURN(bool taken, q.Bind(1, cand).Step());
         sqlite3_reset(q.raw());
-        if (!taken) name = cand;
+        if (!taken)
+          name = cand;
         else if (!opt.model_name.empty())
           return Status::AlreadyExists("model name '" + cand + "' is taken by another source");
       }
@@ -119,12 +117,14 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     std::lock_guard g(db_mu);
     Txn txn(db.get());
     HCT_RETURN_IF_ERROR(txn.Begin());
-    HCT_ASSIGN_OR_RETURN(Stmt ins, db->Prepare(
-        "INSERT OR IGNORE INTO models(name, source, source_kind, pinned, created_at) "
-        "VALUES(?1, ?2, ?3, 0, ?4)"));
+    HCT_ASSIGN_OR_RETURN(
+        Stmt ins,
+        db->Prepare("INSERT OR IGNORE INTO models(name, source, source_kind, pinned, created_at) "
+                    "VALUES(?1, ?2, ?3, 0, ?4)"));
     HCT_RETURN_IF_ERROR(
         ins.Bind(1, name).Bind(2, source).Bind(3, src->kind()).Bind(4, detail::NowMillis()).Run());
-    HCT_ASSIGN_OR_RETURN(Stmt sel, db->Prepare("SELECT id, pinned FROM models WHERE source = ?1 AND name = ?2"));
+    HCT_ASSIGN_OR_RETURN(
+        Stmt sel, db->Prepare("SELECT id, pinned FROM models WHERE source = ?1 AND name = ?2"));
     HCT_ASSIGN_OR_RETURN(bool row, sel.Bind(1, source).Bind(2, name).Step());
     if (!row) return Status::Busy("model name '" + name + "' was taken concurrently; retry");
     model_id = sel.Int(0);
@@ -166,9 +166,9 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     bool valid = false;
     {
       std::lock_guard lk(db_mu);
-      HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(
-          "SELECT id, path, size, source_size, source_mtime_ns FROM files "
-          "WHERE model_id = ?1 AND group_key = ?2"));
+      HCT_ASSIGN_OR_RETURN(
+          Stmt s, db->Prepare("SELECT id, path, size, source_size, source_mtime_ns FROM files "
+                              "WHERE model_id = ?1 AND group_key = ?2"));
       HCT_ASSIGN_OR_RETURN(bool row, s.Bind(1, model_id).Bind(2, g.key).Step());
       if (row) {
         g.old_id = s.Int(0);
@@ -229,8 +229,8 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
   auto write_group = [&](Group& g, const ParallelFor& pf) -> Status {
     const detail::SourceFile& sf = src->files()[g.file];
     std::string rel = "entries/" + name + "/" + sf.stem + "." +
-                      (g.layer ? g.key.substr(g.key.rfind('/') + 1) : std::string("other")) +
-                      "." + RandomHex() + ".safetensors";
+                      (g.layer ? g.key.substr(g.key.rfind('/') + 1) : std::string("other")) + "." +
+                      RandomHex() + ".safetensors";
     std::string path = Abs(rel);
     SafetensorsWriterOptions wo;
     wo.data_alignment = kEntryAlignment;
@@ -244,37 +244,23 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     uint64_t data_pos = 0;
     // Tensors in batches of consecutive ones (up to kBatchBytes, at least one tensor): decoded
     // and hashed in parallel (tensors, and the chunks of each tensor, through `pf`, so idle
-    // threads help with a large entry), then written in order.
-    std::vector<std::vector<std::byte>> bufs;
-    for (size_t b = 0; b < g.tensors.size();) {
-      if (failed.load()) return Status::OK();  // another entry failed; stop early
-      size_t e = b;
-      uint64_t batch_bytes = 0;
-      while (e < g.tensors.size() &&
-             (e == b || batch_bytes + tensors[g.tensors[e]].nbytes <= kBatchBytes))
-        batch_bytes += tensors[g.tensors[e++]].nbytes;
-      const size_t n = e - b;
-      if (bufs.size() < n) bufs.resize(n);
-      std::vector<Status> st(n);
-      std::vector<uint64_t> sums(n), src_sums(n);
-      pf(n, [&](size_t k) {
-        const SourceTensor& t = tensors[g.tensors[b + k]];
-        bufs[k].resize(t.nbytes);
-        auto r = src->Decode(t, std::span<std::byte>(bufs[k].data(), bufs[k].size()), pf);
-        if (!r.ok()) {
-          st[k] = r.status();
-          return;
-        }
-        sums[k] = XXH3_64bits(bufs[k].data(), bufs[k].size());
-        src_sums[k] = r->value_or(sums[k]);
-      });
-      for (size_t k = 0; k < n; ++k) {
-        HCT_RETURN_IF_ERROR(st[k]);
-        const SourceTensor& t = tensors[g.tensors[b + k]];
+    // threads help with a large entry). Writes stay in order: one task of batch k+1's
+    // ParallelFor appends batch k while the other tasks decode (two batches in memory).
+    struct Batch {
+      size_t begin = 0, end = 0;
+      uint64_t bytes = 0;
+      std::vector<std::vector<std::byte>> bufs;
+      std::vector<Status> st;
+      std::vector<uint64_t> sums, src_sums;
+    };
+    Batch prev, cur;
+    auto write_batch = [&](Batch& bt) -> Status {
+      for (size_t k = 0; k < bt.end - bt.begin; ++k) {
+        const SourceTensor& t = tensors[g.tensors[bt.begin + k]];
         // Zero-size tensors have no bytes to append; SafetensorsWriter::Write rejects them when
         // they follow other data (its position skips past empty tensors), so only declare them.
-        if (t.nbytes > 0) HCT_RETURN_IF_ERROR(w.Write(t.name, bufs[k]));
-        rows.push_back({&t, data_pos, sums[k], src_sums[k]});
+        if (t.nbytes > 0) HCT_RETURN_IF_ERROR(w.Write(t.name, bt.bufs[k]));
+        rows.push_back({&t, data_pos, bt.sums[k], bt.src_sums[k]});
         data_pos += t.nbytes;
         if (opt.progress) {
           std::lock_guard lk(prog_mu);
@@ -284,10 +270,47 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
           opt.progress(prog);
         }
       }
-      // Keep the buffers of a normal batch for the next one; drop one huge tensor's at once.
-      if (batch_bytes > kBatchBytes) bufs.clear();
-      b = e;
+      bt.end = bt.begin;  // written
+      // Keep a normal batch's buffers for reuse; drop a huge tensor's at once.
+      if (bt.bytes > kBatchBytes) bt.bufs.clear();
+      return Status::OK();
+    };
+    for (size_t b = 0; b < g.tensors.size();) {
+      if (failed.load()) return Status::OK();  // another entry failed; stop early
+      cur.begin = cur.end = b;
+      cur.bytes = 0;
+      while (cur.end < g.tensors.size() &&
+             (cur.end == b || cur.bytes + tensors[g.tensors[cur.end]].nbytes <= kBatchBytes))
+        cur.bytes += tensors[g.tensors[cur.end++]].nbytes;
+      const size_t n = cur.end - cur.begin;
+      if (cur.bufs.size() < n) cur.bufs.resize(n);
+      cur.st.assign(n, Status::OK());
+      cur.sums.assign(n, 0);
+      cur.src_sums.assign(n, 0);
+      const size_t w0 = prev.end > prev.begin ? 1 : 0;  // task 0 writes the previous batch
+      Status write_st;
+      pf(n + w0, [&](size_t i) {
+        if (i < w0) {
+          write_st = write_batch(prev);
+          return;
+        }
+        const size_t k = i - w0;
+        const SourceTensor& t = tensors[g.tensors[cur.begin + k]];
+        cur.bufs[k].resize(t.nbytes);
+        auto r = src->Decode(t, std::span<std::byte>(cur.bufs[k].data(), t.nbytes), pf);
+        if (!r.ok()) {
+          cur.st[k] = r.status();
+          return;
+        }
+        cur.sums[k] = XXH3_64bits(cur.bufs[k].data(), t.nbytes);
+        cur.src_sums[k] = r->value_or(cur.sums[k]);
+      });
+      HCT_RETURN_IF_ERROR(write_st);
+      for (Status& st : cur.st) HCT_RETURN_IF_ERROR(st);
+      std::swap(prev, cur);
+      b = prev.end;
     }
+    if (prev.end > prev.begin) HCT_RETURN_IF_ERROR(write_batch(prev));
     detail::CrashPoint("warm: entry written, not renamed");
     HCT_RETURN_IF_ERROR(w.Finish());
     detail::CrashPoint("warm: entry renamed, not committed");
@@ -304,9 +327,9 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
       Txn txn(db.get());
       HCT_RETURN_IF_ERROR(txn.Begin());
       int64_t last_access = 0, access_count = 0;
-      HCT_ASSIGN_OR_RETURN(Stmt o, db->Prepare(
-          "SELECT id, path, last_access, access_count FROM files "
-          "WHERE model_id = ?1 AND group_key = ?2"));
+      HCT_ASSIGN_OR_RETURN(Stmt o,
+                           db->Prepare("SELECT id, path, last_access, access_count FROM files "
+                                       "WHERE model_id = ?1 AND group_key = ?2"));
       HCT_ASSIGN_OR_RETURN(bool row, o.Bind(1, model_id).Bind(2, g.key).Step());
       int64_t old_id = 0;
       if (row) {
@@ -321,10 +344,12 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
         HCT_RETURN_IF_ERROR(d.Bind(1, old_id).Run());
       }
       detail::CrashPoint("warm: inside the commit transaction");
-      HCT_ASSIGN_OR_RETURN(Stmt f, db->Prepare(
-          "INSERT INTO files(model_id, path, group_key, source_file, source_size, "
-          "source_mtime_ns, layer, size, data_offset, pinned, warmed_at, last_access, "
-          "access_count) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
+      HCT_ASSIGN_OR_RETURN(
+          Stmt f,
+          db->Prepare(
+              "INSERT INTO files(model_id, path, group_key, source_file, source_size, "
+              "source_mtime_ns, layer, size, data_offset, pinned, warmed_at, last_access, "
+              "access_count) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
       HCT_RETURN_IF_ERROR(f.Bind(1, model_id)
                               .Bind(2, rel)
                               .Bind(3, g.key)
@@ -340,12 +365,14 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
                               .Bind(13, access_count)
                               .Run());
       int64_t file_id = sqlite3_last_insert_rowid(db->raw());
-      HCT_ASSIGN_OR_RETURN(Stmt dt, db->Prepare(
-          "DELETE FROM tensors WHERE model_id = ?1 AND name = ?2"));
-      HCT_ASSIGN_OR_RETURN(Stmt it, db->Prepare(
-          "INSERT INTO tensors(file_id, model_id, name, dtype, shape, offset, length, xxh3, "
-          "source_xxh3, source_length, ord, layer) "
-          "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+      HCT_ASSIGN_OR_RETURN(Stmt dt,
+                           db->Prepare("DELETE FROM tensors WHERE model_id = ?1 AND name = ?2"));
+      HCT_ASSIGN_OR_RETURN(
+          Stmt it,
+          db->Prepare(
+              "INSERT INTO tensors(file_id, model_id, name, dtype, shape, offset, length, xxh3, "
+              "source_xxh3, source_length, ord, layer) "
+              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
       for (size_t k = 0; k < rows.size(); ++k) {
         const TensorRow& r = rows[k];
         HCT_RETURN_IF_ERROR(dt.Bind(1, model_id).Bind(2, r.t->name).Run());
@@ -378,8 +405,9 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     return Status::OK();
   };
 
-  int threads = opt.threads > 0 ? opt.threads
-                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int threads = opt.threads > 0
+                    ? opt.threads
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   detail::RunJobs(threads, todo.size(), [&](size_t i, const ParallelFor& pf) {
     if (failed.load()) return;
     Status st = write_group(todo[i], pf);
@@ -402,7 +430,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
   }();
   HCT_RETURN_IF_ERROR(budget.status());
   if (*budget && only_groups.empty()) {  // a repair restores, it does not evict others
-    model_lock.Release();  // evict takes model locks to drop emptied models
+    model_lock.Release();                // evict takes model locks to drop emptied models
     EvictOptions eo;
     eo.max_size = **budget;
     HCT_ASSIGN_OR_RETURN(EvictReport er, EvictImpl(eo, name));

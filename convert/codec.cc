@@ -13,6 +13,7 @@
 
 #include "convert/detail/codec_internal.h"
 #include "convert/detail/float_convert.h"
+#include "convert/detail/huff.h"
 #include "convert/detail/zstd_util.h"
 
 namespace hct {
@@ -151,7 +152,7 @@ Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, const nlohmann
   ChunkDecoder d;
   d.codec_ = std::string(codec);
   d.dtype_ = dtype;
-  if (codec != kCodecRaw && codec != kCodecBytesplitZstd && codec != kCodecDctqZstd)
+  if (codec != kCodecRaw && codec != kCodecBytesplitZstd && !IsDctqCodec(codec))
     return Status::Unsupported("unknown codec '" + std::string(codec) + "'");
   if (!params.is_object()) return Status::Corruption("codec params are not a JSON object");
   if (codec == kCodecRaw) return d;
@@ -168,7 +169,7 @@ Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, const nlohmann
     d.exponent_planes_ = rot == 1;
     return d;
   }
-  if (codec == kCodecDctqZstd) {
+  if (IsDctqCodec(codec)) {
     if (dtype != DType::kBF16 && dtype != DType::kF16 && dtype != DType::kF32)
       return Status::Corruption("dctq-zstd with dtype " + std::string(DTypeName(dtype)));
     DctqParams& q = d.dctq_;
@@ -194,6 +195,12 @@ Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, const nlohmann
       return Status::Corruption("dctq-zstd params: transform none needs tile 1x1");
     q.tile_r = static_cast<int>(tile_r), q.tile_c = static_cast<int>(tile_c);
     q.symbol_bits = static_cast<int>(sb);
+    if (codec == kCodecDctqHuff) {
+      HCT_ASSIGN_OR_RETURN(uint64_t k, GetU64(params, "substream"));
+      if (sb != 8 || k < 32 || k > detail::kHuffMaxSubstream || k % 32)
+        return Status::Corruption("dctq-huff params out of range: " + params.dump());
+      q.huff_substream = static_cast<uint32_t>(k);
+    }
     return d;
   }
   return Status::Unsupported("unknown codec '" + std::string(codec) + "'");
@@ -211,6 +218,9 @@ Status ChunkDecoder::DecodePayload(std::span<const std::byte> stored, const Chun
   } else if (codec_ == kCodecBytesplitZstd) {
     HCT_RETURN_IF_ERROR(detail::BytesplitDecode(word_bytes_, exponent_planes_ ? 1 : 0,
                                                 stored, decoded));
+  } else if (codec_ == kCodecDctqHuff) {
+    HCT_RETURN_IF_ERROR(detail::HuffDecode(
+        stored, {reinterpret_cast<int8_t*>(decoded.data()), decoded.size()}));
   } else {
     HCT_RETURN_IF_ERROR(detail::ZstdDecompressExact(stored, decoded));
   }
@@ -225,7 +235,7 @@ Status ChunkDecoder::Reconstruct(std::span<const std::byte> decoded, const Chunk
   const auto out_bytes = DTypeBytes(dtype_, meta.elem_count);
   if (!out_bytes || out.size() != *out_bytes)
     return Status::InvalidArgument("output buffer does not hold elem_count elements");
-  if (codec_ != kCodecDctqZstd) {
+  if (!IsDctqCodec(codec_)) {
     if (decoded.size() != out.size())
       return Status::Corruption("decoded size differs from elem_count * dtype size");
     if (decoded.data() != out.data()) std::memcpy(out.data(), decoded.data(), out.size());
@@ -247,7 +257,7 @@ Status ChunkDecoder::Reconstruct(std::span<const std::byte> decoded, const Chunk
 
 Status ChunkDecoder::Decode(std::span<const std::byte> stored, const ChunkMeta& meta,
                             std::span<std::byte> out) const {
-  if (codec_ != kCodecDctqZstd) {
+  if (!IsDctqCodec(codec_)) {
     if (out.size() != meta.decoded_size)
       return Status::InvalidArgument("output buffer size differs from the chunk's decoded size");
     HCT_RETURN_IF_ERROR(DecodePayload(stored, meta, out));

@@ -9,6 +9,7 @@
 
 #include "convert/detail/codec_internal.h"
 #include "convert/detail/dct.h"
+#include "convert/detail/huff.h"
 #include "convert/detail/quant.h"
 #include "convert/detail/zstd_util.h"
 
@@ -285,6 +286,9 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     return Status::InvalidArgument("retention must be in (0, 1]");
   if (o.mode == RateMode::kStep && !(o.step > 0 && std::isfinite(o.step)))
     return Status::InvalidArgument("step must be > 0");
+  if (o.entropy == Entropy::kHuffman &&
+      (o.huff_substream < 32 || o.huff_substream > kHuffMaxSubstream || o.huff_substream % 32))
+    return Status::InvalidArgument("huff_substream must be a multiple of 32 in 32..4096");
   const ParallelFor pf = OrSerial(pf_in);
 
   uint64_t rows = 0, cols = 0;
@@ -369,6 +373,8 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     }
   }
 
+  // Huffman only for int8 symbols (an int16 alphabet would not fit one table lookup).
+  auto huff = [&](const Plan& p) { return o.entropy == Entropy::kHuffman && p.symbol_bits == 8; };
   auto encode_all = [&](Plan& p, std::vector<ChunkOut>& outs) -> Status {
     p.step = static_cast<float>(std::max(p.step, MinStep(ymax)));
     if (p.step <= 0) p.step = 1;
@@ -395,7 +401,10 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
       out.chunk.elem_count = m;
       out.chunk.decoded_size = sym.size();
       out.chunk.decoded_xxh3 = Xxh3(sym);
-      out.status = ZstdCompress(sym, zs, &out.chunk.bytes);
+      out.status = huff(p)
+                       ? HuffEncode({reinterpret_cast<const int8_t*>(sym.data()), sym.size()},
+                                    o.huff_substream, &out.chunk.bytes)
+                       : ZstdCompress(sym, zs, &out.chunk.bytes);
       if (!out.status.ok()) return;
       // Measure on what the decoder will output, dtype rounding included.
       std::vector<float> rec(m);
@@ -455,7 +464,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
   }
 
   EncodedTensor enc;
-  enc.codec = std::string(kCodecDctqZstd);
+  enc.codec = std::string(huff(plan) ? kCodecDctqHuff : kCodecDctqZstd);
   enc.params = {{"transform", plan.dct ? "dct" : "none"},
                 {"tile_r", plan.dct ? plan.tile_r : 1},
                 {"tile_c", plan.dct ? plan.tile_c : 1},
@@ -464,7 +473,8 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
                 {"rows", rows},
                 {"cols", cols},
                 {"rows_per_chunk", rpc},
-                {"entropy", "zstd"}};
+                {"entropy", huff(plan) ? "huff" : "zstd"}};
+  if (huff(plan)) enc.params["substream"] = o.huff_substream;
   enc.chunks.reserve(outs.size());
   for (ChunkOut& out : outs) enc.chunks.push_back(std::move(out.chunk));
   enc.metrics = m;

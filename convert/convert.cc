@@ -93,6 +93,7 @@ json OptionsJson(const ConvertOptions& o, int threads) {
             {"keep", o.policy.keep},
             {"chunk_elems", o.chunk_elems},
             {"zstd_level", o.zstd_level},
+            {"entropy", l.entropy == Entropy::kHuffman ? "huff" : "zstd"},
             {"threads", threads},
             {"verify", o.verify}};
   if (l.mode == RateMode::kMaxError) j["max_error"] = l.max_error;
@@ -146,7 +147,7 @@ Status VerifyOutput(const std::string& dir, const ModelFolder& in, const Convert
     out.assign(orig.size(), std::byte{0});
     Status st = DecodeTensor(m.files()[ref->file], e, out, pf);
     if (!st.ok()) return fail(st.message());
-    if (tr.codec != kCodecDctqZstd) {
+    if (!IsDctqCodec(tr.codec)) {
       if (std::memcmp(out.data(), orig.data(), orig.size()) != 0)
         return fail("lossless codec '" + tr.codec + "' did not decode to the input bytes");
     } else {
@@ -298,7 +299,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
         tr.dtype = ti.dtype;
         tr.shape = ti.shape;
         tr.codec = enc.codec;
-        if (enc.codec == kCodecDctqZstd) {
+        if (IsDctqCodec(enc.codec)) {
           tr.transform = enc.params.value("transform", "");
           tr.tile_r = enc.params.value("tile_r", 0);
           tr.tile_c = enc.params.value("tile_c", 0);
@@ -343,7 +344,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
     T.elements += tr.metrics.elements;
     T.input_bytes += tr.input_bytes;
     T.stored_bytes += tr.metrics.stored_bytes;
-    if (tr.codec == kCodecDctqZstd) {
+    if (IsDctqCodec(tr.codec)) {
       ++T.lossy_tensors;
       lossy_elems += tr.metrics.elements;
       lossy_bytes += tr.metrics.stored_bytes;

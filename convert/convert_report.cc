@@ -44,7 +44,7 @@ std::string Pad(const std::string& s, size_t w, bool right = false) {
 json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 std::string CodecLabel(const std::string& codec, const std::string& transform, int tr, int tc) {
-  if (codec != kCodecDctqZstd) return codec;
+  if (!IsDctqCodec(codec)) return codec;
   if (transform == "dct") return "dctq " + std::to_string(tr) + "x" + std::to_string(tc);
   return "q (no dct)";
 }
@@ -193,7 +193,7 @@ Result<InspectReport> Inspect(const std::string& path) {
       t.dtype = e.dtype;
       t.shape = e.shape;
       t.codec = e.codec;
-      if (e.codec == kCodecDctqZstd && e.codec_params.contains("transform") &&
+      if (IsDctqCodec(e.codec) && e.codec_params.contains("transform") &&
           e.codec_params["transform"].is_string()) {
         t.transform = e.codec_params["transform"].get<std::string>();
         if (t.transform == "dct")

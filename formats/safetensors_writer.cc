@@ -134,7 +134,11 @@ Status SafetensorsWriter::Append(std::span<const std::byte> bytes) {
                               " bytes, " + std::to_string(m.written) + " written)");
   HCT_RETURN_IF_ERROR(m.file.Append(bytes));
   m.written += bytes.size();
-  while (m.next < m.tensors.size() && m.tensors[m.next].data_end <= m.written) ++m.next;
+  // Zero-size tensors at the current position stay due, so Write() can still name them.
+  while (m.next < m.tensors.size() &&
+         (m.tensors[m.next].data_end < m.written ||
+          (m.tensors[m.next].data_end == m.written && m.tensors[m.next].num_bytes() > 0)))
+    ++m.next;
   return Status::OK();
 }
 

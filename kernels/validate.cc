@@ -86,7 +86,25 @@ Status ValidateBytePlaneMerge(const BytePlaneMergeArgs& a) {
   return Status::OK();
 }
 
+Status ValidateHuffDecode(const HuffDecodeArgs& a) {
+  if (a.symbols == 0) return Status::OK();  // nothing to write
+  if (a.symbols >= (uint64_t(1) << 32))
+    return Status::OutOfRange("huffman decode: " + U(a.symbols) + " symbols in one chunk");
+  if (a.substream < 32 || a.substream > 4096 || a.substream % 32)
+    return Status::InvalidArgument("huffman decode: sub-stream size " + U(a.substream) +
+                                   " (want a multiple of 32 in 32..4096)");
+  if (a.payload == nullptr || a.out == nullptr)
+    return Status::InvalidArgument("huffman decode: null payload or output pointer");
+  if (reinterpret_cast<uintptr_t>(a.payload) % 4)
+    return Status::InvalidArgument("huffman decode: payload must be 4-byte aligned");
+  return Status::OK();
+}
+
 #ifndef HCT_WITH_CUDA
+Status LaunchHuffDecode(const HuffDecodeArgs& a, GpuStream) {
+  HCT_RETURN_IF_ERROR(ValidateHuffDecode(a));
+  return Status::Unsupported("huffman decode: built without CUDA");
+}
 Status LaunchDctqDecode(const DctqDecodeArgs& a, GpuStream) {
   HCT_RETURN_IF_ERROR(ValidateDctqDecode(a));
   return Status::Unsupported("dctq decode: built without CUDA");

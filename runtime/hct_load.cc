@@ -1,6 +1,8 @@
 // The compressed path: HCT chunks -> (pread, O_DIRECT when cold) -> stored checksum -> zstd decode
 // on decode_threads CPU threads (symbol / byte checksum verified there) -> the pinned ring ->
 // cudaMemcpyAsync -> (lossy) LaunchDctqDecode writing the original dtype in place.
+// dctq-huff chunks skip the CPU decode: pread into the pinned ring -> stored XXH3 + header check
+// -> cudaMemcpyAsync of the compressed bytes -> LaunchHuffDecode -> LaunchDctqDecode.
 // Host placement: the CPU reference decoder straight into the destination.
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include <map>
 #include <thread>
 
+#include "convert/detail/huff.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
 #include "runtime/detail/engine.h"
@@ -143,6 +146,94 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
       // 1. Read the stored bytes (chunk offsets are 4096-aligned; the aligned length may pass
       //    the end of the file, so only stored_size bytes are required).
       const uint64_t want = AlignUp(c.stored_size);
+#if HCT_WITH_CUDA
+      // dctq-huff on the GPU: the stored bytes go straight into the pinned slot, are checked
+      // (stored XXH3, always: the symbols' checksum is not computed on this path; header on the
+      // CPU), copied as they are and decoded by the GPU (Huffman, then dequant + IDCT). The
+      // device slot holds the symbols first, then the payload.
+      const uint64_t sym_area = (c.decoded_size + 255) / 256 * 256;
+      if (gpu && h.decoder.codec() == kCodecDctqHuff && want <= slot_bytes_ &&
+          sym_area + c.stored_size <= slot_bytes_) {
+        const size_t slot = size_t(j % nslots);
+        {
+          std::unique_lock<std::mutex> l(mu);
+          cv.wait(l, [&] { return abort || slot_done[slot] == j - nslots; });
+          if (abort) return;
+        }
+        Status st = HCT_CALL_STATUS(
+            cuda, cudaEventSynchronize(static_cast<cudaEvent_t>(slot_events_[slot])));
+        if (!st.ok()) return fail(st.WithContext(ctx));
+        std::byte* host = ring_ + slot * slot_bytes_;
+        if (it.direct) {
+          st = ReadAll(it.file->direct_fd, host, want, c.stored_size, c.offset, s.path);
+          if (!st.ok() && st.code() == Code::kIOError)
+            st = ReadAll(it.file->fd, host, c.stored_size, c.stored_size, c.offset, s.path);
+        } else {
+          st = ReadAll(it.file->fd, host, c.stored_size, c.stored_size, c.offset, s.path);
+        }
+        if (!st.ok()) return fail(st.WithContext(ctx));
+        const double t0 = Now();
+        const uint64_t x = XXH3_64bits(host, c.stored_size);
+        if (x != c.xxh3) {
+          char buf[128];
+          std::snprintf(buf, sizeof buf, "stored checksum mismatch: XXH3 %016llx, expected %016llx",
+                        (unsigned long long)x, (unsigned long long)c.xxh3);
+          return fail(Status::Corruption(where + ": " + buf).WithContext(ctx));
+        }
+        const ChunkDecoder::DctqParams& q = h.decoder.dctq();
+        auto hdr = HuffParseHeader({host, c.stored_size});
+        if (!hdr.ok()) return fail(hdr.status().WithContext(where).WithContext(ctx));
+        if (hdr->n != c.decoded_size || hdr->substream != q.huff_substream)
+          return fail(Status::Corruption(where + ": huffman header does not match the chunk")
+                          .WithContext(ctx));
+        my_decode += Now() - t0;
+        auto out_off = DTypeBytes(s.dtype, c.elem_offset);
+        auto out_len = DTypeBytes(s.dtype, c.elem_count);
+        if (!out_off || !out_len || *out_off + *out_len > s.length)
+          return fail(Status::Corruption(where + ": lies outside the tensor").WithContext(ctx));
+        auto stream = static_cast<cudaStream_t>(streams_[size_t(j) % streams_.size()]);
+        std::byte* dsym = dscratch_ + slot * slot_bytes_;
+        std::byte* dpay = dsym + sym_area;
+        st = HCT_CALL_STATUS(
+            cuda, cudaMemcpyAsync(dpay, host, c.stored_size, cudaMemcpyHostToDevice, stream));
+        if (st.ok()) {
+          HuffDecodeArgs ha;
+          ha.payload = dpay;
+          ha.payload_bytes = c.stored_size;
+          ha.symbols = c.decoded_size;
+          ha.substream = q.huff_substream;
+          ha.out = dsym;
+          st = LaunchHuffDecode(ha, reinterpret_cast<GpuStream>(stream));
+        }
+        if (st.ok()) {
+          DctqDecodeArgs a;
+          a.symbols = dsym;
+          a.symbol_type = DType::kI8;
+          a.step = q.step;
+          a.rows = q.rows;
+          a.cols = q.cols;
+          a.row_begin = c.elem_offset / q.cols;
+          a.row_end = a.row_begin + c.elem_count / q.cols;
+          a.transform = q.dct ? GpuTransform::kDct : GpuTransform::kNone;
+          a.tile_rows = uint32_t(q.tile_r);
+          a.tile_cols = uint32_t(q.tile_c);
+          a.out_type = s.dtype;
+          a.out = base + offs[it.t];
+          st = LaunchDctqDecode(a, reinterpret_cast<GpuStream>(stream));
+        }
+        if (st.ok())
+          st = HCT_CALL_STATUS(
+              cuda, cudaEventRecord(static_cast<cudaEvent_t>(slot_events_[slot]), stream));
+        if (!st.ok()) return fail(st.WithContext(where).WithContext(ctx));
+        std::lock_guard<std::mutex> l(mu);
+        slot_done[slot] = j;
+        stored_bytes += c.stored_size;
+        (it.direct ? direct_bytes : buffered_bytes) += c.stored_size;
+        verified += c.stored_size;
+        cv.notify_all();
+        continue;
+      }
+#endif
       if (rb.second < want) {
         std::free(rb.first);
         rb.first = static_cast<std::byte*>(std::aligned_alloc(kAlign, want));

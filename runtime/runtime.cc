@@ -415,7 +415,7 @@ Result<Catalog> Catalog::FromHct(const std::string& path, const std::string& cac
     auto dec = ChunkDecoder::Create(e.codec, e.codec_params, e.dtype);
     if (!dec.ok()) return dec.status().WithContext("tensor '" + e.name + "'").WithContext(f.path());
     ref->decoder = std::move(*dec);
-    ref->lossy = e.codec == kCodecDctqZstd;
+    ref->lossy = IsDctqCodec(e.codec);
     for (const ChunkEntry& c : e.chunks)
       ref->max_decoded_chunk = std::max(ref->max_decoded_chunk, c.decoded_size);
     s.hct = std::move(ref);

@@ -21,11 +21,20 @@ struct Batch {
 
 struct Shared {
   std::mutex mu;
-  std::condition_variable work_cv;  // a batch opened, or the jobs are over
-  std::condition_variable done_cv;  // a helper finished a batch's last task
-  std::list<Batch*> open;           // batches with tasks not yet handed out
-  int in_jobs = 0;                  // threads still running jobs
+  std::condition_variable cv;  // a batch opened, a batch completed, or the jobs are over
+  std::list<Batch*> open;      // batches with tasks not yet handed out
+  int in_jobs = 0;             // threads still running jobs
   bool jobs_over = false;
+
+  // Takes one task of `t` (mu held), runs it without the lock, counts it done.
+  void RunOne(std::unique_lock<std::mutex>& lk, Batch* t) {
+    const size_t i = t->next++;
+    if (t->next == t->n) open.remove(t);
+    lk.unlock();
+    (*t->body)(i);
+    lk.lock();
+    if (++t->done == t->n) cv.notify_all();
+  }
 
   void For(size_t n, const std::function<void(size_t)>& body) {
     if (n == 0) return;
@@ -33,41 +42,27 @@ struct Shared {
     Batch b;
     b.body = &body;
     b.n = n;
-    {
-      std::lock_guard lk(mu);
-      open.push_back(&b);
-    }
-    work_cv.notify_all();
-    while (true) {
-      size_t i;
-      {
-        std::lock_guard lk(mu);
-        if (b.next >= b.n) break;
-        i = b.next++;
-        if (b.next == b.n) open.remove(&b);
-      }
-      body(i);
-      std::lock_guard lk(mu);
-      b.done++;
-    }
-    // Tasks taken by helpers: wait for them (b lives on this stack).
     std::unique_lock lk(mu);
-    done_cv.wait(lk, [&] { return b.done == b.n; });
+    open.push_back(&b);
+    cv.notify_all();
+    // Own tasks first; then, while helpers finish ours, help with any other open batch (a task
+    // of ours may itself have opened one, e.g. the chunks of a tensor), else sleep.
+    while (b.done < b.n) {
+      Batch* t = b.next < b.n ? &b : open.empty() ? nullptr : open.front();
+      if (t)
+        RunOne(lk, t);
+      else
+        cv.wait(lk);
+    }
   }
 
   // A thread without jobs: run other threads' tasks until every job is over.
   void Help() {
     std::unique_lock lk(mu);
     while (true) {
-      work_cv.wait(lk, [&] { return !open.empty() || jobs_over; });
+      cv.wait(lk, [&] { return !open.empty() || jobs_over; });
       if (open.empty()) return;
-      Batch* b = open.front();
-      size_t i = b->next++;
-      if (b->next == b->n) open.pop_front();
-      lk.unlock();
-      (*b->body)(i);
-      lk.lock();
-      if (++b->done == b->n) done_cv.notify_all();
+      RunOne(lk, open.front());
     }
   }
 };
@@ -96,7 +91,7 @@ void RunJobs(int threads, size_t n_jobs,
       std::lock_guard lk(sh.mu);
       if (--sh.in_jobs == 0) sh.jobs_over = true;
     }
-    sh.work_cv.notify_all();
+    sh.cv.notify_all();
     sh.Help();
   };
   std::vector<std::thread> pool;

@@ -1,6 +1,7 @@
 // hct-cache: the command-line face of hct::Cache (parsing and printing only).
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
@@ -207,6 +208,7 @@ int Run(int argc, char** argv) {
                    (command == "evict" && dry) || (command == "config" && max_size.empty() && !no_max);
   hct::OpenOptions oo;
   oo.read_only = read_only;
+  oo.cleanup = command != "gc";  // gc does the cleanup itself, and reports what it removed
   auto opened = hct::Cache::Open(*dir, oo);
   if (!opened.ok() && read_only && opened.status().code() == hct::Code::kNotFound) {
     oo.read_only = false;  // no cache yet: create an empty one so listings work
@@ -365,6 +367,9 @@ int Run(int argc, char** argv) {
     }
     auto ms = cache.ListModels();
     if (!ms.ok()) return Fail(ms.status());
+    if (!model.empty() && std::none_of(ms->begin(), ms->end(),
+                                       [&](const hct::ModelInfo& m) { return m.name == model; }))
+      return Fail(hct::Status::NotFound("model '" + model + "' is not in the cache " + *dir));
     json arr = json::array();
     for (const auto& m : *ms) {
       if (!model.empty() && m.name != model) continue;

@@ -143,6 +143,8 @@ hct::Status WriteReport(const std::string& path, const nlohmann::json& j) {
 int RunConvert(int argc, char** argv) {
   Common c;
   double max_error = 0, bits = 0, retention = 0, dead_zone = 0;
+  const bool huff_default = hct::LossyOptions{}.entropy == hct::Entropy::kHuffman;
+  std::string entropy = huff_default ? "huff" : "zstd";
   std::string transform = "auto", tile = "16", chunk = std::to_string(hct::kDefaultChunkElems);
   std::string report;
   std::vector<std::string> keep;
@@ -160,6 +162,8 @@ int RunConvert(int argc, char** argv) {
       "transform", po::value<std::string>(&transform)->default_value("auto"),
       "auto|dct|none (auto keeps the cheaper one per tensor)")(
       "tile", po::value<std::string>(&tile)->default_value("16"), "DCT tile: N or RxC (1..64)")(
+      "entropy", po::value<std::string>(&entropy)->default_value(entropy),
+      "lossy symbols: huff (GPU-decodable Huffman, int8 symbols) or zstd")(
       "dead-zone", po::value<double>(&dead_zone)->default_value(0),
       "quantizer rounding offset in [0, 0.5)")("lossless", po::bool_switch(&lossless),
                                                "store every tensor losslessly")(
@@ -193,6 +197,12 @@ int RunConvert(int argc, char** argv) {
   if (!ParseTile(tile, &o.lossy.tile_r, &o.lossy.tile_c))
     return Usage("--tile must be N or RxC, not '" + tile + "'");
   o.lossy.dead_zone = dead_zone;
+  if (entropy == "huff")
+    o.lossy.entropy = hct::Entropy::kHuffman;
+  else if (entropy == "zstd")
+    o.lossy.entropy = hct::Entropy::kZstd;
+  else
+    return Usage("--entropy must be huff or zstd, not '" + entropy + "'");
   const auto chunk_elems = ParseSize(chunk);
   if (!chunk_elems)
     return Usage("--chunk-size must be a count like 1M or 262144, not '" + chunk + "'");

@@ -9,7 +9,8 @@
 //   HCT_RETURN_IF_ERROR(dec.Decode(chunk.bytes, ChunkMeta(chunk), out_span));  // thread-safe
 //
 // Codecs: "raw" (stored == original), "bytesplit-zstd" (lossless, byte planes with the exponent
-// aligned in one plane), "dctq-zstd" (lossy: tiled DCT-II + uniform quantization + zstd).
+// aligned in one plane), "dctq-zstd" (lossy: tiled DCT-II + uniform quantization + zstd),
+// "dctq-huff" (the same symbols, int8 only, in a GPU-decodable canonical Huffman code).
 // Nothing here depends on the container: chunks are bytes plus the metadata the container keeps.
 #pragma once
 
@@ -31,9 +32,15 @@ namespace hct {
 inline constexpr std::string_view kCodecRaw = "raw";
 inline constexpr std::string_view kCodecBytesplitZstd = "bytesplit-zstd";
 inline constexpr std::string_view kCodecDctqZstd = "dctq-zstd";
+inline constexpr std::string_view kCodecDctqHuff = "dctq-huff";
+
+// The lossy codecs: their decoded form is quantized symbols (ChunkDecoder::dctq() applies).
+inline bool IsDctqCodec(std::string_view codec) {
+  return codec == kCodecDctqZstd || codec == kCodecDctqHuff;
+}
 
 // One stored chunk. decoded_xxh3 is XXH3-64 of the decoded form: the original bytes for the
-// lossless codecs, the little-endian int8/int16 symbols for dctq-zstd.
+// lossless codecs, the little-endian int8/int16 symbols for dctq-zstd and dctq-huff.
 struct EncodedChunk {
   std::vector<std::byte> bytes;
   uint64_t decoded_size = 0;
@@ -72,6 +79,10 @@ enum class Transform { kAuto, kDct, kNone };
 // kMaxError: relative RMS error target. kBits: average bits per weight target. kRetention: keep
 // the largest `retention` fraction of DCT coefficients, quantize finely. kStep: fixed step.
 enum class RateMode { kMaxError, kBits, kRetention, kStep };
+// Entropy stage of the lossy codec: zstd ("dctq-zstd", CPU decode) or a canonical Huffman code
+// in independent sub-streams ("dctq-huff", decoded on the GPU by LaunchHuffDecode). Tensors
+// whose symbols need int16 always use zstd.
+enum class Entropy { kZstd, kHuffman };
 
 struct LossyOptions {
   RateMode mode = RateMode::kMaxError;
@@ -86,6 +97,8 @@ struct LossyOptions {
   double dead_zone = 0.0;
   uint64_t chunk_symbols = 2u << 20;  // target symbols per chunk (whole tile-rows)
   int zstd_level = 1;
+  Entropy entropy = Entropy::kHuffman;
+  uint32_t huff_substream = 2048;  // symbols per Huffman sub-stream (multiple of 32, <= 4096)
   // Targets are met within this relative tolerance (error <= target * (1 + tol); bits likewise).
   double tolerance = 0.01;
 };
@@ -97,7 +110,7 @@ struct LosslessOptions {
 };
 
 struct EncodeOptions {
-  bool lossy = false;  // lossy (dctq-zstd) when the dtype allows it (BF16, F16, F32)
+  bool lossy = false;  // lossy (dctq-zstd / dctq-huff) when the dtype allows it (BF16, F16, F32)
   LossyOptions lossy_options;
   LosslessOptions lossless_options;
   ParallelFor parallel;  // empty = one thread
@@ -154,6 +167,7 @@ class ChunkDecoder {
     float step = 0;
     int symbol_bits = 8;
     uint64_t rows = 0, cols = 0, rows_per_chunk = 0;
+    uint32_t huff_substream = 0;  // dctq-huff: symbols per sub-stream (params "substream")
   };
   const DctqParams& dctq() const { return dctq_; }
 

@@ -74,6 +74,28 @@ struct BytePlaneMergeArgs {
 };
 
 Status ValidateBytePlaneMerge(const BytePlaneMergeArgs& a);
+
+// Decodes one "dctq-huff" chunk payload (canonical length-limited Huffman code in independent
+// sub-streams, docs/hct-codecs.md) into its int8 symbols, one GPU thread per sub-stream; then
+// LaunchDctqDecode turns the symbols into weights. Every read is bounded by payload_bytes and
+// every write by `symbols`, whatever the payload holds. Corrupt input leaves the output
+// undefined and ORs kHuffError* bits into *error (when non-null; the caller zeroes it and reads
+// it after synchronizing). Callers that cannot wait for that check the header on the CPU first
+// (hct::detail::HuffParseHeader) and verify the payload's stored checksum.
+inline constexpr uint32_t kHuffErrorHeader = 1;  // header, sizes or payload size inconsistent
+inline constexpr uint32_t kHuffErrorCode = 2;    // a bit pattern that is no code
+inline constexpr uint32_t kHuffErrorStream = 4;  // a sub-stream's bits do not match its size
+struct HuffDecodeArgs {
+  const void* payload = nullptr;  // device, 4-byte aligned
+  uint64_t payload_bytes = 0;
+  uint64_t symbols = 0;    // the chunk's symbol count (its decoded_size), < 2^32
+  uint32_t substream = 0;  // symbols per sub-stream (the tensor params' "substream")
+  void* out = nullptr;     // device: `symbols` int8 (16-byte alignment is faster)
+  uint32_t* error = nullptr;
+};
+
+Status ValidateHuffDecode(const HuffDecodeArgs& a);
+Status LaunchHuffDecode(const HuffDecodeArgs& a, GpuStream stream);
 Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream stream);
 
 }  // namespace hct

@@ -48,8 +48,10 @@ CliResult Cli(const std::vector<std::string>& args,
     ::dup2(o, 1);
     ::dup2(e, 2);
     for (const auto& [k, v] : env) {
-      if (v) ::setenv(k.c_str(), v->c_str(), 1);
-      else ::unsetenv(k.c_str());
+      if (v)
+        ::setenv(k.c_str(), v->c_str(), 1);
+      else
+        ::unsetenv(k.c_str());
     }
     std::vector<char*> argv = {const_cast<char*>(kBinary.c_str())};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -260,7 +262,9 @@ TEST_F(CacheCli, EvictDryRunMaxSizeModelAllAndPins) {
   r = C({"--json", "evict", "--model", "other"});
   ASSERT_EQ(r.rc, 0) << r.err;
   for (const json& e : r.Json()["evicted"]) EXPECT_EQ(e["model"], "other");
-  EXPECT_EQ(C({"--json", "ls", "other", "--entries"}).Json().size(), 0u);
+  // The emptied model is forgotten: listing it is "not found" (3).
+  EXPECT_EQ(C({"ls", "other", "--entries"}).rc, 3);
+  for (const json& mod : C({"--json", "ls"}).Json()) EXPECT_NE(mod["name"], "other");
 
   // pin: evict --all cannot reach its target (exit 1) and keeps the pinned model.
   Warm();
@@ -268,7 +272,13 @@ TEST_F(CacheCli, EvictDryRunMaxSizeModelAllAndPins) {
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.Json()["pinned"], true);
   EXPECT_EQ(C({"--json", "ls", "tiny"}).Json()[0]["pinned"], true);
+  // --all means every unpinned entry: reached, pinned ones counted and kept.
   r = C({"--json", "evict", "--all"});
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(r.Json()["pinned_skipped"], 5);
+  EXPECT_EQ(C({"--json", "ls", "tiny", "--entries"}).Json().size(), 5u);
+  // A size the pinned entries exceed cannot be reached: exit 1, target_reached false.
+  r = C({"--json", "evict", "--max-size", "1K"});
   EXPECT_EQ(r.rc, 1) << r.out;
   json p = r.Json();
   EXPECT_EQ(p["target_reached"], false);
@@ -303,18 +313,24 @@ TEST_F(CacheCli, GcRemovesOrphansAndTempFiles) {
 }
 
 TEST_F(CacheCli, BadArgumentsExitCodes) {
-  EXPECT_EQ(Cli({"--cache-dir", dir_}).rc, 2);                        // no command
-  EXPECT_EQ(C({"frobnicate"}).rc, 2);                                 // unknown command
-  EXPECT_EQ(C({"warm"}).rc, 2);                                       // missing SOURCE
-  EXPECT_EQ(C({"warm", model_.dir, "--threads", "many"}).rc, 2);      // bad number
-  EXPECT_EQ(C({"warm", model_.dir, "--bogus"}).rc, 2);                // unknown option
-  EXPECT_EQ(C({"evict", "--max-size", "lots"}).rc, 2);                // bad size
-  EXPECT_EQ(C({"pin"}).rc, 2);                                        // missing MODEL
+  EXPECT_EQ(Cli({"--cache-dir", dir_}).rc, 2);                    // no command
+  EXPECT_EQ(C({"frobnicate"}).rc, 2);                             // unknown command
+  EXPECT_EQ(C({"warm"}).rc, 2);                                   // missing SOURCE
+  EXPECT_EQ(C({"warm", model_.dir, "--threads", "many"}).rc, 2);  // bad number
+  EXPECT_EQ(C({"warm", model_.dir, "--bogus"}).rc, 2);            // unknown option
+  EXPECT_EQ(C({"evict", "--max-size", "lots"}).rc, 2);            // bad size
+  EXPECT_EQ(C({"pin"}).rc, 2);                                    // missing MODEL
   CliResult r = C({"warm", t_ / "does-not-exist"});
-  EXPECT_EQ(r.rc, 3) << r.err;                                        // not found
+  EXPECT_EQ(r.rc, 3) << r.err;  // not found
   EXPECT_NE(r.err.find("does-not-exist"), std::string::npos) << r.err;
-  EXPECT_EQ(C({"verify", "no-such-model"}).rc == 3 || C({"verify", "no-such-model"}).rc == 0,
-            true);
+  for (auto args : std::vector<std::vector<std::string>>{{"verify", "no-such-model"},
+                                                         {"evict", "--model", "no-such-model"},
+                                                         {"ls", "no-such-model"},
+                                                         {"unpin", "no-such-model"}}) {
+    r = C(args);
+    EXPECT_EQ(r.rc, 3) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("no-such-model"), std::string::npos) << r.err;
+  }
   // Help is not an error.
   r = Cli({"--help"});
   EXPECT_EQ(r.rc, 0);
@@ -351,9 +367,9 @@ TEST_F(CacheCli, EnvironmentChoosesTheCacheDir) {
   r = Cli({"--json", "stat"}, {{"HCT_CACHE_DIR", std::nullopt}, {"XDG_CACHE_HOME", t_ / "xdg"}});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.Json()["dir"], t_ / "xdg/hct");
-  r = Cli({"--json", "stat"}, {{"HCT_CACHE_DIR", std::nullopt},
-                               {"XDG_CACHE_HOME", std::nullopt},
-                               {"HOME", t_ / "home"}});
+  r = Cli(
+      {"--json", "stat"},
+      {{"HCT_CACHE_DIR", std::nullopt}, {"XDG_CACHE_HOME", std::nullopt}, {"HOME", t_ / "home"}});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.Json()["dir"], t_ / "home/.cache/hct");
 }

@@ -348,6 +348,32 @@ TEST(SafetensorsWriter, RoundTripEveryDTypeStreaming) {
             true);
 }
 
+// Zero-size tensors between, before and after others are written by name with Write(); this
+// used to fail with "written out of order" once the tensor before them was complete.
+TEST(SafetensorsWriter, ZeroSizeTensorsWrittenByName) {
+  TempDir dir;
+  const std::string path = dir.path() + "/zeros.safetensors";
+  auto w = SafetensorsWriter::Create(path, {});
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  const std::vector<std::byte> four(4, std::byte{7});
+  ASSERT_TRUE(w->Declare("z0", DType::kF32, {0}).ok());
+  ASSERT_TRUE(w->Declare("a", DType::kF32, {1}).ok());
+  ASSERT_TRUE(w->Declare("z1", DType::kBF16, {0, 3}).ok());
+  ASSERT_TRUE(w->Declare("z2", DType::kU8, {0}).ok());
+  ASSERT_TRUE(w->Declare("b", DType::kF32, {1}).ok());
+  ASSERT_TRUE(w->Declare("z3", DType::kI64, {2, 0}).ok());
+  for (const char* n : {"z0", "a", "z1", "z2", "b", "z3"}) {
+    const bool empty = n[0] == 'z';
+    Status st = w->Write(n, empty ? std::span<const std::byte>() : std::span<const std::byte>(four));
+    ASSERT_TRUE(st.ok()) << n << ": " << st.ToString();
+  }
+  ASSERT_TRUE(w->Finish().ok());
+  auto f = SafetensorsFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(f->tensors().size(), 6u);
+  EXPECT_EQ(f->data_size(), 8u);
+}
+
 TEST(SafetensorsWriter, AlignmentPadsHeaderTo4096) {
   TempDir dir;
   std::vector<std::byte> a(4096, std::byte{7}), b(10, std::byte{9});

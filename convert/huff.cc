@@ -1,0 +1,268 @@
+// "dctq-huff" payloads: canonical length-limited Huffman code, independent sub-streams
+// (convert/detail/huff.h, docs/hct-codecs.md).
+#include "convert/detail/huff.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <queue>
+#include <string>
+
+namespace hct::detail {
+namespace {
+
+uint32_t LoadU32(const std::byte* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint16_t LoadU16(const std::byte* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+void PutU32(std::vector<std::byte>* o, uint32_t v) {
+  const size_t at = o->size();
+  o->resize(at + 4);
+  std::memcpy(o->data() + at, &v, 4);
+}
+
+// Canonical codes: by (length, symbol value), consecutive integers per length (DEFLATE's rule).
+void CanonicalCodes(const uint8_t* len, uint32_t* code) {
+  uint32_t count[kHuffMaxLen + 2] = {}, next[kHuffMaxLen + 2] = {};
+  for (int s = 0; s < 256; ++s) ++count[len[s]];
+  count[0] = 0;
+  uint32_t c = 0;
+  for (int l = 1; l <= kHuffMaxLen + 1; ++l) {
+    c = (c + count[l - 1]) << 1;
+    next[l] = c;
+  }
+  for (int s = 0; s < 256; ++s)
+    if (len[s]) code[s] = next[len[s]]++;
+}
+
+int UsedSymbols(const uint8_t* len) {
+  int used = 0;
+  for (int s = 0; s < 256; ++s) used += len[s] != 0;
+  return used;
+}
+
+}  // namespace
+
+std::vector<uint8_t> HuffCodeLengths(std::span<const uint64_t> freq, int max_len) {
+  const size_t n = freq.size();
+  std::vector<uint8_t> len(n, 0);
+  std::vector<size_t> used;
+  for (size_t s = 0; s < n; ++s)
+    if (freq[s]) used.push_back(s);
+  if (used.empty()) return len;
+  if (used.size() == 1) {
+    len[used[0]] = 1;
+    return len;
+  }
+  // Plain Huffman tree (ties broken by node index, so deterministic).
+  struct Node {
+    uint64_t w;
+    int parent;
+  };
+  std::vector<Node> nodes;
+  using Item = std::pair<uint64_t, int>;
+  std::priority_queue<Item, std::vector<Item>, std::greater<>> pq;
+  for (size_t s : used) {
+    pq.push({freq[s], int(nodes.size())});
+    nodes.push_back({freq[s], -1});
+  }
+  while (pq.size() > 1) {
+    auto [wa, a] = pq.top();
+    pq.pop();
+    auto [wb, b] = pq.top();
+    pq.pop();
+    const int p = int(nodes.size());
+    nodes.push_back({wa + wb, -1});
+    nodes[a].parent = nodes[b].parent = p;
+    pq.push({wa + wb, p});
+  }
+  std::vector<int> depth(nodes.size(), 0);
+  for (int i = int(nodes.size()) - 2; i >= 0; --i) depth[i] = depth[nodes[i].parent] + 1;
+  for (size_t i = 0; i < used.size(); ++i)
+    len[used[i]] = uint8_t(std::min(depth[i], max_len));
+  // Length limit: clamping over-subscribes the Kraft sum; lengthen the rarest symbols that can
+  // still grow until it fits, then shorten the most frequent ones while the sum allows.
+  const uint64_t cap = uint64_t(1) << max_len;
+  uint64_t kraft = 0;
+  for (size_t s : used) kraft += cap >> len[s];
+  std::vector<size_t> by_freq = used;  // ascending frequency, then symbol
+  std::stable_sort(by_freq.begin(), by_freq.end(),
+                   [&](size_t a, size_t b) { return freq[a] < freq[b]; });
+  while (kraft > cap) {
+    // Lengthening a symbol of length l frees cap >> (l + 1); prefer the longest codes (smallest
+    // change) among the rarest symbols.
+    size_t best = n;
+    for (size_t s : by_freq)
+      if (len[s] < max_len && (best == n || len[s] > len[best])) best = s;
+    kraft -= cap >> (len[best] + 1);
+    ++len[best];
+  }
+  for (auto it = by_freq.rbegin(); it != by_freq.rend(); ++it) {
+    while (len[*it] > 1 && kraft + (cap >> len[*it]) <= cap) {
+      kraft += cap >> len[*it];
+      --len[*it];
+    }
+  }
+  return len;
+}
+
+Status HuffEncode(std::span<const int8_t> symbols, uint32_t substream,
+                  std::vector<std::byte>* out) {
+  if (substream < 32 || substream > kHuffMaxSubstream || substream % 32)
+    return Status::InvalidArgument("huffman sub-stream size must be a multiple of 32 in 32..4096");
+  if (symbols.empty() || symbols.size() > UINT32_MAX)
+    return Status::InvalidArgument("huffman chunk must hold 1..2^32-1 symbols");
+  uint64_t freq[256] = {};
+  for (int8_t v : symbols) ++freq[uint8_t(v)];
+  const std::vector<uint8_t> lv = HuffCodeLengths(freq, kHuffMaxLen);
+  uint8_t len[256];
+  std::copy(lv.begin(), lv.end(), len);
+  uint32_t code[256] = {};
+  CanonicalCodes(len, code);
+  // One used symbol: zero-bit codes (every sub-stream is empty).
+  if (UsedSymbols(len) == 1)
+    for (int s = 0; s < 256; ++s) code[s] = 0;
+  const bool single = UsedSymbols(len) == 1;
+
+  const size_t n = symbols.size();
+  const uint32_t nstreams = uint32_t((n + substream - 1) / substream);
+  const size_t base = out->size();
+  PutU32(out, uint32_t(n));
+  PutU32(out, substream);
+  for (int s = 0; s < 256; s += 2) out->push_back(std::byte(len[s] | (len[s + 1] << 4)));
+  const size_t sizes_at = out->size();
+  out->resize(sizes_at + 2 * size_t(nstreams));
+  while ((out->size() - base) % 4) out->push_back(std::byte{0});
+  // Bits go MSB-first into little-endian u32 words.
+  std::vector<uint32_t> words;
+  uint64_t acc = 0;  // pending bits, right-aligned
+  int nacc = 0;
+  for (uint32_t k = 0; k < nstreams; ++k) {
+    const size_t b = size_t(k) * substream, e = std::min(n, b + substream);
+    uint64_t bits = 0;
+    for (size_t i = b; i < e; ++i) {
+      const uint8_t s = uint8_t(symbols[i]);
+      const int l = single ? 0 : len[s];
+      acc = (acc << l) | code[s];
+      nacc += l;
+      bits += l;
+      if (nacc >= 32) {
+        nacc -= 32;
+        words.push_back(uint32_t(acc >> nacc));
+      }
+    }
+    const uint16_t b16 = uint16_t(bits);
+    std::memcpy(out->data() + sizes_at + 2 * k, &b16, 2);
+  }
+  if (nacc > 0) words.push_back(uint32_t(acc << (32 - nacc)));
+  const size_t at = out->size();
+  out->resize(at + 4 * words.size());
+  std::memcpy(out->data() + at, words.data(), 4 * words.size());
+  return Status::OK();
+}
+
+Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) {
+  HuffHeader h;
+  if (p.size() < kHuffHeaderBytes)
+    return Status::Corruption("huffman payload shorter than its header");
+  h.n = LoadU32(p.data());
+  h.substream = LoadU32(p.data() + 4);
+  if (h.n == 0 || h.substream < 32 || h.substream > kHuffMaxSubstream || h.substream % 32)
+    return Status::Corruption("huffman header: bad symbol count or sub-stream size");
+  h.nstreams = uint32_t((uint64_t(h.n) + h.substream - 1) / h.substream);
+  uint64_t kraft = 0;
+  for (int s = 0; s < 256; ++s) {
+    const uint8_t b = uint8_t(p[8 + s / 2]);
+    h.lengths[s] = (s & 1) ? b >> 4 : b & 15;
+    if (h.lengths[s] > kHuffMaxLen)
+      return Status::Corruption("huffman code length " + std::to_string(h.lengths[s]) +
+                                " exceeds " + std::to_string(kHuffMaxLen));
+    if (h.lengths[s]) kraft += uint64_t(1) << (kHuffMaxLen - h.lengths[s]);
+  }
+  if (kraft == 0 || kraft > (uint64_t(1) << kHuffMaxLen))
+    return Status::Corruption("huffman code lengths are not a prefix code");
+  h.sizes_offset = kHuffHeaderBytes;
+  h.bits_offset = (h.sizes_offset + 2 * uint64_t(h.nstreams) + 3) / 4 * 4;
+  if (h.bits_offset > p.size()) return Status::Corruption("huffman payload truncated (sizes)");
+  const bool single = UsedSymbols(h.lengths) == 1;
+  for (uint32_t k = 0; k < h.nstreams; ++k) {
+    const uint32_t cnt = std::min<uint32_t>(h.substream, h.n - k * h.substream);
+    const uint16_t bits = LoadU16(p.data() + h.sizes_offset + 2 * k);
+    if (bits > uint64_t(cnt) * kHuffMaxLen || (single && bits != 0))
+      return Status::Corruption("huffman sub-stream " + std::to_string(k) + " size out of range");
+    h.total_bits += bits;
+  }
+  if (p.size() != h.bits_offset + (h.total_bits + 31) / 32 * 4)
+    return Status::Corruption("huffman payload size " + std::to_string(p.size()) +
+                              " does not match its sub-stream sizes");
+  return h;
+}
+
+Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
+  HCT_ASSIGN_OR_RETURN(HuffHeader h, HuffParseHeader(p));
+  if (h.n != out.size())
+    return Status::Corruption("huffman payload holds " + std::to_string(h.n) + " symbols, expected " +
+                              std::to_string(out.size()));
+  // Table: top kHuffMaxLen bits -> symbol | length << 8; 0xFFFF = no such code.
+  constexpr int L = kHuffMaxLen;
+  std::vector<uint16_t> table(size_t(1) << L, 0xFFFF);
+  uint32_t code[256] = {};
+  CanonicalCodes(h.lengths, code);
+  const bool single = UsedSymbols(h.lengths) == 1;
+  for (int s = 0; s < 256; ++s) {
+    if (!h.lengths[s]) continue;
+    if (single) {
+      std::fill(table.begin(), table.end(), uint16_t(s));
+      break;
+    }
+    const int l = h.lengths[s];
+    const uint32_t first = code[s] << (L - l), count = 1u << (L - l);
+    for (uint32_t i = 0; i < count; ++i) table[first + i] = uint16_t(s | (l << 8));
+  }
+  const std::byte* words = p.data() + h.bits_offset;
+  const uint64_t nwords = (h.total_bits + 31) / 32;
+  uint64_t start = 0;
+  for (uint32_t k = 0; k < h.nstreams; ++k) {
+    const uint16_t size = LoadU16(p.data() + h.sizes_offset + 2 * k);
+    const uint64_t end = start + size;
+    const size_t b = size_t(k) * h.substream, e = std::min<size_t>(h.n, b + h.substream);
+    // buf holds nbuf valid bits, left-aligned; pos is the next bit to load.
+    uint64_t buf = 0, pos = start;
+    int nbuf = 0;
+    uint64_t used = 0;
+    for (size_t i = b; i < e; ++i) {
+      while (nbuf <= 32 && pos < end) {
+        const uint64_t w = pos / 32;
+        const int skip = int(pos % 32);
+        const uint32_t word = w < nwords ? LoadU32(words + 4 * w) : 0;
+        const int take = int(std::min<uint64_t>(32 - skip, end - pos));
+        const uint64_t bits = (uint64_t(uint32_t(word << skip)) >> (32 - take));
+        buf |= bits << (64 - nbuf - take);
+        nbuf += take;
+        pos += take;
+      }
+      const uint16_t t = table[buf >> (64 - L)];
+      const int l = t >> 8;
+      if (t == 0xFFFF || l > nbuf)
+        return Status::Corruption("huffman sub-stream " + std::to_string(k) +
+                                  ": invalid code at symbol " + std::to_string(i));
+      out[i] = int8_t(uint8_t(t & 0xFF));
+      buf <<= l;
+      nbuf -= l;
+      used += l;
+    }
+    if (used != size)
+      return Status::Corruption("huffman sub-stream " + std::to_string(k) + " has " +
+                                std::to_string(size - used) + " unused bits");
+    start = end;
+  }
+  return Status::OK();
+}
+
+}  // namespace hct::detail

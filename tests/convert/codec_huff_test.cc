@@ -1,0 +1,276 @@
+// dctq-huff: the Huffman sub-stream payload (convert/detail/huff.h) and the codec around it.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "convert/detail/huff.h"
+#include "hct/codec.h"
+
+namespace hct {
+namespace {
+
+using detail::HuffCodeLengths;
+using detail::HuffDecode;
+using detail::HuffEncode;
+using detail::kHuffMaxLen;
+
+// Laplacian-like quantized symbols, as the DCT coefficients give.
+std::vector<int8_t> Peaked(size_t n, uint32_t seed, double scale = 1.5) {
+  std::mt19937 rng(seed);
+  std::exponential_distribution<double> e(1.0 / scale);
+  std::bernoulli_distribution sign(0.5);
+  std::vector<int8_t> s(n);
+  for (auto& v : s) {
+    const int m = std::min(127, int(std::floor(e(rng) + 0.5)));
+    v = int8_t(sign(rng) ? -m : m);
+  }
+  return s;
+}
+
+std::vector<int8_t> RoundTrip(const std::vector<int8_t>& s, uint32_t k) {
+  std::vector<std::byte> p;
+  EXPECT_TRUE(HuffEncode(s, k, &p).ok());
+  std::vector<int8_t> out(s.size(), 0x55);
+  Status st = HuffDecode(p, out);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return out;
+}
+
+TEST(HuffTest, RoundTripOddSizes) {
+  for (uint32_t k : {32u, 2048u, 4096u}) {
+    for (size_t n : {size_t(1), size_t(31), size_t(32), size_t(33), size_t(2047), size_t(2048),
+                     size_t(2049), size_t(100003)}) {
+      const auto s = Peaked(n, uint32_t(n + k));
+      EXPECT_EQ(RoundTrip(s, k), s) << "n=" << n << " k=" << k;
+    }
+  }
+}
+
+TEST(HuffTest, FullAlphabetUniform) {
+  std::vector<int8_t> s(70000);
+  std::mt19937 rng(3);
+  for (auto& v : s) v = int8_t(rng());
+  EXPECT_EQ(RoundTrip(s, 1024), s);
+}
+
+TEST(HuffTest, OneSymbolAlphabetStoresNoBits) {
+  for (int8_t sym : {int8_t(0), int8_t(-128), int8_t(127)}) {
+    std::vector<int8_t> s(5000, sym);
+    std::vector<std::byte> p;
+    ASSERT_TRUE(HuffEncode(s, 2048, &p).ok());
+    // Header, three u16 sizes (all 0), padding to 4: no bitstream at all.
+    EXPECT_EQ(p.size(), (detail::kHuffHeaderBytes + 2 * 3 + 3) / 4 * 4);
+    EXPECT_EQ(RoundTrip(s, 2048), s);
+  }
+}
+
+TEST(HuffTest, DyadicLengthsAreExact) {
+  std::vector<uint64_t> f(256, 0);
+  f[0] = 8, f[1] = 4, f[2] = 2, f[3] = 1, f[200] = 1;
+  const auto l = HuffCodeLengths(f, kHuffMaxLen);
+  EXPECT_EQ(l[0], 1);
+  EXPECT_EQ(l[1], 2);
+  EXPECT_EQ(l[2], 3);
+  EXPECT_EQ(l[3], 4);
+  EXPECT_EQ(l[200], 4);
+  EXPECT_EQ(l[4], 0);
+}
+
+TEST(HuffTest, LengthLimitOnSkewedHistogram) {
+  // Powers of two: unlimited Huffman would give lengths 1..39.
+  std::vector<uint64_t> f(256, 0);
+  for (int i = 0; i < 40; ++i) f[i] = uint64_t(1) << i;
+  const auto l = HuffCodeLengths(f, kHuffMaxLen);
+  double kraft = 0;
+  for (int i = 0; i < 256; ++i) {
+    if (i < 40) {
+      EXPECT_GE(l[i], 1);
+      EXPECT_LE(l[i], kHuffMaxLen) << i;
+      kraft += std::ldexp(1.0, -l[i]);
+    } else {
+      EXPECT_EQ(l[i], 0);
+    }
+  }
+  EXPECT_LE(kraft, 1.0);
+  EXPECT_EQ(l[39], 1);  // the most frequent symbol keeps the shortest code
+  // Data with that skew round-trips (codes of the limited length are used).
+  std::vector<int8_t> s;
+  for (int i = 0; i < 40; ++i) s.insert(s.end(), size_t(1) << std::min(i, 16), int8_t(i));
+  std::shuffle(s.begin(), s.end(), std::mt19937(5));
+  EXPECT_EQ(RoundTrip(s, 4096), s);
+}
+
+TEST(HuffTest, CostNearEntropy) {
+  const auto s = Peaked(1 << 20, 9);
+  std::vector<uint64_t> f(256, 0);
+  for (int8_t v : s) ++f[uint8_t(v)];
+  double h = 0;
+  for (uint64_t c : f)
+    if (c) h -= double(c) / s.size() * std::log2(double(c) / s.size());
+  std::vector<std::byte> p;
+  ASSERT_TRUE(HuffEncode(s, 2048, &p).ok());
+  const double bits = p.size() * 8.0 / s.size();
+  EXPECT_GE(bits, h);
+  EXPECT_LT(bits, h + 0.1) << "entropy " << h;
+}
+
+TEST(HuffTest, RejectsBadArguments) {
+  std::vector<std::byte> p;
+  std::vector<int8_t> s(100, 1);
+  EXPECT_EQ(HuffEncode(s, 48, &p).code(), Code::kInvalidArgument);
+  EXPECT_EQ(HuffEncode(s, 8192, &p).code(), Code::kInvalidArgument);
+  EXPECT_EQ(HuffEncode({}, 2048, &p).code(), Code::kInvalidArgument);
+}
+
+TEST(HuffTest, CorruptPayloadsAreCorruption) {
+  const auto s = Peaked(10000, 11);
+  std::vector<std::byte> p;
+  ASSERT_TRUE(HuffEncode(s, 1024, &p).ok());
+  std::vector<int8_t> out(s.size());
+  // Truncated, extended.
+  for (size_t cut : {size_t(0), size_t(10), size_t(136), p.size() - 1}) {
+    std::vector<std::byte> q(p.begin(), p.begin() + cut);
+    EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption) << cut;
+  }
+  auto q = p;
+  q.push_back(std::byte{0});
+  EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption);
+  // Wrong count.
+  std::vector<int8_t> small(s.size() - 1);
+  EXPECT_EQ(HuffDecode(p, small).code(), Code::kCorruption);
+  // Code length 15 (over the limit), and all lengths zero.
+  q = p;
+  q[8] = std::byte{0xFF};
+  EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption);
+  q = p;
+  std::fill(q.begin() + 8, q.begin() + 136, std::byte{0});
+  EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption);
+  // Over-subscribed code: every symbol length 1.
+  q = p;
+  std::fill(q.begin() + 8, q.begin() + 136, std::byte{0x11});
+  EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption);
+  // Moving bits between sub-streams keeps the total but breaks both.
+  q = p;
+  uint16_t a, b;
+  std::memcpy(&a, q.data() + 136, 2);
+  std::memcpy(&b, q.data() + 138, 2);
+  a += 3, b -= 3;
+  std::memcpy(q.data() + 136, &a, 2);
+  std::memcpy(q.data() + 138, &b, 2);
+  EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption);
+  // Sub-stream size (K=1024 -> 64 bits more than allowed) over the limit.
+  q = p;
+  a = uint16_t(1024 * kHuffMaxLen + 1);
+  std::memcpy(q.data() + 136, &a, 2);
+  EXPECT_EQ(HuffDecode(q, out).code(), Code::kCorruption);
+}
+
+// Random damage through ChunkDecoder: never a crash, always Corruption (the symbol checksum
+// catches the flips that still parse).
+TEST(HuffTest, RandomDamageIsCorruption) {
+  std::vector<float> x(64 * 256);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> g(0, 0.02f);
+  for (float& v : x) v = g(rng);
+  std::vector<std::byte> bytes(x.size() * 4);
+  std::memcpy(bytes.data(), x.data(), bytes.size());
+  EncodeOptions o;
+  o.lossy = true;
+  o.lossy_options.entropy = Entropy::kHuffman;
+  o.lossy_options.huff_substream = 256;
+  auto enc = EncodeTensor({bytes, DType::kF32, {64, 256}}, o);
+  ASSERT_TRUE(enc.ok()) << enc.status().ToString();
+  ASSERT_EQ(enc->codec, kCodecDctqHuff);
+  auto dec = ChunkDecoder::Create(enc->codec, enc->params, DType::kF32);
+  ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+  const EncodedChunk& c = enc->chunks[0];
+  std::vector<std::byte> sym(c.decoded_size);
+  ASSERT_TRUE(dec->DecodePayload(c.bytes, ChunkMeta(c), sym).ok());
+  for (int t = 0; t < 300; ++t) {
+    auto q = c.bytes;
+    const size_t at = rng() % q.size();
+    q[at] ^= std::byte(1 + rng() % 255);
+    Status st = dec->DecodePayload(q, ChunkMeta(c), sym);
+    EXPECT_EQ(st.code(), Code::kCorruption) << "byte " << at;
+  }
+}
+
+// The same quantization as dctq-zstd: identical symbols, identical values; a smaller payload.
+TEST(HuffCodecTest, SameSymbolsAsZstd) {
+  const uint64_t rows = 200, cols = 300;  // edge tiles, several chunks
+  std::vector<float> x(rows * cols);
+  std::mt19937 rng(4);
+  std::normal_distribution<float> g(0, 0.02f);
+  for (uint64_t i = 0; i < rows; ++i)
+    for (uint64_t j = 0; j < cols; ++j) x[i * cols + j] = g(rng) + 0.05f * std::sin(0.1f * j);
+  std::vector<std::byte> bytes(x.size() * 4);
+  std::memcpy(bytes.data(), x.data(), bytes.size());
+  EncodeOptions o;
+  o.lossy = true;
+  o.lossy_options.chunk_symbols = 16 * cols * 3;
+  o.lossy_options.mode = RateMode::kStep;  // same step for both: same symbols
+  o.lossy_options.step = 0.01;
+  o.lossy_options.entropy = Entropy::kZstd;
+  auto z = EncodeTensor({bytes, DType::kF32, {rows, cols}}, o);
+  o.lossy_options.entropy = Entropy::kHuffman;
+  auto h = EncodeTensor({bytes, DType::kF32, {rows, cols}}, o);
+  ASSERT_TRUE(z.ok() && h.ok());
+  EXPECT_EQ(z->codec, kCodecDctqZstd);
+  EXPECT_EQ(h->codec, kCodecDctqHuff);
+  EXPECT_EQ(h->params["entropy"], "huff");
+  EXPECT_EQ(h->params["substream"], 2048);
+  ASSERT_EQ(z->chunks.size(), h->chunks.size());
+  ASSERT_GT(h->chunks.size(), 1u);
+  auto dz = ChunkDecoder::Create(z->codec, z->params, DType::kF32);
+  auto dh = ChunkDecoder::Create(h->codec, h->params, DType::kF32);
+  ASSERT_TRUE(dz.ok() && dh.ok());
+  for (size_t i = 0; i < z->chunks.size(); ++i) {
+    const EncodedChunk &cz = z->chunks[i], &ch = h->chunks[i];
+    EXPECT_EQ(cz.decoded_xxh3, ch.decoded_xxh3);
+    std::vector<std::byte> vz(cz.elem_count * 4), vh(ch.elem_count * 4);
+    ASSERT_TRUE(dz->Decode(cz.bytes, ChunkMeta(cz), vz).ok());
+    Status st = dh->Decode(ch.bytes, ChunkMeta(ch), vh);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(vz, vh);
+  }
+  EXPECT_EQ(z->metrics.rel_rms_error, h->metrics.rel_rms_error);
+}
+
+TEST(HuffCodecTest, Int16SymbolsFallBackToZstd) {
+  std::vector<float> x(64 * 64);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> g(0, 1);
+  for (float& v : x) v = g(rng);
+  std::vector<std::byte> bytes(x.size() * 4);
+  std::memcpy(bytes.data(), x.data(), bytes.size());
+  EncodeOptions o;
+  o.lossy = true;
+  o.lossy_options.max_error = 1e-4;  // needs |q| far above 127
+  o.lossy_options.entropy = Entropy::kHuffman;
+  auto e = EncodeTensor({bytes, DType::kF32, {64, 64}}, o);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->codec, kCodecDctqZstd);
+  EXPECT_EQ(e->params["symbol_bits"], 16);
+}
+
+TEST(HuffCodecTest, ParamsChecked) {
+  nlohmann::json p = {{"transform", "dct"}, {"tile_r", 16},   {"tile_c", 16},
+                      {"step", 0.1},        {"symbol_bits", 8}, {"rows", 32},
+                      {"cols", 32},         {"rows_per_chunk", 16}};
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+            Code::kCorruption);  // no substream
+  p["substream"] = 100;
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+            Code::kCorruption);
+  p["substream"] = 2048;
+  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).ok());
+  p["symbol_bits"] = 16;
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+            Code::kCorruption);
+}
+
+}  // namespace
+}  // namespace hct
