@@ -18,10 +18,12 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "hct/cache.h"
 #include "hct/runtime.h"
 #include "hct/safetensors.h"
 
@@ -106,6 +108,7 @@ std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
     Die(w->Declare(t.name, hct::DType::kBF16, shape), "declare");
   }
   std::vector<uint64_t> hashes;
+  std::vector<std::vector<uint64_t>> blocks;
   std::vector<uint16_t> buf;
   uint64_t x = 0x9E3779B97F4A7C15ull;
   for (auto& t : ts) {
@@ -116,6 +119,7 @@ std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
     }
     std::span<const std::byte> b(reinterpret_cast<const std::byte*>(buf.data()), buf.size() * 2);
     hashes.push_back(XXH3_64bits(b.data(), b.size()));
+    blocks.push_back(hct::BlockXxh3(b));  // what the cache stores at warm time
     Die(w->Write(t.name, b), "write");
   }
   Die(w->Finish(), "finish");
@@ -124,16 +128,31 @@ std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
   std::vector<hct::TensorSpec> specs = cat->tensors();
   for (auto& s : specs)
     for (size_t i = 0; i < ts.size(); ++i)
-      if (s.name == ts[i].name) s.xxh3 = hashes[i];
+      if (s.name == ts[i].name) {
+        s.xxh3 = hashes[i];
+        s.block_xxh3 = blocks[i];
+        s.block_bytes = hct::kBlockHashBytes;
+      }
   return specs;
 }
 
-// N threads pread `path` in 8 MiB pieces into their own buffers (pinned when CUDA is on).
-double ReadRate(const std::string& path, int threads, bool direct) {
-  const uint64_t chunk = 8ull << 20;
+// N threads pread `path` in `chunk` pieces into pinned buffers (when CUDA is on). ring == 0: each
+// thread reuses its own buffer (the classic page-cache rate); ring > 0: the pieces rotate through
+// one ring of `ring` bytes as the one-shot engine's do (same memory footprint, no copies).
+double ReadRate(const std::string& path, int threads, bool direct, uint64_t chunk = 8ull << 20,
+                uint64_t ring = 0) {
   struct stat st {};
   ::stat(path.c_str(), &st);
   const uint64_t size = uint64_t(st.st_size), n = (size + chunk - 1) / chunk;
+  const uint64_t nslots = ring ? std::max<uint64_t>(1, ring / chunk) : 0;
+  void* ring_mem = nullptr;
+  if (nslots) {
+#if HCT_WITH_CUDA
+    if (cudaHostAlloc(&ring_mem, nslots * chunk, 0) != cudaSuccess) ring_mem = nullptr;
+#endif
+    if (!ring_mem) ring_mem = std::aligned_alloc(4096, nslots * chunk);
+    std::memset(ring_mem, 0, nslots * chunk);
+  }
   std::atomic<uint64_t> next{0};
   std::vector<std::thread> th;
   double t0 = Now();
@@ -142,34 +161,59 @@ double ReadRate(const std::string& path, int threads, bool direct) {
       int fd = ::open(path.c_str(), O_RDONLY | (direct ? O_DIRECT : 0));
       if (fd < 0) return;
       void* b = nullptr;
+      bool pinned = false;
+      if (!nslots) {
 #if HCT_WITH_CUDA
-      if (cudaHostAlloc(&b, chunk, 0) != cudaSuccess) b = nullptr;
+        pinned = cudaHostAlloc(&b, chunk, 0) == cudaSuccess;
+        if (!pinned) b = nullptr;
 #endif
-      if (!b) b = std::aligned_alloc(4096, chunk);
+        if (!b) b = std::aligned_alloc(4096, chunk);
+      }
       for (uint64_t c; (c = next.fetch_add(1)) < n;) {
         uint64_t len = std::min(chunk, size - c * chunk);
         if (direct) len = (len + 4095) & ~4095ull;
-        if (::pread(fd, b, len, off_t(c * chunk)) < 0) std::perror("pread");
+        void* dst = nslots ? static_cast<char*>(ring_mem) + (c % nslots) * chunk : b;
+        if (::pread(fd, dst, len, off_t(c * chunk)) < 0) std::perror("pread");
       }
       ::close(fd);
+#if HCT_WITH_CUDA
+      if (pinned) {
+        cudaFreeHost(b);
+        b = nullptr;
+      }
+#endif
+      std::free(b);
     });
   for (auto& x : th) x.join();
-  return double(size) / (Now() - t0) / 1e9;
+  const double rate = double(size) / (Now() - t0) / 1e9;
+#if HCT_WITH_CUDA
+  if (ring_mem && cudaFreeHost(ring_mem) == cudaSuccess) ring_mem = nullptr;
+  (void)cudaGetLastError();
+#endif
+  std::free(ring_mem);
+  return rate;
 }
+
+std::string Mib(uint64_t b) { return std::to_string(b >> 20) + "M"; }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string dir;
-  int runs = 5, cold_runs = 3;
+  int runs = 5, cold_runs = 3, sweep_runs = 3;
   std::vector<int> thread_set;
+  std::vector<uint64_t> chunk_set, staging_set;
   bool keep = false;
   po::options_description desc("hct_bench_load: runtime load benchmark");
   desc.add_options()("help,h", "this help")(
       "dir", po::value(&dir)->default_value("/tmp/hct_bench_load"), "where to write the layer")(
       "runs", po::value(&runs)->default_value(5), "runs per warm figure (median)")(
       "cold-runs", po::value(&cold_runs)->default_value(3), "runs per cold figure (median)")(
-      "threads", po::value(&thread_set)->multitoken(), "I/O thread counts to try (default 4 6 8)")(
+      "threads", po::value(&thread_set)->multitoken(), "I/O thread counts to try (default 4 8 12 16)")(
+      "chunks", po::value(&chunk_set)->multitoken(), "piece sizes in MiB to try (default 8 16 32)")(
+      "stagings", po::value(&staging_set)->multitoken(),
+      "staging ring sizes in MiB to try; 0: 2 slots per thread (default 256 0)")(
+      "sweep-runs", po::value(&sweep_runs)->default_value(3), "runs per sweep point (median)")(
       "keep", po::bool_switch(&keep), "keep the generated file");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -178,7 +222,9 @@ int main(int argc, char** argv) {
     std::cout << desc;
     return 0;
   }
-  if (thread_set.empty()) thread_set = {4, 6, 8};
+  if (thread_set.empty()) thread_set = {4, 8, 12, 16};
+  if (chunk_set.empty()) chunk_set = {8, 16, 32};
+  if (staging_set.empty()) staging_set = {256, 0};
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/llama70b_layer.safetensors";
   double t0 = Now();
@@ -237,14 +283,29 @@ int main(int argc, char** argv) {
     return gb / (Now() - a);
   };
 
-  // Page-cache read rate (warm), best over thread counts.
+  // Page-cache read rate (warm) at every thread count and piece size the loads use.
   ReadRate(path, 8, false);  // make sure it is hot
   double best_pc = 0;
-  for (int n : {4, 8, 12}) {
+  std::string best_pc_at;
+  std::map<std::pair<int, uint64_t>, double> pc;
+  for (int n : thread_set)
+    for (uint64_t c : chunk_set) {
+      std::vector<double> v;
+      for (int r = 0; r < sweep_runs; ++r) v.push_back(ReadRate(path, n, false, c << 20));
+      pc[{n, c}] = Median(v);
+      char label[96];
+      std::snprintf(label, sizeof label, "page cache -> pinned pread (%d thr, %lluM)", n,
+                    (unsigned long long)c);
+      std::printf("%-48s %7.2f GB/s\n", label, Median(v));
+      if (Median(v) > best_pc) best_pc = Median(v), best_pc_at = label;
+    }
+  std::printf("%-48s %7.2f GB/s  [%s]\n", "BEST page-cache pread", best_pc, best_pc_at.c_str());
+  {
+    // The same reads rotating through a 256 MiB ring (the engine's footprint, no DMA): shows
+    // how much a large staging footprint alone costs.
     std::vector<double> v;
-    for (int r = 0; r < runs; ++r) v.push_back(ReadRate(path, n, false));
-    std::printf("%-44s %7.2f GB/s  (%d threads)\n", "page cache -> pinned pread", Median(v), n);
-    best_pc = std::max(best_pc, Median(v));
+    for (int r = 0; r < sweep_runs; ++r) v.push_back(ReadRate(path, 8, false, 8 << 20, 256 << 20));
+    std::printf("%-48s %7.2f GB/s\n", "pread into a 256M ring (8 thr, 8M)", Median(v));
   }
 
   // Resident.
@@ -265,34 +326,81 @@ int main(int argc, char** argv) {
                 ProcStatus("VmLck").c_str(), ProcStatus("VmPin").c_str());
   }
 
-  // One-shot warm, over thread counts, verify on and off.
-  int best_threads = thread_set[0];
-  double best_os = 0;
-  for (bool verify : {true, false}) {
-    for (int n : thread_set) {
-      hct::RuntimeOptions o = base;
-      o.resident_budget = 0;
-      o.io_threads = n;
-      o.verify = verify;
-      auto rt = hct::Runtime::Create(o);
-      Die(rt.status(), "runtime");
-      timed_load(**rt);
-      std::vector<double> v;
-      for (int r = 0; r < runs; ++r) v.push_back(timed_load(**rt));
-      char label[96];
-      std::snprintf(label, sizeof label, "one-shot warm load (verify %s, %d thr)",
-                    verify ? "on" : "off", n);
-      std::printf("%-44s %7.2f GB/s  = %.2f x page-cache pread\n", label, Median(v),
-                  Median(v) / best_pc);
-      if (verify && Median(v) > best_os) best_os = Median(v), best_threads = n;
-      if (verify && n == thread_set.back()) {
-        auto st = (*rt)->stats();
-        std::printf("  staging ring %.0f MiB pinned; O_DIRECT bytes %.2f GB, buffered %.2f GB\n",
-                    double(st.pinned_staging_bytes) / (1 << 20), st.bytes_o_direct / 1e9,
-                    st.bytes_buffered / 1e9);
-      }
+  // One-shot warm: sweep threads x piece size x ring size with block verification on (the
+  // cache's 8 MiB block checksums), then at the best point verify off and whole-tensor XXH3 only.
+  struct Point {
+    int threads;
+    uint64_t chunk, staging;
+  };
+  auto one_shot = [&](const Point& p, bool verify, bool blocks, int n_runs, hct::RuntimeStats* st) {
+    hct::RuntimeOptions o = base;
+    o.resident_budget = 0;
+    o.io_threads = p.threads;
+    o.chunk_bytes = p.chunk;
+    o.staging_bytes = p.staging;
+    o.verify = verify;
+    auto rt = hct::Runtime::Create(o);
+    Die(rt.status(), "runtime");
+    std::vector<hct::TensorSpec> keep;
+    if (!blocks) {
+      keep = specs;
+      for (auto& s : specs) s.block_xxh3.clear();
     }
+    timed_load(**rt);
+    std::vector<double> v;
+    for (int r = 0; r < n_runs; ++r) v.push_back(timed_load(**rt));
+    if (st) *st = (*rt)->stats();
+    if (!blocks) specs = keep;
+    return Median(v);
+  };
+  auto label_of = [](const Point& p, const char* what) {
+    char label[128];
+    std::snprintf(label, sizeof label, "one-shot warm %s (%d thr, %lluM, ring %lluM)", what,
+                  p.threads, (unsigned long long)(p.chunk >> 20),
+                  (unsigned long long)(p.staging >> 20));
+    return std::string(label);
+  };
+  Point best{thread_set[0], chunk_set[0] << 20, 256ull << 20};
+  double best_os = 0;
+  for (int n : thread_set)
+    for (uint64_t c : chunk_set)
+      for (uint64_t sm : staging_set) {
+        const uint64_t chunk = c << 20;
+        uint64_t staging = sm ? sm << 20 : 2 * uint64_t(n) * chunk;
+        staging = std::max(staging, 2 * chunk);
+        if (staging > (1ull << 30)) continue;
+        Point p{n, chunk, staging};
+        double r = one_shot(p, true, true, sweep_runs, nullptr);
+        std::printf("%-48s %7.2f GB/s  = %.2f x pread same thr/size, %.2f x best pread\n",
+                    label_of(p, "verify blocks").c_str(), r, r / pc[{n, c}], r / best_pc);
+        if (r > best_os) best_os = r, best = p;
+      }
+  {
+    hct::RuntimeStats st;
+    double on = one_shot(best, true, true, runs, &st);
+    double off = one_shot(best, false, true, runs, nullptr);
+    double whole = one_shot(best, true, false, runs, nullptr);
+    std::printf("BEST one-shot point: %d threads, %lluM pieces, %lluM ring\n", best.threads,
+                (unsigned long long)(best.chunk >> 20), (unsigned long long)(best.staging >> 20));
+    std::printf("%-48s %7.2f GB/s  = %.2f x best page-cache pread\n",
+                "one-shot warm load, verify on (blocks)", on, on / best_pc);
+    std::printf("%-48s %7.2f GB/s  = %.2f x best page-cache pread\n",
+                "one-shot warm load, verify off", off, off / best_pc);
+    std::printf("%-48s %7.2f GB/s  (verify cost %.1f%%)\n", "one-shot warm load, whole XXH3 only",
+                whole, 100.0 * (1 - whole / off));
+    std::printf("  block verification costs %.1f%% of throughput (<10%% keeps it on by default)\n",
+                100.0 * (1 - on / off));
+    std::printf("  staging ring %.0f MiB pinned; O_DIRECT bytes %.2f GB, buffered %.2f GB, "
+                "verified %.2f GB\n",
+                double(st.pinned_staging_bytes) / (1 << 20), st.bytes_o_direct / 1e9,
+                st.bytes_buffered / 1e9, st.bytes_verified / 1e9);
+    hct::RuntimeOptions d;  // library defaults (no env)
+    Point def{d.io_threads, d.chunk_bytes, d.staging_bytes};
+    const double dr = one_shot(def, true, true, runs, nullptr);
+    std::printf("%-48s %7.2f GB/s  = %.2f x best page-cache pread\n",
+                label_of(def, "DEFAULTS verify on").c_str(), dr, dr / best_pc);
   }
+  const int best_threads = best.threads;
 
   // Cold: after drop_caches; next to the disk's O_DIRECT rate.
   if (!DropCaches()) {
@@ -308,6 +416,8 @@ int main(int argc, char** argv) {
       hct::RuntimeOptions o = base;
       o.resident_budget = 0;
       o.io_threads = std::max(best_threads, 8);
+      o.chunk_bytes = best.chunk;
+      o.staging_bytes = best.staging;
       o.verify = verify;
       auto rt = hct::Runtime::Create(o);
       Die(rt.status(), "runtime");

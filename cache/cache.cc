@@ -289,7 +289,7 @@ constexpr const char* kEntryCols =
     "f.last_access, f.access_count FROM files f JOIN models m ON m.id = f.model_id ";
 constexpr const char* kTensorCols =
     "SELECT t.id, t.file_id, m.name, t.name, f.path, t.offset, t.length, t.dtype, t.shape, "
-    "t.xxh3, t.layer, t.source_xxh3 FROM tensors t JOIN files f ON f.id = t.file_id "
+    "t.xxh3, t.layer, t.source_xxh3, t.block_xxh3 FROM tensors t JOIN files f ON f.id = t.file_id "
     "JOIN models m ON m.id = t.model_id ";
 }  // namespace
 
@@ -352,6 +352,19 @@ Result<std::vector<TensorLocation>> Cache::Impl::Tensors(const std::string& wher
     t.xxh3 = detail::I64ToU64(s.Int(9));
     if (!s.IsNull(10)) t.layer = static_cast<int>(s.Int(10));
     t.source_xxh3 = detail::I64ToU64(s.Int(11));
+    std::string_view blob = s.Blob(12);
+    const uint64_t nblocks = (t.length + kBlockHashBytes - 1) / kBlockHashBytes;
+    if (!blob.empty()) {
+      // A list that does not cover the tensor exactly is ignored (the whole xxh3 still verifies).
+      if (blob.size() == nblocks * 8) {
+        t.block_xxh3.resize(nblocks);
+        for (uint64_t i = 0; i < nblocks; ++i) {
+          uint64_t v = 0;
+          for (int b = 7; b >= 0; --b) v = (v << 8) | uint8_t(blob[i * 8 + b]);
+          t.block_xxh3[i] = v;
+        }
+      }
+    }
     out.push_back(std::move(t));
   }
   return out;

@@ -1,4 +1,5 @@
 // Cache location, sizes and the layer rule.
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -7,7 +8,18 @@
 
 #include "hct/cache.h"
 
+#include <xxhash.h>
+
 namespace hct {
+
+std::vector<uint64_t> BlockXxh3(std::span<const std::byte> bytes, uint64_t block_bytes) {
+  std::vector<uint64_t> out;
+  if (block_bytes == 0) return out;
+  out.reserve((bytes.size() + block_bytes - 1) / block_bytes);
+  for (uint64_t o = 0; o < bytes.size(); o += block_bytes)
+    out.push_back(XXH3_64bits(bytes.data() + o, std::min<uint64_t>(block_bytes, bytes.size() - o)));
+  return out;
+}
 
 Result<std::string> ResolveCacheDir(const std::string& flag) {
   if (!flag.empty()) return flag;

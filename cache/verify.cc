@@ -29,6 +29,15 @@ struct Item {
   size_t entry;  // index into entries
   std::string name;
   uint64_t offset, length, xxh3;
+  std::vector<uint64_t> blocks;  // block checksums (kBlockHashBytes), empty when not stored
+};
+
+// One task of --deep: a whole tensor, or one block of a tensor with block checksums (so that one
+// large tensor is hashed by every thread).
+struct Unit {
+  size_t item;
+  uint64_t off, len;  // tensor-relative
+  int64_t block;      // -1: the whole tensor against xxh3
 };
 
 std::string Hex(uint64_t v) {
@@ -93,7 +102,7 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
                       static_cast<uint64_t>(s.Int(5))});
     }
     HCT_ASSIGN_OR_RETURN(Stmt t, I->db->Prepare(
-        "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3 FROM tensors t "
+        "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3, t.block_xxh3 FROM tensors t "
         "JOIN files f ON f.id = t.file_id JOIN models m ON m.id = f.model_id "
         "WHERE ?1 = '' OR m.name = ?1 ORDER BY t.file_id, t.offset"));
     t.Bind(1, opt.model);
@@ -103,7 +112,16 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
       auto it = idx.find(t.Int(0));
       if (it == idx.end()) continue;  // committed after our entry snapshot
       items.push_back({it->second, t.Text(1), static_cast<uint64_t>(t.Int(2)),
-                       static_cast<uint64_t>(t.Int(3)), detail::I64ToU64(t.Int(4))});
+                       static_cast<uint64_t>(t.Int(3)), detail::I64ToU64(t.Int(4)), {}});
+      Item& item = items.back();
+      std::string_view blob = t.Blob(5);
+      if (!blob.empty() &&
+          blob.size() == (item.length + kBlockHashBytes - 1) / kBlockHashBytes * 8) {
+        item.blocks.resize(blob.size() / 8);
+        for (size_t i = 0; i < item.blocks.size(); ++i)
+          for (int b = 7; b >= 0; --b)
+            item.blocks[i] = (item.blocks[i] << 8) | uint8_t(blob[i * 8 + size_t(b)]);
+      }
     }
   }
   rep.entries_checked = ents.size();
@@ -137,19 +155,34 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
   if (opt.mode == VerifyMode::kDeep) {
     uint64_t total = 0;
     for (const Item& it : items) total += it.length;
+    std::vector<Unit> units;
+    for (size_t k = 0; k < items.size(); ++k) {
+      const Item& it = items[k];
+      if (it.blocks.empty()) {
+        units.push_back({k, 0, it.length, -1});
+        continue;
+      }
+      for (uint64_t b = 0; b < it.blocks.size(); ++b)
+        units.push_back({k, b * kBlockHashBytes,
+                         std::min<uint64_t>(kBlockHashBytes, it.length - b * kBlockHashBytes),
+                         int64_t(b)});
+    }
+    std::vector<char> reported(items.size(), 0);  // one problem per tensor (guarded by mu)
     std::atomic<size_t> next{0};
     std::atomic<uint64_t> done_bytes{0};
     int threads = opt.threads > 0 ? opt.threads
                                   : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    threads = std::max(1, std::min<int>(threads, static_cast<int>(items.size())));
+    threads = std::max(1, std::min<int>(threads, static_cast<int>(units.size())));
     std::mutex prog_mu;
     auto worker = [&] {
       std::vector<std::byte> buf(kReadBlock);
       int fd = -1;
       size_t fd_entry = SIZE_MAX;
       while (true) {
-        size_t k = next.fetch_add(1);
-        if (k >= items.size()) break;
+        size_t u = next.fetch_add(1);
+        if (u >= units.size()) break;
+        const Unit& un = units[u];
+        const size_t k = un.item;
         const Item& it = items[k];
         if (ents[it.entry].bad) continue;
         std::string abs = I->Abs(ents[it.entry].rel);
@@ -164,15 +197,26 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
                   it.entry);
           continue;
         }
-        auto h = HashRange(fd, abs, it.offset, it.length, buf);
+        auto h = HashRange(fd, abs, it.offset + un.off, un.len, buf);
+        const uint64_t want = un.block < 0 ? it.xxh3 : it.blocks[size_t(un.block)];
+        auto report = [&](std::string detail) {
+          {
+            std::lock_guard lk(mu);
+            if (reported[k]) return;
+            reported[k] = 1;
+          }
+          problem({VerifyProblem::kCorrupt, abs, it.name, std::move(detail), ""}, it.entry);
+        };
         if (!h.ok()) {
-          problem({VerifyProblem::kCorrupt, abs, it.name, h.status().ToString(), ""}, it.entry);
-        } else if (*h != it.xxh3) {
-          problem({VerifyProblem::kCorrupt, abs, it.name,
-                   "XXH3 " + Hex(*h) + ", index says " + Hex(it.xxh3), ""},
-                  it.entry);
+          report(h.status().ToString());
+        } else if (*h != want) {
+          report((un.block < 0 ? std::string()
+                               : "block " + std::to_string(un.block) + " (bytes " +
+                                     std::to_string(un.off) + ".." +
+                                     std::to_string(un.off + un.len) + "): ") +
+                 "XXH3 " + Hex(*h) + ", index says " + Hex(want));
         }
-        uint64_t d = done_bytes.fetch_add(it.length) + it.length;
+        uint64_t d = done_bytes.fetch_add(un.len) + un.len;
         if (opt.progress) {
           std::lock_guard lk(prog_mu);
           opt.progress(d, total);

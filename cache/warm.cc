@@ -46,6 +46,7 @@ struct TensorRow {
   uint64_t offset;  // absolute file offset
   uint64_t xxh3;
   uint64_t source_xxh3;
+  std::vector<uint64_t> blocks;  // BlockXxh3 of the bytes
 };
 
 std::string RandomHex() {
@@ -55,6 +56,14 @@ std::string RandomHex() {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
   return std::string(buf, 10);
+}
+
+// Little-endian u64s (the block_xxh3 column).
+std::string EncodeU64s(const std::vector<uint64_t>& v) {
+  std::string out(v.size() * 8, '\0');
+  for (size_t i = 0; i < v.size(); ++i)
+    for (int b = 0; b < 8; ++b) out[i * 8 + b] = char(uint8_t(v[i] >> (8 * b)));
+  return out;
 }
 
 std::string ShapeJson(const std::vector<uint64_t>& shape) { return nlohmann::json(shape).dump(); }
@@ -252,6 +261,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
       std::vector<std::vector<std::byte>> bufs;
       std::vector<Status> st;
       std::vector<uint64_t> sums, src_sums;
+      std::vector<std::vector<uint64_t>> blocks;
     };
     Batch prev, cur;
     auto write_batch = [&](Batch& bt) -> Status {
@@ -260,7 +270,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
         // Zero-size tensors have no bytes to append; SafetensorsWriter::Write rejects them when
         // they follow other data (its position skips past empty tensors), so only declare them.
         if (t.nbytes > 0) HCT_RETURN_IF_ERROR(w.Write(t.name, bt.bufs[k]));
-        rows.push_back({&t, data_pos, bt.sums[k], bt.src_sums[k]});
+        rows.push_back({&t, data_pos, bt.sums[k], bt.src_sums[k], bt.blocks[k]});
         data_pos += t.nbytes;
         if (opt.progress) {
           std::lock_guard lk(prog_mu);
@@ -287,6 +297,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
       cur.st.assign(n, Status::OK());
       cur.sums.assign(n, 0);
       cur.src_sums.assign(n, 0);
+      cur.blocks.assign(n, {});
       const size_t w0 = prev.end > prev.begin ? 1 : 0;  // task 0 writes the previous batch
       Status write_st;
       pf(n + w0, [&](size_t i) {
@@ -303,6 +314,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
           return;
         }
         cur.sums[k] = XXH3_64bits(cur.bufs[k].data(), t.nbytes);
+        cur.blocks[k] = BlockXxh3(std::span<const std::byte>(cur.bufs[k].data(), t.nbytes));
         cur.src_sums[k] = r->value_or(cur.sums[k]);
       });
       HCT_RETURN_IF_ERROR(write_st);
@@ -371,8 +383,8 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
           Stmt it,
           db->Prepare(
               "INSERT INTO tensors(file_id, model_id, name, dtype, shape, offset, length, xxh3, "
-              "source_xxh3, source_length, ord, layer) "
-              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+              "source_xxh3, source_length, ord, layer, block_xxh3) "
+              "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"));
       for (size_t k = 0; k < rows.size(); ++k) {
         const TensorRow& r = rows[k];
         HCT_RETURN_IF_ERROR(dt.Bind(1, model_id).Bind(2, r.t->name).Run());
@@ -388,6 +400,7 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
                                 .Bind(10, detail::U64ToI64(r.t->source_length))
                                 .Bind(11, static_cast<int64_t>(k))
                                 .Bind(12, g.layer ? g.layer : LayerOfTensor(r.t->name))
+                                .BindBlob(13, EncodeU64s(r.blocks).data(), r.blocks.size() * 8)
                                 .Run());
       }
       HCT_RETURN_IF_ERROR(txn.Commit());

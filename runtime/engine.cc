@@ -417,31 +417,114 @@ Status Engine::StreamBarrier() {
   return Status::OK();
 }
 
+// Piece length (whole blocks) for a tensor verified by block checksums; 0: not so verified.
+static uint64_t BlockPieceBytes(const TensorSpec& s, bool verify, uint64_t slot_bytes) {
+  if (!verify || s.block_xxh3.empty() || s.block_bytes == 0 || s.block_bytes % kAlign != 0)
+    return 0;
+  if (s.block_xxh3.size() != (s.length + s.block_bytes - 1) / s.block_bytes) return 0;
+  // The O_DIRECT cover of a piece starting at an unaligned offset takes one more page.
+  const uint64_t room = slot_bytes - (s.offset % kAlign ? kAlign : 0);
+  return room / s.block_bytes * s.block_bytes;  // 0 when a block does not fit a slot
+}
+
+static std::string BlockMismatch(const TensorSpec& s, uint64_t b, uint64_t from, uint64_t to,
+                          uint64_t h) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "checksum mismatch in block %llu (bytes %llu..%llu of the tensor): XXH3 %016llx, "
+                "expected %016llx",
+                (unsigned long long)b, (unsigned long long)from, (unsigned long long)to,
+                (unsigned long long)h, (unsigned long long)s.block_xxh3[b]);
+  return s.path + ": " + buf;
+}
+
+// Reads bytes [file_off, file_off + n) of `s` (buffered fd; file_off - s.offset on a block
+// boundary) into dst, hashing each kHashStep step right after its read, while it is in cache.
+static Status ReadAndCheckBlocks(int fd, std::byte* dst, uint64_t file_off, uint64_t n,
+                                 const TensorSpec& s) {
+  constexpr uint64_t kHashStep = 512 << 10;
+  thread_local std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                              &XXH3_freeState);
+  if (!state) return Status::ResourceExhausted("XXH3_createState");
+  const uint64_t t0 = file_off - s.offset;
+  for (uint64_t o = 0; o < n; o += s.block_bytes) {
+    const uint64_t len = std::min(s.block_bytes, n - o);
+    XXH3_64bits_reset(state.get());
+    for (uint64_t k = 0; k < len; k += kHashStep) {
+      const uint64_t step = std::min(kHashStep, len - k);
+      HCT_RETURN_IF_ERROR(
+          ReadFully(fd, dst + o + k, step, step, file_off + o + k, s.path).WithContext(TensorCtx(s)));
+      XXH3_64bits_update(state.get(), dst + o + k, step);
+    }
+    const uint64_t h = XXH3_64bits_digest(state.get());
+    const uint64_t b = (t0 + o) / s.block_bytes;
+    if (h != s.block_xxh3[b])
+      return Status::Corruption(BlockMismatch(s, b, t0 + o, t0 + o + len, h))
+          .WithContext(TensorCtx(s));
+  }
+  return Status::OK();
+}
+
+// Verifies bytes [tensor_off, tensor_off + n) of `s` (tensor_off on a block boundary).
+static Status CheckBlocks(const TensorSpec& s, uint64_t tensor_off, const std::byte* data, uint64_t n) {
+  for (uint64_t o = 0; o < n; o += s.block_bytes) {
+    const uint64_t len = std::min(s.block_bytes, n - o);
+    const uint64_t b = (tensor_off + o) / s.block_bytes;
+    const uint64_t h = XXH3_64bits(data + o, len);
+    if (h != s.block_xxh3[b])
+      return Status::Corruption(BlockMismatch(s, b, tensor_off + o, tensor_off + o + len, h))
+          .WithContext(TensorCtx(s));
+  }
+  return Status::OK();
+}
+
 Status Engine::LoadResident(std::span<const TensorSpec> specs, std::span<const size_t> which,
                             std::byte* base, const std::vector<uint64_t>& offs) {
-  // Verify each tensor the first time it is read from its mapping (in parallel over tensors).
+  // Verify each tensor the first time it is read from its mapping: in parallel over tensors, and
+  // over blocks of a tensor when it has block checksums.
   std::vector<size_t> todo;
   if (opt_.verify) {
     for (size_t i : which)
-      if (specs[i].xxh3 && !verified_.count({specs[i].path, specs[i].offset, specs[i].length}))
+      if ((specs[i].xxh3 || !specs[i].block_xxh3.empty()) &&
+          !verified_.count({specs[i].path, specs[i].offset, specs[i].length}))
         todo.push_back(i);
   }
+  struct Unit {
+    size_t k;           // index into todo
+    uint64_t off, len;  // tensor-relative
+    bool block;
+  };
+  std::vector<Unit> units;
+  for (size_t k = 0; k < todo.size(); ++k) {
+    const TensorSpec& s = specs[todo[k]];
+    if (BlockPieceBytes(s, true, UINT64_MAX / 2)) {
+      for (uint64_t o = 0; o < s.length; o += s.block_bytes)
+        units.push_back({k, o, std::min(s.block_bytes, s.length - o), true});
+    } else if (s.xxh3) {
+      units.push_back({k, 0, s.length, false});
+    }
+  }
   const bool host = placement_ == Placement::kHost;
-  std::vector<Status> errs(todo.size());
-  if (!todo.empty() || host) {
+  std::vector<Status> errs(units.size());
+  if (!units.empty() || host) {
     std::atomic<size_t> next{0};
     std::vector<size_t> copy_idx(which.begin(), which.end());
     std::atomic<size_t> next_copy{0};
     pool_->Run([&](int) {
-      for (size_t k; (k = next.fetch_add(1)) < todo.size();) {
-        const TensorSpec& s = specs[todo[k]];
+      for (size_t u; (u = next.fetch_add(1)) < units.size();) {
+        const Unit& un = units[u];
+        const TensorSpec& s = specs[todo[un.k]];
         const auto* p = static_cast<const std::byte*>(resident_.at(s.path).map) + s.offset;
+        if (un.block) {
+          errs[u] = CheckBlocks(s, un.off, p + un.off, un.len);
+          continue;
+        }
         uint64_t h = XXH3_64bits(p, s.length);
         if (h != *s.xxh3) {
           char buf[96];
           std::snprintf(buf, sizeof buf, "checksum mismatch: XXH3 %016llx, expected %016llx",
                         (unsigned long long)h, (unsigned long long)*s.xxh3);
-          errs[k] = Status::Corruption(s.path + ": " + buf).WithContext(TensorCtx(s));
+          errs[u] = Status::Corruption(s.path + ": " + buf).WithContext(TensorCtx(s));
         }
       }
       if (!host) return;
@@ -452,8 +535,8 @@ Status Engine::LoadResident(std::span<const TensorSpec> specs, std::span<const s
       }
     });
   }
+  for (const Status& e : errs) HCT_RETURN_IF_ERROR(e);
   for (size_t k = 0; k < todo.size(); ++k) {
-    HCT_RETURN_IF_ERROR(errs[k]);
     const TensorSpec& s = specs[todo[k]];
     verified_.insert({s.path, s.offset, s.length});
     stats_.bytes_verified += s.length;
@@ -490,16 +573,23 @@ struct Engine::Piece {
 Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const size_t> which,
                            std::byte* base, const std::vector<uint64_t>& offs) {
   // Pieces: tensors in the given order, split at multiples of chunk_bytes in file-offset space so
-  // that the 4096-aligned cover of a piece always fits one ring slot.
+  // that the 4096-aligned cover of a piece always fits one ring slot. Tensors verified by block
+  // checksums are split at whole blocks from the tensor start instead (each piece verified alone).
   std::map<const OpenFile*, bool> direct;
   std::vector<Piece> pieces;
+  std::vector<uint64_t> block_piece(specs.size(), 0);
+  bool baton = false;  // some tensor is verified by one sequential XXH3 (in piece order)
   for (size_t i : which) {
     const TensorSpec& s = specs[i];
     const OpenFile* f = files_.at(s.path).get();
     if (!direct.count(f)) direct[f] = WantDirect(*f, specs, which);
     if (s.length == 0) continue;
+    block_piece[i] = BlockPieceBytes(s, opt_.verify, slot_bytes_);
+    if (!block_piece[i] && opt_.verify && s.xxh3) baton = true;
     for (uint64_t o = s.offset; o < s.offset + s.length;) {
-      uint64_t end = std::min(s.offset + s.length, (o / slot_bytes_ + 1) * slot_bytes_);
+      uint64_t end = block_piece[i]
+                         ? std::min(s.offset + s.length, o + block_piece[i])
+                         : std::min(s.offset + s.length, (o / slot_bytes_ + 1) * slot_bytes_);
       pieces.push_back({i, f, direct[f], o, end - o, base + offs[i] + (o - s.offset), o == s.offset,
                         end == s.offset + s.length});
       o = end;
@@ -519,11 +609,9 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
   Status first_err;
   std::atomic<int64_t> next{0};
   XXH3_state_t* hs = XXH3_createState();
-  uint64_t direct_bytes = 0, buffered_bytes = 0, verified_bytes = 0;
+  uint64_t direct_bytes = 0, buffered_bytes = 0;
+  std::atomic<uint64_t> verified_bytes{0};
   const int64_t np = int64_t(pieces.size());
-  bool baton = false;
-  if (opt_.verify)
-    for (size_t i : which) baton = baton || specs[i].xxh3.has_value();
 
   auto fail = [&](Status s) {
     std::lock_guard<std::mutex> l(mu);
@@ -560,11 +648,25 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
           st = ReadFully(p.file->fd, sbuf + (p.file_off - a0), p.n, p.n, p.file_off, s.path);
         if (!st.ok()) return fail(st.WithContext(TensorCtx(s)));
         data = sbuf + (p.file_off - a0);
+      } else if (block_piece[p.t]) {
+        // Block checksums: read and hash in small steps, each hashed while still in this core's
+        // cache, so verification costs no second pass over memory.
+        std::byte* to = gpu ? sbuf : p.dst;  // host placement: read straight into place
+        Status st = ReadAndCheckBlocks(p.file->fd, to, p.file_off, p.n, s);
+        if (!st.ok()) return fail(st);
+        verified_bytes += p.n;
+        data = to;
       } else {
         std::byte* to = gpu ? sbuf : p.dst;  // host placement: read straight into place
         Status st = ReadFully(p.file->fd, to, p.n, p.n, p.file_off, s.path);
         if (!st.ok()) return fail(st.WithContext(TensorCtx(s)));
         data = to;
+      }
+      if (block_piece[p.t] && p.direct) {
+        // Block checksums: this thread verifies what it read, before anything is copied out.
+        Status st = CheckBlocks(s, p.file_off - s.offset, data, p.n);
+        if (!st.ok()) return fail(st);
+        verified_bytes += p.n;
       }
       if (baton) {
         // Every piece passes the baton in order, so `hashed` counts a prefix of the pieces.
@@ -572,7 +674,7 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
         cv.wait(l, [&] { return abort || hashed == j; });
         if (abort) return;
         l.unlock();  // only the thread holding piece `hashed` touches the state
-        const bool h_on = opt_.verify && s.xxh3.has_value();
+        const bool h_on = opt_.verify && s.xxh3.has_value() && !block_piece[p.t];
         if (h_on && p.first) XXH3_64bits_reset(hs);
         if (h_on) XXH3_64bits_update(hs, data, p.n);
         Status bad;
@@ -612,7 +714,7 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
   XXH3_freeState(hs);
   stats_.bytes_o_direct += direct_bytes;
   stats_.bytes_buffered += buffered_bytes;
-  stats_.bytes_verified += verified_bytes;
+  stats_.bytes_verified += verified_bytes.load();
   HCT_RETURN_IF_ERROR(first_err);
   for (size_t i : which) {
     ++stats_.loads_one_shot;
@@ -654,6 +756,7 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
         s.path = s.hct->file->path();
         s.offset = 0;
         s.xxh3.reset();
+        s.block_xxh3.clear();
         ++fallbacks;
       }
     }
@@ -747,6 +850,7 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
         e.path = e.hct->file->path();
         e.offset = 0;
         e.xxh3.reset();
+        e.block_xxh3.clear();
         if (auto f = Open(e.path); !f.ok()) st = f.status().WithContext(TensorCtx(e));
       }
       res.clear();

@@ -351,6 +351,10 @@ TensorSpec SpecOfLocation(const TensorLocation& t, const std::shared_ptr<Cache>&
   s.offset = t.offset;
   s.length = t.length;
   s.xxh3 = t.xxh3;
+  if (!t.block_xxh3.empty()) {
+    s.block_xxh3 = t.block_xxh3;
+    s.block_bytes = kBlockHashBytes;
+  }
   s.dtype = t.dtype;
   for (uint64_t d : t.shape) s.shape.push_back(int64_t(d));
   s.layer = t.layer.value_or(-1);

@@ -36,6 +36,7 @@ class Stmt {
   Stmt& Bind(int i, const char* v) { return Bind(i, std::string_view(v)); }
   Stmt& Bind(int i, double v);
   Stmt& BindNull(int i);
+  Stmt& BindBlob(int i, const void* data, size_t bytes);
   Stmt& Bind(int i, std::optional<int> v) {
     return v ? Bind(i, static_cast<int64_t>(*v)) : BindNull(i);
   }
@@ -50,6 +51,11 @@ class Stmt {
     const unsigned char* p = sqlite3_column_text(s_, col);
     return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, col))
              : std::string();
+  }
+  std::string_view Blob(int col) const {
+    const void* p = sqlite3_column_blob(s_, col);
+    return p ? std::string_view(static_cast<const char*>(p), sqlite3_column_bytes(s_, col))
+             : std::string_view();
   }
   sqlite3_stmt* raw() const { return s_; }
 

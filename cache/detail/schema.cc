@@ -68,11 +68,18 @@ UPDATE files SET layer = (SELECT MIN(t.layer) FROM tensors t WHERE t.file_id = f
 CREATE INDEX tensors_by_layer ON tensors(model_id, layer, file_id, ord);
 )sql";
 
+// Version 2 -> 3: per-tensor block checksums (XXH3-64 of each kBlockHashBytes block from the
+// tensor start, little-endian u64s) so that readers verify pieces in parallel. Rows warmed before
+// have NULL: readers fall back to the whole-tensor xxh3.
+constexpr std::string_view kMigrate2To3 = R"sql(
+ALTER TABLE tensors ADD COLUMN block_xxh3 BLOB;
+)sql";
+
 struct Migration {
   int from;
   std::string_view sql;
 };
-constexpr Migration kMigrations[] = {{1, kMigrate1To2}};
+constexpr Migration kMigrations[] = {{1, kMigrate1To2}, {2, kMigrate2To3}};
 
 void LayerFn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
   const unsigned char* t = sqlite3_value_text(argv[0]);
@@ -110,8 +117,10 @@ Status ApplyStep(Db* db, std::string_view sql, int new_version) {
 
 std::string_view SchemaScript(int v) {
   static const std::string v2 = std::string(kSchemaV1) + std::string(kMigrate1To2);
+  static const std::string v3 = v2 + std::string(kMigrate2To3);
   if (v == 1) return kSchemaV1;
-  return v2;
+  if (v == 2) return v2;
+  return v3;
 }
 
 Status ConfigureConnection(Db* db, bool read_only) {

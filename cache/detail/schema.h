@@ -9,9 +9,9 @@
 namespace hct::detail {
 
 // PRAGMA user_version of the index this build writes.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
-// The full DDL of schema version `v` as first released (1 or 2); tests build old indexes from it.
+// The full DDL of schema version `v` as first released (1, 2 or 3); tests build old indexes from it.
 std::string_view SchemaScript(int v);
 
 // Sets the connection pragmas (WAL, foreign keys, synchronous) and registers hct_layer(name).

@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,13 @@ std::string FormatSize(uint64_t bytes);
 // "blocks." or "layer." ("model.layers.12.mlp.up_proj.weight" -> 12). nullopt otherwise.
 std::optional<int> LayerOfTensor(const std::string& name);
 
+// Block checksums: XXH3-64 of each kBlockHashBytes block of a tensor's bytes, counted from the
+// tensor's first byte (the last block may be shorter; an empty tensor has none). Stored per tensor
+// at warm time so that readers verify pieces of a tensor in parallel (docs/cache.md).
+inline constexpr uint64_t kBlockHashBytes = 8ull << 20;
+std::vector<uint64_t> BlockXxh3(std::span<const std::byte> bytes,
+                                uint64_t block_bytes = kBlockHashBytes);
+
 // Where one cached tensor is: bytes [offset, offset+length) of `path` (offset is from the start of
 // the file), as dtype/shape, with the XXH3-64 of exactly those bytes.
 struct TensorLocation {
@@ -53,6 +61,8 @@ struct TensorLocation {
   // HCT sources the container's tensor checksum (TensorEntry::decoded_xxh3).
   uint64_t source_xxh3 = 0;
   std::optional<int> layer;
+  // XXH3-64 of each kBlockHashBytes block (BlockXxh3); empty for rows warmed before schema 3.
+  std::vector<uint64_t> block_xxh3;
 };
 
 struct ModelInfo {

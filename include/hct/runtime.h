@@ -65,6 +65,12 @@ struct TensorSpec {
   uint64_t offset = 0;      // absolute file offset of the first byte
   uint64_t length = 0;      // bytes; must equal shape x dtype
   std::optional<uint64_t> xxh3;  // XXH3-64 of exactly those bytes; nullopt: nothing to verify
+  // Optional block checksums: XXH3-64 of each `block_bytes` block counted from the tensor's first
+  // byte (the last one may be shorter), as hct::BlockXxh3 computes them. When present (and the
+  // count matches), one-shot loads verify every piece on the thread that read it, in parallel,
+  // instead of one sequential XXH3 over the tensor (`xxh3` is then not recomputed).
+  std::vector<uint64_t> block_xxh3;
+  uint64_t block_bytes = 0;  // a multiple of 4096 when block_xxh3 is set
   DType dtype = DType::kU8;
   std::vector<int64_t> shape;
   int layer = -1;           // layer number, -1 for tensors outside the layers
@@ -84,8 +90,10 @@ enum class Placement { kHost, kDevice };
 
 struct RuntimeOptions {
   uint64_t staging_bytes = 256ull << 20;  // the pinned ring, in total
-  uint64_t chunk_bytes = 8ull << 20;      // one read / one copy; a multiple of 4096
-  int io_threads = 6;
+  // One read / one copy; a multiple of 4096. 16M: two 8 MiB checksum blocks per piece, and room
+  // for a block's O_DIRECT cover at unaligned offsets.
+  uint64_t chunk_bytes = 16ull << 20;
+  int io_threads = 12;  // page-cache reads scale to ~8-12 threads; block hashing adds CPU per piece
   int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;
   ODirectMode o_direct = ODirectMode::kAuto;

@@ -39,12 +39,15 @@ TEST(CacheIndex, FreshSchema) {
   {
     auto c = Cache::Open(t.path());
     ASSERT_TRUE(c.ok()) << c.status().ToString();
-    EXPECT_EQ((*c)->schema_version(), 2);
+    EXPECT_EQ((*c)->schema_version(), 3);
   }
   std::string db = t / "index.db";
-  EXPECT_EQ(Pragma(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(Pragma(db, "PRAGMA user_version"), "3");
   EXPECT_EQ(Pragma(db, "PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(Pragma(db, "SELECT group_concat(version) FROM schema_migrations"), "2");
+  EXPECT_EQ(Pragma(db, "SELECT group_concat(version) FROM schema_migrations"), "3");
+  EXPECT_EQ(Pragma(db, "SELECT count(*) FROM pragma_table_info('tensors') WHERE name = "
+                       "'block_xxh3' AND type = 'BLOB'"),
+            "1");
   EXPECT_EQ(Pragma(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                        "('models','files','tensors','config','tensors_by_name','tensors_by_layer')"),
             "6");
@@ -75,9 +78,9 @@ TEST(CacheIndex, MigratesFromVersion1) {
   std::ofstream(t / "entries/m/a.safetensors") << std::string(4104, 'x');
   auto c = Cache::Open(t.path());
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(Pragma(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(Pragma(db, "PRAGMA user_version"), "3");
   EXPECT_EQ(Pragma(db, "SELECT group_concat(version) FROM schema_migrations ORDER BY version"),
-            "1,2");
+            "1,2,3");
   auto layer = (*c)->TensorsOfLayer("m", 4);
   ASSERT_TRUE(layer.ok()) << layer.status().ToString();
   ASSERT_EQ(layer->size(), 1u);
@@ -85,6 +88,35 @@ TEST(CacheIndex, MigratesFromVersion1) {
   EXPECT_EQ((*layer)[0].offset, 4096u);
   EXPECT_EQ((*layer)[0].xxh3, 5u);
   EXPECT_EQ(Pragma(db, "SELECT layer FROM files WHERE id = 1"), "4");
+}
+
+TEST(CacheIndex, MigratesFromVersion2AddingBlockChecksums) {
+  TempDir t;
+  std::string db = t / "index.db";
+  ExecSql(db, std::string(detail::SchemaScript(2)) +
+                  "INSERT INTO schema_migrations VALUES(2, 0);"
+                  "PRAGMA user_version = 2;"
+                  "INSERT INTO models VALUES(1, 'm', '/src/m', 'safetensors', 0, 0);"
+                  "INSERT INTO files(id, model_id, path, group_key, source_file, source_size, "
+                  "source_mtime_ns, size, data_offset, warmed_at, layer) VALUES(1, 1, "
+                  "'entries/m/a.safetensors', 'a/L00004', '/src/m/a', 1, 1, 4104, 4096, 0, 4);"
+                  "INSERT INTO tensors(file_id, model_id, name, dtype, shape, offset, length, "
+                  "xxh3, source_xxh3, source_length, ord, layer) VALUES(1, 1, "
+                  "'model.layers.4.mlp.weight', 'F32', '[2]', 4096, 8, 5, 5, 8, 0, 4);");
+  testing::fs::create_directories(t / "entries/m");
+  std::ofstream(t / "entries/m/a.safetensors") << std::string(4104, 'x');
+  auto c = Cache::Open(t.path());
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ((*c)->schema_version(), 3);
+  EXPECT_EQ(Pragma(db, "PRAGMA user_version"), "3");
+  EXPECT_EQ(Pragma(db, "SELECT group_concat(version) FROM schema_migrations ORDER BY version"),
+            "2,3");
+  // Rows warmed before the migration have no block checksums; the whole XXH3 stays.
+  EXPECT_EQ(Pragma(db, "SELECT typeof(block_xxh3) FROM tensors"), "null");
+  auto loc = (*c)->LookupTensor("model.layers.4.mlp.weight");
+  ASSERT_TRUE(loc.ok()) << loc.status().ToString();
+  EXPECT_EQ(loc->xxh3, 5u);
+  EXPECT_TRUE(loc->block_xxh3.empty());
 }
 
 TEST(CacheIndex, NewerSchemaIsUnsupported) {

@@ -163,6 +163,47 @@ TEST(CacheWarm, BadSourceLeavesCacheUntouched) {
   EXPECT_EQ(c->Stat()->entries, 0u);
 }
 
+TEST(CacheWarm, StoresBlockChecksums) {
+  // One tensor of 2.5 blocks (the last one short), one smaller than a block, one empty.
+  TempDir t;
+  const uint64_t block = 8ull << 20;
+  std::vector<FakeTensor> ts = {
+      {"model.layers.0.big.weight", "U8", {block * 5 / 2}, RandomBytes(block * 5 / 2, 7)},
+      {"model.layers.0.small.weight", "F32", {3}, RandomBytes(12, 8)},
+      {"model.layers.0.empty.weight", "F32", {0}, {}}};
+  fs::create_directories(t / "src/blk");
+  WriteFakeSafetensors(t / "src/blk/model.safetensors", ts);
+  auto c = OpenOrDie(t / "cache");
+  auto r = c->Warm(t / "src/blk");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (const FakeTensor& ft : ts) {
+    auto loc = c->LookupTensor(ft.name);
+    ASSERT_TRUE(loc.ok()) << loc.status().ToString();
+    std::vector<uint64_t> want;  // computed here, independently of BlockXxh3
+    for (uint64_t o = 0; o < ft.bytes.size(); o += block)
+      want.push_back(XXH3_64bits(ft.bytes.data() + o, std::min<uint64_t>(block, ft.bytes.size() - o)));
+    EXPECT_EQ(loc->block_xxh3, want) << ft.name;
+  }
+  EXPECT_EQ(c->LookupTensor("model.layers.0.big.weight")->block_xxh3.size(), 3u);
+  // verify --deep checks the blocks in parallel and names the bad one, once per tensor.
+  auto big = c->LookupTensor("model.layers.0.big.weight");
+  auto v = c->Verify({.mode = VerifyMode::kDeep, .threads = 4});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->bytes_checked, block * 5 / 2 + 12);
+  FlipBit(big->path, big->offset + block + 100, 3);
+  FlipBit(big->path, big->offset + 2 * block + 100, 3);
+  v = c->Verify({.mode = VerifyMode::kDeep, .threads = 4});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_EQ(v->problems.size(), 1u);
+  EXPECT_EQ(v->problems[0].tensor, "model.layers.0.big.weight");
+  EXPECT_EQ(v->problems[0].detail.rfind("block ", 0), 0u) << v->problems[0].detail;
+  EXPECT_NE(v->problems[0].detail.find("index says"), std::string::npos);
+  EXPECT_EQ(BlockXxh3(std::span<const std::byte>(
+                reinterpret_cast<const std::byte*>(ts[0].bytes.data()), ts[0].bytes.size())),
+            big->block_xxh3);
+}
+
 TEST(CacheWarm, RealWeightsEndToEnd) {
   const char* env = std::getenv("HCT_WEIGHTS_DIR");
   std::string weights = env ? env : HCT_SOURCE_DIR "/../shared/weights";

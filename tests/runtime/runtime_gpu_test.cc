@@ -3,6 +3,9 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "hct/runtime.h"
@@ -158,6 +161,63 @@ TEST(GpuLoadTest, CorruptedEntryRefused) {
     ASSERT_FALSE(t.ok()) << "mode " << mode;
     EXPECT_EQ(t.status().code(), Code::kCorruption);
     EXPECT_NE(t.status().message().find(f.specs[9].name), std::string::npos);
+    EXPECT_TRUE((*rt)->Load(f.specs[8]).ok());
+  }
+}
+
+// Block checksums computed here (XXH3-64 of each `block` bytes of the tensor).
+void AddBlocks(test::TestFile& f, uint64_t block) {
+  for (size_t i = 0; i < f.specs.size(); ++i) {
+    TensorSpec& s = f.specs[i];
+    s.block_bytes = block;
+    s.block_xxh3.clear();
+    for (uint64_t o = 0; o < s.length; o += block)
+      s.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+  }
+}
+
+TEST_P(GpuLoad, BlockChecksumsEveryDTypeBitExact) {
+  REQUIRE_GPU();
+  auto f = MakeFile(TempDir("gpu_blocks") + "/a.bin", 300000, 15);
+  AddBlocks(f, 16 << 10);
+  uint64_t total = 0;
+  for (TensorSpec& s : f.specs) {
+    s.xxh3.reset();  // only the blocks verify
+    total += s.length;
+  }
+  auto o = SmallRing(GetParam() == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
+  o.chunk_bytes = 64 << 10;
+  o.staging_bytes = 4 * o.chunk_bytes;
+  o.io_threads = 4;
+  if (GetParam() == 2) o.resident_budget = 256ull << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  auto all = (*rt)->LoadMany(f.specs, s);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  for (size_t i = 0; i < f.specs.size(); ++i) EXPECT_EQ(ToHost((*all)[i]), f.bytes[i]);
+  EXPECT_EQ((*rt)->stats().bytes_verified, total);
+  cudaStreamDestroy(s);
+}
+
+TEST(GpuLoadTest, CorruptedBlockRefused) {
+  REQUIRE_GPU();
+  auto f = MakeFile(TempDir("gpu_corrupt_block") + "/a.bin", 200000, 16);
+  AddBlocks(f, 16 << 10);
+  test::FlipByte(f.path, f.specs[9].offset + 3 * (16 << 10) + 7);
+  for (int mode = 0; mode < 3; ++mode) {
+    auto o = SmallRing(mode == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
+    o.chunk_bytes = 64 << 10;
+    o.staging_bytes = 4 * o.chunk_bytes;
+    if (mode == 2) o.resident_budget = 64ull << 20;
+    auto rt = Runtime::Create(o);
+    ASSERT_TRUE(rt.ok());
+    auto t = (*rt)->Load(f.specs[9]);
+    ASSERT_FALSE(t.ok()) << "mode " << mode;
+    EXPECT_EQ(t.status().code(), Code::kCorruption);
+    EXPECT_NE(t.status().message().find("tensor '" + f.specs[9].name + "'"), std::string::npos);
+    EXPECT_NE(t.status().message().find("block 3 "), std::string::npos) << t.status().ToString();
     EXPECT_TRUE((*rt)->Load(f.specs[8]).ok());
   }
 }

@@ -39,6 +39,7 @@ TEST(HctLoadHost, MatchesCpuDecoder) {
   ASSERT_EQ(f.codecs.size(), f.descs.size()) << "could not build the test file";
   // The file covers every codec.
   EXPECT_NE(std::find(f.codecs.begin(), f.codecs.end(), "dctq-zstd"), f.codecs.end());
+  EXPECT_NE(std::find(f.codecs.begin(), f.codecs.end(), "dctq-huff"), f.codecs.end());
   EXPECT_NE(std::find(f.codecs.begin(), f.codecs.end(), "bytesplit-zstd"), f.codecs.end());
   EXPECT_NE(std::find(f.codecs.begin(), f.codecs.end(), "raw"), f.codecs.end());
 

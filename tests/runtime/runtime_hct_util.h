@@ -25,6 +25,7 @@ struct HctTensorDesc {
   Transform transform = Transform::kDct;
   int tile = 16;
   bool random_bytes = false;  // incompressible bytes (stored "raw")
+  Entropy entropy = Entropy::kHuffman;  // lossy: dctq-huff or dctq-zstd
 };
 
 struct HctTestFile {
@@ -74,7 +75,7 @@ inline std::vector<std::byte> IntData(DType dtype, uint64_t n, uint32_t seed) {
 // The mix the runtime must handle: lossy DCT (edge tiles, BF16/F16), lossy identity (F32, BF16),
 // lossless float (bytesplit), lossless ints, raw; several chunks per tensor.
 inline std::vector<HctTensorDesc> DefaultDescs() {
-  return {
+  std::vector<HctTensorDesc> d = {
       {"model.layers.0.self_attn.q_proj.weight", DType::kBF16, {70, 100}, true, Transform::kDct, 16},
       {"model.layers.0.mlp.up_proj.weight", DType::kF32, {48, 64}, true, Transform::kNone},
       {"model.layers.0.input_layernorm.weight", DType::kBF16, {256}, false},
@@ -84,6 +85,8 @@ inline std::vector<HctTensorDesc> DefaultDescs() {
       {"model.embed_tokens.idx", DType::kI32, {100, 7}, false},
       {"model.noise", DType::kU8, {3000}, false, Transform::kNone, 16, true},
   };
+  d[1].entropy = d[3].entropy = Entropy::kZstd;  // both lossy entropy stages
+  return d;
 }
 
 inline HctTestFile MakeHctFile(const std::string& path, std::vector<HctTensorDesc> descs,
@@ -106,6 +109,8 @@ inline HctTestFile MakeHctFile(const std::string& path, std::vector<HctTensorDes
     o.lossy_options.transform = d.transform;
     o.lossy_options.tile_r = o.lossy_options.tile_c = d.tile;
     o.lossy_options.max_error = 0.05;
+    o.lossy_options.entropy = d.entropy;
+    o.lossy_options.huff_substream = 256;  // several sub-streams per chunk
     o.lossy_options.chunk_symbols = chunk_symbols;  // several chunks per tensor
     o.lossless_options.chunk_bytes = 1024;
     auto enc = EncodeTensor({data, d.dtype, d.shape}, o);

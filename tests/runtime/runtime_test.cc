@@ -1,6 +1,9 @@
 // Runtime on the host path (force_host): the CPU fallback with the same checks the GPU tests make.
 #include <gtest/gtest.h>
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -16,6 +19,7 @@ namespace {
 using test::MakeFile;
 using test::SmallRing;
 using test::TempDir;
+using TestFileRef = test::TestFile&;
 
 void ExpectBytes(const LoadedTensor& t, const std::vector<unsigned char>& want) {
   ASSERT_EQ(t.bytes(), want.size()) << t.spec().name;
@@ -50,6 +54,97 @@ TEST_P(HostLoad, EveryDTypeBitExact) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, HostLoad,
                          ::testing::Values(ODirectMode::kOff, ODirectMode::kOn, ODirectMode::kAuto));
+
+// Block checksums computed here (not with hct::BlockXxh3): XXH3-64 of each `block` bytes.
+void AddBlocks(TestFileRef f, uint64_t block) {
+  for (size_t i = 0; i < f.specs.size(); ++i) {
+    TensorSpec& s = f.specs[i];
+    s.block_bytes = block;
+    s.block_xxh3.clear();
+    for (uint64_t o = 0; o < s.length; o += block)
+      s.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+  }
+}
+
+TEST_P(HostLoad, BlockChecksumsEveryDTypeBitExact) {
+  auto f = MakeFile(TempDir("blocks") + "/a.bin", 30000, 11);
+  AddBlocks(f, 4096);  // 4096-byte blocks fit the 8 KiB slots even at unaligned offsets
+  uint64_t total = 0;
+  for (TensorSpec& s : f.specs) {
+    s.xxh3.reset();  // only the blocks can verify
+    total += s.length;
+  }
+  auto rt = Runtime::Create(SmallRing(GetParam(), true));
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  auto all = (*rt)->LoadMany(f.specs);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  for (size_t i = 0; i < f.specs.size(); ++i) ExpectBytes((*all)[i], f.bytes[i]);
+  EXPECT_EQ((*rt)->stats().bytes_verified, total);
+  for (size_t i = 0; i < f.specs.size(); ++i) {
+    auto t = (*rt)->Load(f.specs[i]);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    ExpectBytes(*t, f.bytes[i]);
+  }
+  EXPECT_EQ((*rt)->stats().bytes_verified, 2 * total);
+}
+
+TEST(HostLoadTest, CorruptedBlockNamesTensorAndBlock) {
+  auto f = MakeFile(TempDir("corrupt_block") + "/a.bin", 40000, 12);
+  AddBlocks(f, 4096);
+  const TensorSpec& s = f.specs[9];
+  ASSERT_GT(s.length, 3u * 4096);
+  test::FlipByte(f.path, s.offset + 2 * 4096 + 5);
+  auto check = [&](const Status& st) {
+    EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+    EXPECT_NE(st.message().find("tensor '" + s.name + "'"), std::string::npos) << st.ToString();
+    EXPECT_NE(st.message().find("block 2 "), std::string::npos) << st.ToString();
+    EXPECT_NE(st.message().find(f.path), std::string::npos) << st.ToString();
+  };
+  for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
+    auto rt = Runtime::Create(SmallRing(od, true));
+    ASSERT_TRUE(rt.ok());
+    check((*rt)->Load(s).status());
+    check((*rt)->LoadMany(f.specs).status());
+    EXPECT_TRUE((*rt)->Load(f.specs[8]).ok());
+  }
+  // Resident mode verifies the blocks of a newly mapped file in parallel, the same way.
+  auto o = SmallRing(ODirectMode::kOff, true);
+  o.resident_budget = 64ull << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  check((*rt)->Load(s).status());
+  EXPECT_TRUE((*rt)->IsResident(f.path));
+  // verify off: the flipped byte comes through.
+  o.resident_budget = 0;
+  o.verify = false;
+  auto off = Runtime::Create(o);
+  ASSERT_TRUE(off.ok());
+  auto t = (*off)->Load(s);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_NE(std::memcmp(t->data(), f.bytes[9].data(), s.length), 0);
+}
+
+TEST(HostLoadTest, BlocksThatDoNotFitASlotFallBackToWholeHash) {
+  // 8 KiB blocks at unaligned offsets need a 12 KiB O_DIRECT cover: more than a slot. Then the
+  // whole-tensor XXH3 verifies (in piece order), and a bad block count is ignored the same way.
+  auto f = MakeFile(TempDir("blocks_fallback") + "/a.bin", 40000, 13);
+  AddBlocks(f, 8192);
+  f.specs[4].block_bytes = 4096;  // count no longer matches: ignored
+  const TensorSpec& s = f.specs[9];
+  test::FlipByte(f.path, s.offset + 5);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOn, true));
+  ASSERT_TRUE(rt.ok());
+  auto bad = (*rt)->Load(s);
+  EXPECT_EQ(bad.status().code(), Code::kCorruption);
+  EXPECT_NE(bad.status().message().find("checksum mismatch: XXH3"), std::string::npos)
+      << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("tensor '" + s.name + "'"), std::string::npos);
+  const uint64_t before = (*rt)->stats().bytes_verified;
+  auto good = (*rt)->Load(f.specs[4]);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  ExpectBytes(*good, f.bytes[4]);
+  EXPECT_EQ((*rt)->stats().bytes_verified - before, f.specs[4].length);
+}
 
 TEST(HostLoadTest, CallerMemory) {
   auto f = MakeFile(TempDir("caller") + "/a.bin", 20000, 2);
