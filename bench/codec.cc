@@ -1,4 +1,4 @@
-// Codec measurements (docs/hct-codecs.md): lossless ratios, lossy bits at the RTN INT4-g128
+// Codec measurements (docs/hct-format.md §5): lossless ratios, lossy bits at the RTN INT4-g128
 // error, encode/decode speed, zstd settings on real symbols, DCT matrix form vs FFTW.
 //
 //   hct_bench_codec --weights ../shared/weights [--what lossless,lossy,zstd,dct,chunks]

@@ -1,7 +1,8 @@
 // HCT -> GPU load benchmark: a Llama-70B-shaped layer (BF16, Gaussian-like weights; q/o
 // 8192x8192, k/v 1024x8192, gate/up 28672x8192, down 8192x28672, two norms; 1.59 GiB) written as
 // safetensors and encoded with the codec at an INT4-like error (lossy, transform none, default
-// chunking) into an HCT file. In one run it prints: the pinned cudaMemcpy ceiling, the raw
+// chunking) into two HCT files of the same symbols: entropy zstd ("dctq-zstd", CPU decode) and
+// huff ("dctq-huff", GPU decode). In one run it prints, for each: the pinned cudaMemcpy ceiling, the raw
 // one-shot warm load (runtime engine, page cache hot), the HCT -> GPU load from the page cache as
 // BF16-equivalent GB/s, cold loads (after drop_caches) raw vs HCT, the kernel-only time and the
 // CPU zstd decode rate of the decode pool. Medians of several runs. Cold runs need root.
@@ -157,10 +158,22 @@ int main(int argc, char** argv) {
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   namespace fs = std::filesystem;
   fs::remove_all(dir);
-  fs::create_directories(dir + "/hct");
+  fs::create_directories(dir);
   const std::string raw_path = dir + "/layer.safetensors";
-  const std::string hct_dir = dir + "/hct";
-  const std::string hct_path = hct_dir + "/layer.hct";
+  struct Variant {
+    const char* name;
+    hct::Entropy entropy;
+    std::string dir, path;
+    uint64_t bytes = 0;
+    double warm = 0, cold = 0;
+    int threads = 0;
+  };
+  std::vector<Variant> vars = {{"zstd", hct::Entropy::kZstd, dir + "/hct-zstd", ""},
+                               {"huff", hct::Entropy::kHuffman, dir + "/hct-huff", ""}};
+  for (Variant& va : vars) {
+    fs::create_directories(va.dir);
+    va.path = va.dir + "/layer.hct";
+  }
 
   // 1. The layer.
   const std::string p = "model.layers.0.";
@@ -206,15 +219,17 @@ int main(int argc, char** argv) {
   std::printf("raw safetensors written in %.1f s: %s\n", Now() - t0, raw_path.c_str());
 
   // 3. HCT: lossy (transform none, INT4-like error) for the matrices, lossless for the norms.
+  for (Variant& va : vars) {
   t0 = Now();
   double err_num = 0, err_den = 0;
   {
-    auto w = hct::HctWriter::Create(hct_path, true);
+    auto w = hct::HctWriter::Create(va.path, true);
     Die(w.status(), "create hct");
     hct::EncodeOptions eo;
     eo.lossy_options.mode = hct::RateMode::kMaxError;
     eo.lossy_options.max_error = max_error;
     eo.lossy_options.transform = hct::Transform::kNone;
+    eo.lossy_options.entropy = va.entropy;
     eo.parallel = hct::ThreadsParallelFor(threads);
     for (auto& t : ts) {
       std::vector<uint64_t> shape = t.rows == 1 ? std::vector<uint64_t>{t.cols}
@@ -239,18 +254,22 @@ int main(int argc, char** argv) {
     }
     Die(w->Finish(), "finish hct");
   }
-  const uint64_t hct_bytes = DirBytes(hct_dir);
-  std::printf("HCT written in %.1f s (%d threads): %.3f GiB = %.3f bytes/weight, rel err %.4f\n",
-              Now() - t0, threads, double(hct_bytes) / (1ull << 30), double(hct_bytes) / weights,
-              std::sqrt(err_num / err_den));
+  va.bytes = DirBytes(va.dir);
+  std::printf("HCT %s written in %.1f s (%d threads): %.3f GiB = %.3f bytes/weight, rel err %.4f\n",
+              va.name, Now() - t0, threads, double(va.bytes) / (1ull << 30),
+              double(va.bytes) / weights, std::sqrt(err_num / err_den));
+  }
   for (auto& t : ts) std::vector<uint16_t>().swap(t.data);
 
   auto raw_cat = hct::Catalog::FromSafetensors(raw_path);
   Die(raw_cat.status(), "raw catalog");
-  auto hct_cat = hct::Catalog::FromHct(hct_dir);
-  Die(hct_cat.status(), "hct catalog");
   const auto& raw_specs = raw_cat->tensors();
-  const auto& hct_specs = hct_cat->tensors();
+  std::vector<std::vector<hct::TensorSpec>> var_specs;
+  for (const Variant& va : vars) {
+    auto c = hct::Catalog::FromHct(va.dir);
+    Die(c.status(), "hct catalog");
+    var_specs.push_back(c->tensors());
+  }
 
   hct::RuntimeOptions base;
   auto env = hct::RuntimeOptions::FromEnv(base);
@@ -322,9 +341,13 @@ int main(int argc, char** argv) {
   }
 
   // 5. HCT -> GPU warm, BF16-equivalent.
-  ReadWhole(hct_path);
-  double hct_warm = 0;
-  int hct_threads = threads;
+  for (size_t vi = 0; vi < vars.size(); ++vi) {
+  Variant& va = vars[vi];
+  const auto& hct_specs = var_specs[vi];
+  ReadWhole(va.path);
+  double& hct_warm = va.warm;
+  int& hct_threads = va.threads;
+  hct_threads = threads;
   // (decode threads, stored-bytes checksum); the symbol checksum is always verified.
   std::vector<std::pair<int, bool>> dts = {{threads, true}};
   if (threads > 4) dts.push_back({threads - 2, true});
@@ -348,10 +371,11 @@ int main(int argc, char** argv) {
     const double dec_s = s1.hct_decode_thread_seconds - s0.hct_decode_thread_seconds;
     const double sym = double(weights) * runs;
     char label[96];
-    std::snprintf(label, sizeof label, "HCT -> %s warm load (BF16-equivalent)", gpu ? "GPU" : "host");
+    std::snprintf(label, sizeof label, "HCT %s -> %s warm load (BF16-equiv.)", va.name,
+                  gpu ? "GPU" : "host");
     std::printf("%-48s %7.2f GB/s  = %.2f x raw warm  (%d decode threads, stored checksum %s)\n",
                 label, Median(v), Median(v) / raw_warm, n, verify ? "on" : "off");
-    std::printf("  stored read %.2f GB/s; zstd decode %.2f G symbols/s per thread, %.2f G/s "
+    std::printf("  stored read %.2f GB/s; CPU decode %.2f G symbols/s per thread, %.2f G/s "
                 "pool-wide over the load; pinned ring %.0f MiB, device scratch %.0f MiB\n",
                 double(s1.bytes_hct_stored - s0.bytes_hct_stored) / wall / 1e9,
                 dec_s > 0 ? sym / dec_s / 1e9 : 0.0, sym / wall / 1e9,
@@ -359,11 +383,12 @@ int main(int argc, char** argv) {
                 double(s1.hct_device_scratch_bytes) / (1 << 20));
     if (verify && Median(v) > hct_warm) hct_warm = Median(v), hct_threads = n;
   }
+  }
 
 #if HCT_WITH_CUDA
   // 6. Kernel only: all symbols already on the GPU, one launch per lossy tensor.
   if (gpu) {
-    auto f = hct::HctFile::Open(hct_path);
+    auto f = hct::HctFile::Open(vars[0].path);
     Die(f.status(), "open hct");
     struct K {
       hct::DctqDecodeArgs a;
@@ -426,11 +451,89 @@ int main(int argc, char** argv) {
                 double(out_bytes) / (Median(v) * 1e-3) / 1e9, ks.size(),
                 ks.empty() ? 0 : (ks[0].a.symbol_type == hct::DType::kI8 ? 8 : 16));
     for (auto& k : ks) CK(cudaFree(k.sym));
+
+    // Huffman decode + dequantize from compressed bytes already on the GPU (dctq-huff file).
+    auto fh = hct::HctFile::Open(vars[1].path);
+    Die(fh.status(), "open hct huff");
+    struct HK {
+      hct::HuffDecodeArgs h;
+      hct::DctqDecodeArgs a;
+    };
+    std::vector<HK> hks;
+    std::vector<void*> bufs;
+    uint64_t hout = 0, hsym = 0, hstored = 0;
+    void* dsym = nullptr;
+    uint64_t max_chunk = 0;
+    for (const auto& e : fh->tensors())
+      for (const auto& ch : e.chunks) max_chunk = std::max(max_chunk, ch.decoded_size);
+    CK(cudaMalloc(&dsym, std::max<uint64_t>(max_chunk, 1) * 4));  // 4 chunks in flight
+    for (const auto& e : fh->tensors()) {
+      if (e.codec != hct::kCodecDctqHuff) continue;
+      auto dec = hct::ChunkDecoder::Create(e.codec, e.codec_params, e.dtype);
+      Die(dec.status(), "decoder");
+      const auto& q = dec->dctq();
+      for (size_t c = 0; c < e.chunks.size(); ++c) {
+        auto stored = fh->ReadChunk(e, c);
+        Die(stored.status(), "read chunk");
+        const auto& ch = e.chunks[c];
+        void* dp = nullptr;
+        CK(cudaMalloc(&dp, stored->size()));
+        CK(cudaMemcpy(dp, stored->data(), stored->size(), cudaMemcpyHostToDevice));
+        bufs.push_back(dp);
+        HK k;
+        k.h.payload = dp;
+        k.h.payload_bytes = stored->size();
+        k.h.symbols = ch.decoded_size;
+        k.h.substream = q.huff_substream;
+        k.h.out = static_cast<std::byte*>(dsym) + (hks.size() % 4) * max_chunk;
+        k.a.symbols = k.h.out;
+        k.a.symbol_type = hct::DType::kI8;
+        k.a.step = q.step;
+        k.a.rows = q.rows;
+        k.a.cols = q.cols;
+        k.a.row_begin = ch.elem_offset / q.cols;
+        k.a.row_end = k.a.row_begin + ch.elem_count / q.cols;
+        k.a.transform = q.dct ? hct::GpuTransform::kDct : hct::GpuTransform::kNone;
+        k.a.tile_rows = uint32_t(q.tile_r);
+        k.a.tile_cols = uint32_t(q.tile_c);
+        k.a.out_type = e.dtype;
+        k.a.out = static_cast<std::byte*>(dev) + hout;
+        hks.push_back(k);
+        hsym += ch.decoded_size;
+        hstored += stored->size();
+      }
+      hout += e.num_elements * 2;
+    }
+    std::vector<cudaStream_t> hs(4);
+    for (auto& x : hs) CK(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking));
+    for (int pass = 0; pass < 2; ++pass) {  // 0: Huffman only, 1: Huffman + dequantize
+      std::vector<double> hv;
+      for (int r = 0; r < runs + 1; ++r) {
+        CK(cudaDeviceSynchronize());
+        double a = Now();
+        for (size_t i = 0; i < hks.size(); ++i) {
+          Die(hct::LaunchHuffDecode(hks[i].h, hs[i % 4]), "huff launch");
+          if (pass == 1) Die(hct::LaunchDctqDecode(hks[i].a, hs[i % 4]), "launch");
+        }
+        CK(cudaDeviceSynchronize());
+        if (r > 0) hv.push_back(Now() - a);
+      }
+      std::printf("%-48s %7.3f ms = %.0f G symbols/s, %.0f GB/s of BF16 (%zu chunks, %.3f "
+                  "bits/symbol)\n",
+                  pass == 0 ? "kernel only (Huffman decode, 4 streams)"
+                            : "kernel only (Huffman + dequantize, 4 streams)",
+                  Median(hv) * 1e3, double(hsym) / Median(hv) / 1e9,
+                  double(hsym) * 2 / Median(hv) / 1e9, hks.size(),
+                  hsym ? double(hstored) * 8 / double(hsym) : 0.0);
+    }
+    for (auto& x : hs) CK(cudaStreamDestroy(x));
+    for (void* b : bufs) CK(cudaFree(b));
+    CK(cudaFree(dsym));
   }
 #endif
 
   // 7. Cold: after drop_caches.
-  double raw_cold = 0, hct_cold = 0;
+  double raw_cold = 0;
   if (!DropCaches()) {
     std::printf("cold runs skipped: cannot write /proc/sys/vm/drop_caches (need root)\n");
   } else {
@@ -448,9 +551,12 @@ int main(int argc, char** argv) {
       std::printf("%-48s %7.2f GB/s  (O_DIRECT bytes %.2f GB)\n", "raw cold load", raw_cold,
                   (*rt)->stats().bytes_o_direct / 1e9);
     }
-    {
+    for (size_t vi = 0; vi < vars.size(); ++vi) {
+      Variant& va = vars[vi];
+      const auto& hct_specs = var_specs[vi];
+      double& hct_cold = va.cold;
       hct::RuntimeOptions o = base;
-      o.decode_threads = hct_threads;
+      o.decode_threads = va.threads;
       auto rt = hct::Runtime::Create(o);
       Die(rt.status(), "runtime");
       std::vector<double> v;
@@ -461,17 +567,23 @@ int main(int argc, char** argv) {
       hct_cold = Median(v);
       std::printf("%-48s %7.2f GB/s  = %.2f x raw cold  (stored read at %.2f GB/s, O_DIRECT "
                   "bytes %.2f GB)\n",
-                  "HCT cold load (BF16-equivalent)", hct_cold, hct_cold / raw_cold,
-                  hct_cold * double(hct_bytes) / double(total),
+                  (std::string("HCT ") + va.name + " cold load (BF16-equivalent)").c_str(),
+                  hct_cold, hct_cold / raw_cold, hct_cold * double(va.bytes) / double(total),
                   (*rt)->stats().bytes_o_direct / 1e9);
     }
   }
-  std::printf("\nacceptance: HCT warm / raw one-shot warm = %.2f (>= 1.5: %s)", hct_warm / raw_warm,
-              hct_warm >= 1.5 * raw_warm ? "yes" : "NO");
-  if (raw_cold > 0)
-    std::printf("; HCT cold / raw cold = %.2f (>= 3: %s)", hct_cold / raw_cold,
-                hct_cold >= 3 * raw_cold ? "yes" : "NO");
-  std::printf("\n%s; %s\n", ProcStatus("VmLck").c_str(), ProcStatus("VmPin").c_str());
+  std::printf("\n");
+  for (const Variant& va : vars) {
+    std::printf("acceptance (%s, %.3f bytes/weight): HCT warm / raw one-shot warm = %.2f "
+                "(>= 1.5: %s)",
+                va.name, double(va.bytes) / weights, va.warm / raw_warm,
+                va.warm >= 1.5 * raw_warm ? "yes" : "NO");
+    if (raw_cold > 0)
+      std::printf("; HCT cold / raw cold = %.2f (>= 3: %s)", va.cold / raw_cold,
+                  va.cold >= 3 * raw_cold ? "yes" : "NO");
+    std::printf("\n");
+  }
+  std::printf("%s; %s\n", ProcStatus("VmLck").c_str(), ProcStatus("VmPin").c_str());
   if (!keep) fs::remove_all(dir);
   return 0;
 }

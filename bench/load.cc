@@ -209,7 +209,8 @@ int main(int argc, char** argv) {
       "dir", po::value(&dir)->default_value("/tmp/hct_bench_load"), "where to write the layer")(
       "runs", po::value(&runs)->default_value(5), "runs per warm figure (median)")(
       "cold-runs", po::value(&cold_runs)->default_value(3), "runs per cold figure (median)")(
-      "threads", po::value(&thread_set)->multitoken(), "I/O thread counts to try (default 4 8 12 16)")(
+      "threads", po::value(&thread_set)->multitoken(),
+      "I/O thread counts to try (default 4 8 12 16)")(
       "chunks", po::value(&chunk_set)->multitoken(), "piece sizes in MiB to try (default 8 16 32)")(
       "stagings", po::value(&staging_set)->multitoken(),
       "staging ring sizes in MiB to try; 0: 2 slots per thread (default 256 0)")(
@@ -267,7 +268,7 @@ int main(int argc, char** argv) {
       if (r > 0) v.push_back(gb / (Now() - a));
     }
     CK(cudaFreeHost(pin));
-    std::printf("%-44s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", Median(v));
+    std::printf("%-58s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", Median(v));
   }
 #endif
   if (!gpu) {
@@ -296,16 +297,16 @@ int main(int argc, char** argv) {
       char label[96];
       std::snprintf(label, sizeof label, "page cache -> pinned pread (%d thr, %lluM)", n,
                     (unsigned long long)c);
-      std::printf("%-48s %7.2f GB/s\n", label, Median(v));
+      std::printf("%-58s %7.2f GB/s\n", label, Median(v));
       if (Median(v) > best_pc) best_pc = Median(v), best_pc_at = label;
     }
-  std::printf("%-48s %7.2f GB/s  [%s]\n", "BEST page-cache pread", best_pc, best_pc_at.c_str());
+  std::printf("%-58s %7.2f GB/s  [%s]\n", "BEST page-cache pread", best_pc, best_pc_at.c_str());
   {
     // The same reads rotating through a 256 MiB ring (the engine's footprint, no DMA): shows
     // how much a large staging footprint alone costs.
     std::vector<double> v;
     for (int r = 0; r < sweep_runs; ++r) v.push_back(ReadRate(path, 8, false, 8 << 20, 256 << 20));
-    std::printf("%-48s %7.2f GB/s\n", "pread into a 256M ring (8 thr, 8M)", Median(v));
+    std::printf("%-58s %7.2f GB/s\n", "pread into a 256M ring (8 thr, 8M)", Median(v));
   }
 
   // Resident.
@@ -318,7 +319,7 @@ int main(int argc, char** argv) {
     std::vector<double> v;
     for (int r = 0; r < runs; ++r) v.push_back(timed_load(**rt));
     auto st = (*rt)->stats();
-    std::printf("%-44s %7.2f GB/s  (first load incl. register+verify: %.2f GB/s)%s\n",
+    std::printf("%-58s %7.2f GB/s  (first load incl. register+verify: %.2f GB/s)%s\n",
                 "resident load", Median(v), first,
                 st.resident_fallback.empty() ? "" : "  [FELL BACK to one-shot]");
     if (!st.resident_fallback.empty()) std::printf("  reason: %s\n", st.resident_fallback.c_str());
@@ -371,7 +372,7 @@ int main(int argc, char** argv) {
         if (staging > (1ull << 30)) continue;
         Point p{n, chunk, staging};
         double r = one_shot(p, true, true, sweep_runs, nullptr);
-        std::printf("%-48s %7.2f GB/s  = %.2f x pread same thr/size, %.2f x best pread\n",
+        std::printf("%-58s %7.2f GB/s  = %.2f x pread same thr/size, %.2f x best pread\n",
                     label_of(p, "verify blocks").c_str(), r, r / pc[{n, c}], r / best_pc);
         if (r > best_os) best_os = r, best = p;
       }
@@ -382,28 +383,31 @@ int main(int argc, char** argv) {
     double whole = one_shot(best, true, false, runs, nullptr);
     std::printf("BEST one-shot point: %d threads, %lluM pieces, %lluM ring\n", best.threads,
                 (unsigned long long)(best.chunk >> 20), (unsigned long long)(best.staging >> 20));
-    std::printf("%-48s %7.2f GB/s  = %.2f x best page-cache pread\n",
+    std::printf("%-58s %7.2f GB/s  = %.2f x best page-cache pread\n",
                 "one-shot warm load, verify on (blocks)", on, on / best_pc);
-    std::printf("%-48s %7.2f GB/s  = %.2f x best page-cache pread\n",
+    std::printf("%-58s %7.2f GB/s  = %.2f x best page-cache pread\n",
                 "one-shot warm load, verify off", off, off / best_pc);
-    std::printf("%-48s %7.2f GB/s  (verify cost %.1f%%)\n", "one-shot warm load, whole XXH3 only",
+    std::printf("%-58s %7.2f GB/s  (verify cost %.1f%%)\n", "one-shot warm load, whole XXH3 only",
                 whole, 100.0 * (1 - whole / off));
     std::printf("  block verification costs %.1f%% of throughput (<10%% keeps it on by default)\n",
                 100.0 * (1 - on / off));
-    std::printf("  staging ring %.0f MiB pinned; O_DIRECT bytes %.2f GB, buffered %.2f GB, "
-                "verified %.2f GB\n",
-                double(st.pinned_staging_bytes) / (1 << 20), st.bytes_o_direct / 1e9,
-                st.bytes_buffered / 1e9, st.bytes_verified / 1e9);
+    std::printf(
+        "  staging ring %.0f MiB pinned; O_DIRECT bytes %.2f GB, buffered %.2f GB, "
+        "verified %.2f GB\n",
+        double(st.pinned_staging_bytes) / (1 << 20), st.bytes_o_direct / 1e9,
+        st.bytes_buffered / 1e9, st.bytes_verified / 1e9);
     hct::RuntimeOptions d;  // library defaults (no env)
     Point def{d.io_threads, d.chunk_bytes, d.staging_bytes};
     const double dr = one_shot(def, true, true, runs, nullptr);
-    std::printf("%-48s %7.2f GB/s  = %.2f x best page-cache pread\n",
+    std::printf("%-58s %7.2f GB/s  = %.2f x best page-cache pread\n",
                 label_of(def, "DEFAULTS verify on").c_str(), dr, dr / best_pc);
   }
   const int best_threads = best.threads;
 
   // Cold: after drop_caches; next to the disk's O_DIRECT rate.
-  if (!DropCaches()) {
+  if (cold_runs <= 0) {
+    std::printf("cold runs skipped: --cold-runs 0\n");
+  } else if (!DropCaches()) {
     std::printf("cold runs skipped: cannot write /proc/sys/vm/drop_caches (need root)\n");
   } else {
     std::vector<double> disk;
@@ -411,7 +415,7 @@ int main(int argc, char** argv) {
       DropCaches();
       disk.push_back(ReadRate(path, 8, true));
     }
-    std::printf("%-44s %7.2f GB/s  (8 threads, 8 MiB)\n", "disk O_DIRECT read", Median(disk));
+    std::printf("%-58s %7.2f GB/s  (8 threads, 8 MiB)\n", "disk O_DIRECT read", Median(disk));
     for (bool verify : {true, false}) {
       hct::RuntimeOptions o = base;
       o.resident_budget = 0;
@@ -429,7 +433,7 @@ int main(int argc, char** argv) {
       auto st = (*rt)->stats();
       char label[96];
       std::snprintf(label, sizeof label, "cold load one-shot (verify %s)", verify ? "on" : "off");
-      std::printf("%-44s %7.2f GB/s  = %.2f x disk O_DIRECT  (O_DIRECT bytes %.2f GB)\n", label,
+      std::printf("%-58s %7.2f GB/s  = %.2f x disk O_DIRECT  (O_DIRECT bytes %.2f GB)\n", label,
                   Median(v), Median(v) / Median(disk), st.bytes_o_direct / 1e9);
     }
   }

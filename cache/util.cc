@@ -1,4 +1,6 @@
 // Cache location, sizes and the layer rule.
+#include <xxhash.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -7,8 +9,6 @@
 #include <string>
 
 #include "hct/cache.h"
-
-#include <xxhash.h>
 
 namespace hct {
 

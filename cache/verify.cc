@@ -101,18 +101,24 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
       ents.push_back({s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4),
                       static_cast<uint64_t>(s.Int(5))});
     }
-    HCT_ASSIGN_OR_RETURN(Stmt t, I->db->Prepare(
-        "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3, t.block_xxh3 FROM tensors t "
-        "JOIN files f ON f.id = t.file_id JOIN models m ON m.id = f.model_id "
-        "WHERE ?1 = '' OR m.name = ?1 ORDER BY t.file_id, t.offset"));
+    HCT_ASSIGN_OR_RETURN(
+        Stmt t,
+        I->db->Prepare(
+            "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3, t.block_xxh3 FROM tensors t "
+            "JOIN files f ON f.id = t.file_id JOIN models m ON m.id = f.model_id "
+            "WHERE ?1 = '' OR m.name = ?1 ORDER BY t.file_id, t.offset"));
     t.Bind(1, opt.model);
     while (true) {
       HCT_ASSIGN_OR_RETURN(bool row, t.Step());
       if (!row) break;
       auto it = idx.find(t.Int(0));
       if (it == idx.end()) continue;  // committed after our entry snapshot
-      items.push_back({it->second, t.Text(1), static_cast<uint64_t>(t.Int(2)),
-                       static_cast<uint64_t>(t.Int(3)), detail::I64ToU64(t.Int(4)), {}});
+      items.push_back({it->second,
+                       t.Text(1),
+                       static_cast<uint64_t>(t.Int(2)),
+                       static_cast<uint64_t>(t.Int(3)),
+                       detail::I64ToU64(t.Int(4)),
+                       {}});
       Item& item = items.back();
       std::string_view blob = t.Blob(5);
       if (!blob.empty() &&
@@ -210,10 +216,10 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
         if (!h.ok()) {
           report(h.status().ToString());
         } else if (*h != want) {
-          report((un.block < 0 ? std::string()
-                               : "block " + std::to_string(un.block) + " (bytes " +
-                                     std::to_string(un.off) + ".." +
-                                     std::to_string(un.off + un.len) + "): ") +
+          report((un.block < 0
+                      ? std::string()
+                      : "block " + std::to_string(un.block) + " (bytes " + std::to_string(un.off) +
+                            ".." + std::to_string(un.off + un.len) + "): ") +
                  "XXH3 " + Hex(*h) + ", index says " + Hex(want));
         }
         uint64_t d = done_bytes.fetch_add(un.len) + un.len;

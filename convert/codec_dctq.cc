@@ -1,5 +1,5 @@
 // Lossy codec "dctq-zstd": tiled DCT-II, one uniform quantization step per tensor, int8/int16
-// symbols stored in place of the tile, zstd per chunk of whole tile-rows (docs/hct-codecs.md).
+// symbols stored in place of the tile, zstd per chunk of whole tile-rows (docs/hct-format.md §5).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

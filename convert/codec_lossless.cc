@@ -1,4 +1,4 @@
-// Lossless codecs: "raw" and "bytesplit-zstd" (docs/hct-codecs.md).
+// Lossless codecs: "raw" and "bytesplit-zstd" (docs/hct-format.md §5).
 #include <cstring>
 #include <string>
 

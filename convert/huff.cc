@@ -1,5 +1,5 @@
 // "dctq-huff" payloads: canonical length-limited Huffman code, independent sub-streams
-// (convert/detail/huff.h, docs/hct-codecs.md).
+// (convert/detail/huff.h, docs/hct-format.md §5).
 #include "convert/detail/huff.h"
 
 #include <algorithm>
@@ -227,39 +227,42 @@ Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
   }
   const std::byte* words = p.data() + h.bits_offset;
   const uint64_t nwords = (h.total_bits + 31) / 32;
+  auto word = [&](uint64_t w) -> uint64_t { return w < nwords ? LoadU32(words + 4 * w) : 0; };
+  // The 64 bits from bit `pos` on (zeros past the last word), MSB first.
+  auto window = [&](uint64_t pos) {
+    const uint64_t w = pos / 32;
+    const int sh = int(pos % 32);
+    const uint64_t hi = word(w) << 32 | word(w + 1);
+    return sh ? hi << sh | word(w + 2) >> (32 - sh) : hi;
+  };
   uint64_t start = 0;
   for (uint32_t k = 0; k < h.nstreams; ++k) {
     const uint16_t size = LoadU16(p.data() + h.sizes_offset + 2 * k);
     const uint64_t end = start + size;
     const size_t b = size_t(k) * h.substream, e = std::min<size_t>(h.n, b + h.substream);
-    // buf holds nbuf valid bits, left-aligned; pos is the next bit to load.
-    uint64_t buf = 0, pos = start;
-    int nbuf = 0;
-    uint64_t used = 0;
-    for (size_t i = b; i < e; ++i) {
-      while (nbuf <= 32 && pos < end) {
-        const uint64_t w = pos / 32;
-        const int skip = int(pos % 32);
-        const uint32_t word = w < nwords ? LoadU32(words + 4 * w) : 0;
-        const int take = int(std::min<uint64_t>(32 - skip, end - pos));
-        const uint64_t bits = (uint64_t(uint32_t(word << skip)) >> (32 - take));
-        buf |= bits << (64 - nbuf - take);
-        nbuf += take;
-        pos += take;
+    // Five codes of at most 11 bits per 64-bit window; a code running past the sub-stream's
+    // end is caught by the position check after the window.
+    uint64_t pos = start;
+    for (size_t i = b; i < e;) {
+      const uint64_t win = window(pos);
+      const size_t stop = std::min(e, i + 5);
+      int used = 0;
+      for (; i < stop; ++i) {
+        const uint16_t t = table[(win << used) >> (64 - L)];
+        if (t == 0xFFFF)
+          return Status::Corruption("huffman sub-stream " + std::to_string(k) +
+                                    ": invalid code at symbol " + std::to_string(i));
+        out[i] = int8_t(uint8_t(t & 0xFF));
+        used += t >> 8;
       }
-      const uint16_t t = table[buf >> (64 - L)];
-      const int l = t >> 8;
-      if (t == 0xFFFF || l > nbuf)
+      pos += used;
+      if (pos > end)
         return Status::Corruption("huffman sub-stream " + std::to_string(k) +
-                                  ": invalid code at symbol " + std::to_string(i));
-      out[i] = int8_t(uint8_t(t & 0xFF));
-      buf <<= l;
-      nbuf -= l;
-      used += l;
+                                  " runs past its size");
     }
-    if (used != size)
+    if (pos != end)
       return Status::Corruption("huffman sub-stream " + std::to_string(k) + " has " +
-                                std::to_string(size - used) + " unused bits");
+                                std::to_string(end - pos) + " unused bits");
     start = end;
   }
   return Status::OK();

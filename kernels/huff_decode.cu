@@ -1,5 +1,5 @@
 // "dctq-huff" payload -> int8 symbols on the GPU (LaunchHuffDecode, include/hct/kernels.h;
-// format: docs/hct-codecs.md). One thread decodes one sub-stream; a block of kThreads threads
+// format: docs/hct-format.md §5). One thread decodes one sub-stream; a block of kThreads threads
 // shares a 2048-entry decode table in shared memory, built from the 256 code lengths by the
 // block itself (so the CPU only reads and checksums the stored bytes).
 //

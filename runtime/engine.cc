@@ -428,7 +428,7 @@ static uint64_t BlockPieceBytes(const TensorSpec& s, bool verify, uint64_t slot_
 }
 
 static std::string BlockMismatch(const TensorSpec& s, uint64_t b, uint64_t from, uint64_t to,
-                          uint64_t h) {
+                                 uint64_t h) {
   char buf[160];
   std::snprintf(buf, sizeof buf,
                 "checksum mismatch in block %llu (bytes %llu..%llu of the tensor): XXH3 %016llx, "
@@ -452,8 +452,8 @@ static Status ReadAndCheckBlocks(int fd, std::byte* dst, uint64_t file_off, uint
     XXH3_64bits_reset(state.get());
     for (uint64_t k = 0; k < len; k += kHashStep) {
       const uint64_t step = std::min(kHashStep, len - k);
-      HCT_RETURN_IF_ERROR(
-          ReadFully(fd, dst + o + k, step, step, file_off + o + k, s.path).WithContext(TensorCtx(s)));
+      HCT_RETURN_IF_ERROR(ReadFully(fd, dst + o + k, step, step, file_off + o + k, s.path)
+                              .WithContext(TensorCtx(s)));
       XXH3_64bits_update(state.get(), dst + o + k, step);
     }
     const uint64_t h = XXH3_64bits_digest(state.get());
@@ -466,7 +466,8 @@ static Status ReadAndCheckBlocks(int fd, std::byte* dst, uint64_t file_off, uint
 }
 
 // Verifies bytes [tensor_off, tensor_off + n) of `s` (tensor_off on a block boundary).
-static Status CheckBlocks(const TensorSpec& s, uint64_t tensor_off, const std::byte* data, uint64_t n) {
+static Status CheckBlocks(const TensorSpec& s, uint64_t tensor_off, const std::byte* data,
+                          uint64_t n) {
   for (uint64_t o = 0; o < n; o += s.block_bytes) {
     const uint64_t len = std::min(s.block_bytes, n - o);
     const uint64_t b = (tensor_off + o) / s.block_bytes;

@@ -2,7 +2,8 @@
 # HCT -> GPU load benchmark on the GPU machine, in one command (< 4 minutes):
 #   scripts/bench_hct_load.sh [BUILD_DIR]    (default build-gpu, built with -DHCT_BUILD_BENCH=ON)
 # Generates a Llama-70B-shaped BF16 layer (1.59 GiB), writes it as safetensors and encodes it
-# (lossy, transform none, max_error 0.118: INT4-like) into an HCT file, then prints in one run:
+# (lossy, transform none, max_error 0.118: INT4-like) into two HCT files (entropy zstd: CPU
+# decode; entropy huff: GPU Huffman decode), then prints in one run, for each:
 # the pinned cudaMemcpy ceiling, raw one-shot warm load, HCT -> GPU warm load (BF16-equivalent
 # GB/s) and its ratio to raw, the kernel-only time, cold raw vs HCT (after drop_caches, needs
 # root) and the CPU zstd decode rate of the decode pool. Medians of several runs.

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Load benchmark on the GPU machine, in one command (~2-4 minutes):
-#   scripts/bench_load.sh [BUILD_DIR]      (default build-gpu, built with -DHCT_BUILD_BENCH=ON)
-# Prints: pinned cudaMemcpy ceiling, resident / one-shot warm / cold load GB/s of a
-# Llama-70B-shaped layer next to the page-cache pread and O_DIRECT disk rates of the same run,
-# locked/pinned memory, then the torch + safetensors baseline on the same file (hot and cold).
+#   scripts/bench_load.sh [BUILD_DIR [hct_bench_load flags...]]   (default build-gpu, built with
+#   -DHCT_BUILD_BENCH=ON; flags e.g. --threads 8 12 --chunks 16 --stagings 256)
+# Prints: pinned cudaMemcpy ceiling; page-cache pread rate at every thread count / piece size the
+# loads use (and the best); resident load; a one-shot warm sweep (threads x piece size x ring,
+# block verification on) with each point's ratio to pread, then at the best point verify on /
+# off / whole-XXH3-only and the library defaults; cold loads next to the O_DIRECT disk rate;
+# locked/pinned memory; then the torch + safetensors baseline on the same file (hot and cold).
 # Writes the log to $OUT/bench_load.log when OUT is set.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
+shift || true
 dir=${HCT_BENCH_DIR:-/tmp/hct_bench_load}
 log=${OUT:-/tmp}/bench_load.log
 bin="$build/bench/hct_bench_load"
@@ -16,7 +20,8 @@ bin="$build/bench/hct_bench_load"
   echo "== hct_bench_load ($(date -u +%FT%TZ), $(nproc) cores)"
   nvidia-smi --query-gpu=name,pcie.link.gen.max,pcie.link.width.max --format=csv,noheader 2>/dev/null
   echo "ulimit -l: $(ulimit -l)"
-  "$bin" --dir "$dir" --keep --runs "${HCT_BENCH_RUNS:-5}" --cold-runs "${HCT_BENCH_COLD_RUNS:-3}"
+  "$bin" --dir "$dir" --keep --runs "${HCT_BENCH_RUNS:-5}" --cold-runs "${HCT_BENCH_COLD_RUNS:-3}" \
+    --sweep-runs "${HCT_BENCH_SWEEP_RUNS:-3}" "$@"
   echo "== torch + safetensors baseline (load_file(device='cuda'), same file)"
   PYTHONUNBUFFERED=1 python3 - "$dir/llama70b_layer.safetensors" <<'PY'
 import os, statistics, sys, time

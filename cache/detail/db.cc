@@ -21,8 +21,8 @@ Stmt& Stmt::Bind(int i, double v) {
 }
 Stmt& Stmt::BindBlob(int i, const void* data, size_t bytes) {
   if (bind_status_.ok())
-    bind_status_ = HCT_CALL_STATUS(
-        sqlite, sqlite3_bind_blob64(s_, i, data, bytes, SQLITE_TRANSIENT));
+    bind_status_ =
+        HCT_CALL_STATUS(sqlite, sqlite3_bind_blob64(s_, i, data, bytes, SQLITE_TRANSIENT));
   return *this;
 }
 Stmt& Stmt::BindNull(int i) {

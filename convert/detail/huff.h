@@ -1,5 +1,5 @@
 // Canonical, length-limited Huffman coding of int8 symbols in independent sub-streams: the
-// "dctq-huff" chunk payload (docs/hct-codecs.md, "dctq-huff"), shared by the encoder, the CPU
+// "dctq-huff" chunk payload (docs/hct-format.md §5, "dctq-huff"), shared by the encoder, the CPU
 // reference decoder and (layout constants) the GPU kernel's host-side checks.
 #pragma once
 

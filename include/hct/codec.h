@@ -1,5 +1,5 @@
 // hct/codec.h: the HCT codecs on in-memory buffers: encoders, CPU reference decoders, quality
-// metrics, the lossless/lossy policy and the RTN baselines (spec: docs/hct-codecs.md).
+// metrics, the lossless/lossy policy and the RTN baselines (spec: docs/hct-format.md §5).
 //
 // A tensor is encoded into independently decodable chunks plus one params JSON object:
 //

@@ -76,7 +76,7 @@ struct BytePlaneMergeArgs {
 Status ValidateBytePlaneMerge(const BytePlaneMergeArgs& a);
 
 // Decodes one "dctq-huff" chunk payload (canonical length-limited Huffman code in independent
-// sub-streams, docs/hct-codecs.md) into its int8 symbols, one GPU thread per sub-stream; then
+// sub-streams, docs/hct-format.md §5) into its int8 symbols, one GPU thread per sub-stream; then
 // LaunchDctqDecode turns the symbols into weights. Every read is bounded by payload_bytes and
 // every write by `symbols`, whatever the payload holds. Corrupt input leaves the output
 // undefined and ORs kHuffError* bits into *error (when non-null; the caller zeroes it and reads

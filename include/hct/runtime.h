@@ -90,9 +90,9 @@ enum class Placement { kHost, kDevice };
 
 struct RuntimeOptions {
   uint64_t staging_bytes = 256ull << 20;  // the pinned ring, in total
-  // One read / one copy; a multiple of 4096. 16M: two 8 MiB checksum blocks per piece, and room
-  // for a block's O_DIRECT cover at unaligned offsets.
-  uint64_t chunk_bytes = 16ull << 20;
+  // One read / one copy; a multiple of 4096. Block checksums (8 MiB in the cache) are verified
+  // per piece when a block fits a slot: 8M does for 4096-aligned tensors (cache entries).
+  uint64_t chunk_bytes = 8ull << 20;
   int io_threads = 12;  // page-cache reads scale to ~8-12 threads; block hashing adds CPU per piece
   int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;

@@ -146,7 +146,7 @@ TEST_F(CacheCli, WarmLsStatJsonHaveTheDocumentedFields) {
   EXPECT_EQ(st["tensors"], model_.all.size());
   EXPECT_EQ(st["bytes"].get<uint64_t>(), sum);
   EXPECT_TRUE(st["max_size"].is_null());
-  EXPECT_EQ(st["schema_version"], 2);
+  EXPECT_EQ(st["schema_version"], 3);
 
   // Plain output is for people, but names the model.
   CliResult plain = C({"ls"});

@@ -181,7 +181,8 @@ TEST(CacheWarm, StoresBlockChecksums) {
     ASSERT_TRUE(loc.ok()) << loc.status().ToString();
     std::vector<uint64_t> want;  // computed here, independently of BlockXxh3
     for (uint64_t o = 0; o < ft.bytes.size(); o += block)
-      want.push_back(XXH3_64bits(ft.bytes.data() + o, std::min<uint64_t>(block, ft.bytes.size() - o)));
+      want.push_back(
+          XXH3_64bits(ft.bytes.data() + o, std::min<uint64_t>(block, ft.bytes.size() - o)));
     EXPECT_EQ(loc->block_xxh3, want) << ft.name;
   }
   EXPECT_EQ(c->LookupTensor("model.layers.0.big.weight")->block_xxh3.size(), 3u);

@@ -2,7 +2,6 @@
 // layer streaming with prefetch, corrupted entries refused, DLPack on kDLCUDA. Skips without GPU.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
-
 #include <xxhash.h>
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // Runtime on the host path (force_host): the CPU fallback with the same checks the GPU tests make.
-#include <gtest/gtest.h>
+#include "hct/runtime.h"
 
+#include <gtest/gtest.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -9,7 +10,6 @@
 #include <set>
 
 #include "hct/hct.h"
-#include "hct/runtime.h"
 #include "hct/safetensors.h"
 #include "runtime/runtime_test_util.h"
 
