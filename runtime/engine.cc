@@ -440,9 +440,11 @@ static std::string BlockMismatch(const TensorSpec& s, uint64_t b, uint64_t from,
 
 // Reads bytes [file_off, file_off + n) of `s` (buffered fd; file_off - s.offset on a block
 // boundary) into dst, hashing each kHashStep step right after its read, while it is in cache.
+// `after(done)` runs after each step with the bytes of the piece read (and hashed) so far.
 static Status ReadAndCheckBlocks(int fd, std::byte* dst, uint64_t file_off, uint64_t n,
-                                 const TensorSpec& s) {
-  constexpr uint64_t kHashStep = 512 << 10;
+                                 const TensorSpec& s, uint64_t copy_step,
+                                 const std::function<Status(uint64_t)>& after) {
+  const uint64_t kHashStep = copy_step ? copy_step : 512 << 10;
   thread_local std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
                                                                               &XXH3_freeState);
   if (!state) return Status::ResourceExhausted("XXH3_createState");
@@ -455,6 +457,7 @@ static Status ReadAndCheckBlocks(int fd, std::byte* dst, uint64_t file_off, uint
       HCT_RETURN_IF_ERROR(ReadFully(fd, dst + o + k, step, step, file_off + o + k, s.path)
                               .WithContext(TensorCtx(s)));
       XXH3_64bits_update(state.get(), dst + o + k, step);
+      if (copy_step) HCT_RETURN_IF_ERROR(after(o + k + step).WithContext(TensorCtx(s)));
     }
     const uint64_t h = XXH3_64bits_digest(state.get());
     const uint64_t b = (t0 + o) / s.block_bytes;
@@ -640,6 +643,23 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
         if (!st.ok()) return fail(st.WithContext(TensorCtx(s)));
       }
 #endif
+      // Copy steps (GPU, buffered): the copy of bytes [enq, done) of the piece is enqueued as soon
+      // as they are read; the slot's event is recorded after the last one.
+      const uint64_t cstep = gpu && !p.direct ? opt_.copy_step_bytes : 0;
+      uint64_t enq = 0;
+      auto copy_upto = [&](uint64_t done) -> Status {
+#if HCT_WITH_CUDA
+        if (done > enq) {
+          auto cs = static_cast<cudaStream_t>(streams_[size_t(j) % streams_.size()]);
+          HCT_CHECK(cuda, cudaMemcpyAsync(p.dst + enq, sbuf + enq, done - enq,
+                                          cudaMemcpyHostToDevice, cs));
+          enq = done;
+        }
+#else
+        (void)done;
+#endif
+        return Status::OK();
+      };
       const std::byte* data;
       if (p.direct) {
         const uint64_t a0 = AlignDown(p.file_off);
@@ -653,14 +673,19 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
         // Block checksums: read and hash in small steps, each hashed while still in this core's
         // cache, so verification costs no second pass over memory.
         std::byte* to = gpu ? sbuf : p.dst;  // host placement: read straight into place
-        Status st = ReadAndCheckBlocks(p.file->fd, to, p.file_off, p.n, s);
+        Status st = ReadAndCheckBlocks(p.file->fd, to, p.file_off, p.n, s, cstep, copy_upto);
         if (!st.ok()) return fail(st);
         verified_bytes += p.n;
         data = to;
       } else {
         std::byte* to = gpu ? sbuf : p.dst;  // host placement: read straight into place
-        Status st = ReadFully(p.file->fd, to, p.n, p.n, p.file_off, s.path);
-        if (!st.ok()) return fail(st.WithContext(TensorCtx(s)));
+        const uint64_t step = cstep ? cstep : p.n;
+        for (uint64_t k = 0; k < p.n; k += step) {
+          const uint64_t len = std::min(step, p.n - k);
+          Status st = ReadFully(p.file->fd, to + k, len, len, p.file_off + k, s.path);
+          if (st.ok() && cstep) st = copy_upto(k + len);
+          if (!st.ok()) return fail(st.WithContext(TensorCtx(s)));
+        }
         data = to;
       }
       if (block_piece[p.t] && p.direct) {
@@ -698,7 +723,9 @@ Status Engine::LoadOneShot(std::span<const TensorSpec> specs, std::span<const si
 #if HCT_WITH_CUDA
       if (gpu) {
         auto st = static_cast<cudaStream_t>(streams_[size_t(j) % streams_.size()]);
-        Status c = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(p.dst, data, p.n, cudaMemcpyHostToDevice, st));
+        Status c = cstep ? copy_upto(p.n)
+                         : HCT_CALL_STATUS(
+                               cuda, cudaMemcpyAsync(p.dst, data, p.n, cudaMemcpyHostToDevice, st));
         if (c.ok())
           c = HCT_CALL_STATUS(cuda,
                               cudaEventRecord(static_cast<cudaEvent_t>(slot_events_[slot]), st));

@@ -33,10 +33,15 @@ for s in $sections; do
       [ -n "${HCT_WEIGHTS_DIR:-}" ] && run st_py_weights python3 scripts/check_safetensors_py.py --compare /tmp/st-out/weights "$HCT_WEIGHTS_DIR"
       ;;
     cache)
+      # Warm a safetensors model and an HCT model, then read every entry back with the Python
+      # safetensors library onto the GPU. Sources: $HCT_CACHE_SRC (safetensors folder) and
+      # $HCT_CACHE_HCT (HCT folder); defaults: the safetensors section's round-trip file.
       rm -rf /tmp/hct-cache-check
-      src=${HCT_WEIGHTS_DIR:-}/kdoc-lm-25m
-      [ -d "$src" ] || src=/tmp/st-out/roundtrip
-      run cache_warm "$build/cache/hct-cache" --cache-dir /tmp/hct-cache-check warm "$src"
+      src=${HCT_CACHE_SRC:-/tmp/st-out/roundtrip}
+      run cache_warm bash -c "'$build/cache/hct-cache' --cache-dir /tmp/hct-cache-check warm '$src' &&
+        { [ -z '${HCT_CACHE_HCT:-}' ] || '$build/cache/hct-cache' --cache-dir /tmp/hct-cache-check warm '${HCT_CACHE_HCT:-}'; } &&
+        '$build/cache/hct-cache' --cache-dir /tmp/hct-cache-check verify --deep &&
+        '$build/cache/hct-cache' --cache-dir /tmp/hct-cache-check ls"
       run cache_py python3 -c "
 import glob, safetensors.torch as s
 fs = sorted(glob.glob('/tmp/hct-cache-check/entries/**/*.safetensors', recursive=True))

@@ -10,8 +10,9 @@
 //    ring of pinned staging buffers allocated once (staging_bytes), each chunk copied to the GPU
 //    with cudaMemcpyAsync on `streams` internal streams while the next chunks are read. Pinned
 //    memory stays within the ring whatever the model size.
-// Checksums (XXH3-64 of the tensor bytes, when the spec has one) are verified on the way; a
-// mismatch is Code::kCorruption naming the tensor and no handle is handed out.
+// Checksums are verified on the way: block checksums (TensorSpec::block_xxh3) by each I/O thread
+// for the pieces it read, in parallel; otherwise the whole-tensor XXH3-64 (TensorSpec::xxh3) in
+// piece order. A mismatch is Code::kCorruption naming the tensor and no handle is handed out.
 //
 // Ordering: Load() returns once every copy is enqueued (the file reads of a one-shot load are done
 // by then; the DMA may still run). The handle's event is recorded on the caller's stream after
@@ -27,7 +28,7 @@
 // FromHct with a cache) are leased while loading and while loaded, and their reads recorded.
 //
 // Settings (RuntimeOptions::FromEnv): HCT_STAGING_BYTES, HCT_CHUNK_BYTES, HCT_IO_THREADS,
-// HCT_DECODE_THREADS, HCT_STREAMS, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off,
+// HCT_DECODE_THREADS, HCT_STREAMS, HCT_COPY_STEP, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off,
 // HCT_RESIDENT_BUDGET, HCT_DEVICE, HCT_FORCE_HOST=1. Sizes take "64M", "1G", "4096" (powers of
 // 1024). See docs/runtime.md.
 //
@@ -96,6 +97,10 @@ struct RuntimeOptions {
   int io_threads = 12;  // page-cache reads scale to ~8-12 threads; block hashing adds CPU per piece
   int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;
+  // GPU one-shot, buffered reads: when > 0, each piece is read in steps of this many bytes and
+  // each step's copy is enqueued right after its read (while the step is in the CPU cache, and
+  // overlapping the rest of the read); 0: one copy per piece once it is read.
+  uint64_t copy_step_bytes = 0;
   ODirectMode o_direct = ODirectMode::kAuto;
   bool verify = true;
   uint64_t resident_budget = 0;  // bytes of files to keep mapped + registered; 0: no resident mode

@@ -197,6 +197,22 @@ TEST_P(GpuLoad, BlockChecksumsEveryDTypeBitExact) {
   ASSERT_TRUE(all.ok()) << all.status().ToString();
   for (size_t i = 0; i < f.specs.size(); ++i) EXPECT_EQ(ToHost((*all)[i]), f.bytes[i]);
   EXPECT_EQ((*rt)->stats().bytes_verified, total);
+  // Copy steps: 64K copies enqueued as each step is read, inside 240K pieces.
+  o.chunk_bytes = 256 << 10;
+  o.staging_bytes = 4 * o.chunk_bytes;
+  o.copy_step_bytes = 64 << 10;
+  auto rt2 = Runtime::Create(o);
+  ASSERT_TRUE(rt2.ok()) << rt2.status().ToString();
+  auto again = (*rt2)->LoadMany(f.specs, s);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  for (size_t i = 0; i < f.specs.size(); ++i) EXPECT_EQ(ToHost((*again)[i]), f.bytes[i]);
+  EXPECT_EQ((*rt2)->stats().bytes_verified, total);
+  // Without checksums too (the plain buffered path in steps).
+  std::vector<TensorSpec> plain = f.specs;
+  for (TensorSpec& p : plain) p.block_xxh3.clear();
+  auto raw = (*rt2)->LoadMany(plain, s);
+  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
+  for (size_t i = 0; i < f.specs.size(); ++i) EXPECT_EQ(ToHost((*raw)[i]), f.bytes[i]);
   cudaStreamDestroy(s);
 }
 

@@ -341,6 +341,15 @@ TEST(RuntimeOptionsTest, FromEnv) {
   EXPECT_EQ(RuntimeOptions::FromEnv().status().code(), Code::kInvalidArgument);
   for (const char* k : {"HCT_STAGING_BYTES", "HCT_IO_THREADS", "HCT_VERIFY", "HCT_RESIDENT_BUDGET"})
     unsetenv(k);
+  setenv("HCT_COPY_STEP", "1M", 1);
+  auto step = RuntimeOptions::FromEnv();
+  ASSERT_TRUE(step.ok()) << step.status().ToString();
+  EXPECT_EQ(step->copy_step_bytes, 1ull << 20);
+  setenv("HCT_COPY_STEP", "4K", 1);  // below 64K: a copy per page would be all overhead
+  auto small = RuntimeOptions::FromEnv();
+  EXPECT_EQ(small.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(small.status().message().find("copy_step_bytes"), std::string::npos);
+  unsetenv("HCT_COPY_STEP");
 }
 
 // A safetensors file through the Catalog and the C API.
