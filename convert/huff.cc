@@ -143,10 +143,11 @@ Status HuffEncode(std::span<const int8_t> symbols, uint32_t substream,
   std::vector<uint32_t> words;
   uint64_t acc = 0;  // pending bits, right-aligned
   int nacc = 0;
+  // Sub-stream k holds symbols k, k + S, k + 2S, ... (S = nstreams; interleaved so that GPU
+  // threads decoding adjacent sub-streams write adjacent bytes).
   for (uint32_t k = 0; k < nstreams; ++k) {
-    const size_t b = size_t(k) * substream, e = std::min(n, b + substream);
     uint64_t bits = 0;
-    for (size_t i = b; i < e; ++i) {
+    for (size_t i = k; i < n; i += nstreams) {
       const uint8_t s = uint8_t(symbols[i]);
       const int l = single ? 0 : len[s];
       acc = (acc << l) | code[s];
@@ -192,7 +193,7 @@ Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) {
   if (h.bits_offset > p.size()) return Status::Corruption("huffman payload truncated (sizes)");
   const bool single = UsedSymbols(h.lengths) == 1;
   for (uint32_t k = 0; k < h.nstreams; ++k) {
-    const uint32_t cnt = std::min<uint32_t>(h.substream, h.n - k * h.substream);
+    const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
     const uint16_t bits = LoadU16(p.data() + h.sizes_offset + 2 * k);
     if (bits > uint64_t(cnt) * kHuffMaxLen || (single && bits != 0))
       return Status::Corruption("huffman sub-stream " + std::to_string(k) + " size out of range");
@@ -239,21 +240,22 @@ Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
   for (uint32_t k = 0; k < h.nstreams; ++k) {
     const uint16_t size = LoadU16(p.data() + h.sizes_offset + 2 * k);
     const uint64_t end = start + size;
-    const size_t b = size_t(k) * h.substream, e = std::min<size_t>(h.n, b + h.substream);
-    // Five codes of at most 11 bits per 64-bit window; a code running past the sub-stream's
-    // end is caught by the position check after the window.
+    const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
+    // Symbol t of sub-stream k is symbol k + t * S of the chunk. Five codes of at most 11 bits
+    // per 64-bit window; a code running past the sub-stream's end is caught by the position
+    // check after the window.
     uint64_t pos = start;
-    for (size_t i = b; i < e;) {
+    for (uint32_t t = 0; t < cnt;) {
       const uint64_t win = window(pos);
-      const size_t stop = std::min(e, i + 5);
+      const uint32_t stop = std::min(cnt, t + 5);
       int used = 0;
-      for (; i < stop; ++i) {
-        const uint16_t t = table[(win << used) >> (64 - L)];
-        if (t == 0xFFFF)
+      for (; t < stop; ++t) {
+        const uint16_t e = table[(win << used) >> (64 - L)];
+        if (e == 0xFFFF)
           return Status::Corruption("huffman sub-stream " + std::to_string(k) +
-                                    ": invalid code at symbol " + std::to_string(i));
-        out[i] = int8_t(uint8_t(t & 0xFF));
-        used += t >> 8;
+                                    ": invalid code at symbol " + std::to_string(t));
+        out[k + size_t(t) * h.nstreams] = int8_t(uint8_t(e & 0xFF));
+        used += e >> 8;
       }
       pos += used;
       if (pos > end)

@@ -1,12 +1,13 @@
 // "dctq-huff" payload -> int8 symbols on the GPU (LaunchHuffDecode, include/hct/kernels.h;
-// format: docs/hct-format.md §5). One thread decodes one sub-stream; a block of kThreads threads
+// format: docs/hct-format.md §5.4). One thread decodes one sub-stream (symbols k, k+S, k+2S, ...:
+// interleaved, so a warp's stores are coalesced); a block of kThreads threads
 // shares a 2048-entry decode table in shared memory, built from the 256 code lengths by the
 // block itself (so the CPU only reads and checksums the stored bytes).
 //
 // Each block: (1) reads the header and checks it against the launch arguments, (2) builds the
 // canonical code table (warp 0 ranks the symbols, all threads fill the table), (3) finds its
 // sub-streams' start bits by summing the u16 sizes before them and a block scan, (4) decodes
-// with a 64-bit bit buffer refilled from 32-bit words, writing 16 symbols at a time.
+// with a 64-bit bit buffer refilled from 32-bit words loaded four ahead, one byte per step.
 // Every global read is bounded by payload_bytes and every write by the symbol count.
 #include <cstdint>
 
@@ -15,7 +16,7 @@
 namespace hct::detail {
 namespace {
 
-constexpr int kThreads = 64;
+constexpr int kThreads = 128;
 constexpr int kL = 11;  // max code length (convert/detail/huff.h kHuffMaxLen)
 constexpr int kTable = 1 << kL;
 constexpr uint32_t kHeader = 136;
@@ -27,8 +28,7 @@ __device__ __forceinline__ uint32_t LdWord(const uint32_t* w, uint64_t i, uint64
 
 __global__ void __launch_bounds__(kThreads)
     HuffDecodeKernel(const uint8_t* __restrict__ payload, uint64_t payload_bytes, uint32_t n,
-                     uint32_t substream, uint8_t* __restrict__ out, uint32_t* error,
-                     bool vec_out) {
+                     uint32_t substream, uint8_t* __restrict__ out, uint32_t* error) {
   __shared__ uint16_t table[kTable];
   __shared__ uint8_t len[256];
   __shared__ uint8_t sorted[256];
@@ -167,68 +167,50 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (k >= nstreams) return;
 
-  // (4) Decode this thread's sub-stream.
-  const uint32_t b = k * substream;
-  const uint32_t cnt = min(substream, n - b);
+  // (4) Decode this thread's sub-stream: symbols k, k + S, k + 2S, ... (S = nstreams), so at
+  // each step the lanes of a warp write adjacent bytes (one coalesced store). The first
+  // n mod S sub-streams hold one symbol more.
+  const uint32_t cnt = n / nstreams + (k < n % nstreams ? 1u : 0u);
   if (my_size > uint64_t(cnt) * kL || (single && my_size != 0)) {
     if (error) atomicOr(error, kHuffErrorHeader);
     return;
   }
   const uint32_t* words = reinterpret_cast<const uint32_t*>(payload + bits_off);
-  const uint64_t end = start + my_size;
-  uint64_t pos = start, buf = 0;
-  int nbuf = 0;
+  // 64-bit MSB-aligned bit buffer holding nbuf bits; refilled by whole 32-bit words (bits past
+  // this sub-stream's end are the next one's or zeros past the last word, exactly the CPU
+  // decoder's view). Four words are loaded ahead so that a refill never waits on memory.
+  uint64_t w = start >> 5;
+  const int skip = int(start & 31);
+  uint64_t buf = uint64_t(uint32_t(LdWord(words, w, nwords) << skip)) << 32;
+  int nbuf = 32 - skip;
+  uint32_t pf0 = LdWord(words, w + 1, nwords), pf1 = LdWord(words, w + 2, nwords);
+  uint32_t pf2 = LdWord(words, w + 3, nwords), pf3 = LdWord(words, w + 4, nwords);
+  w += 5;
+  uint32_t consumed = 0;  // <= cnt * 11 < 2^16
   uint32_t err = 0;
-  uint8_t* dst = out + b;
-  uint32_t packed[4] = {0, 0, 0, 0};
+  uint8_t* dst = out + k;
   for (uint32_t i = 0; i < cnt; ++i) {
-    if (nbuf <= 32 && pos < end) {
-      const int skip = int(pos & 31);
-      const uint32_t word = LdWord(words, pos >> 5, nwords);
-      const int take = int(min(uint64_t(32 - skip), end - pos));
-      const uint64_t bits = uint64_t(uint32_t(word << skip)) >> (32 - take);
-      buf |= bits << (64 - nbuf - take);
-      nbuf += take;
-      pos += take;
-      if (nbuf <= 32 && pos < end) {  // a word boundary was crossed: top up once more
-        const uint32_t w2 = LdWord(words, pos >> 5, nwords);
-        const int t2 = int(min(uint64_t(32), end - pos));
-        buf |= (uint64_t(w2) >> (32 - t2)) << (64 - nbuf - t2);
-        nbuf += t2;
-        pos += t2;
-      }
+    if (nbuf <= 32) {
+      buf |= uint64_t(pf0) << (32 - nbuf);
+      nbuf += 32;
+      pf0 = pf1;
+      pf1 = pf2;
+      pf2 = pf3;
+      pf3 = LdWord(words, w++, nwords);
     }
-    const uint16_t e = table[buf >> (64 - kL)];
-    const int l = e >> 8;
-    if (e == kNoCode || l > nbuf) {
+    const uint32_t e = table[buf >> (64 - kL)];
+    if (e == kNoCode) {
       err = kHuffErrorCode;
       break;
     }
+    const int l = int(e >> 8);  // nbuf >= 33 > l here
     buf <<= l;
     nbuf -= l;
-    const uint32_t sym = e & 0xFF;
-    const uint32_t slot = i & 15;
-    const int word_i = slot >> 2, shift = (slot & 3) * 8;
-#pragma unroll
-    for (int q = 0; q < 4; ++q)
-      if (q == word_i) packed[q] = (shift ? packed[q] : 0u) | (sym << shift);
-    if (slot == 15) {
-      if (vec_out) {
-        *reinterpret_cast<uint4*>(dst + (i - 15)) =
-            make_uint4(packed[0], packed[1], packed[2], packed[3]);
-      } else {
-#pragma unroll
-        for (int q = 0; q < 16; ++q) dst[i - 15 + q] = uint8_t(packed[q >> 2] >> ((q & 3) * 8));
-      }
-    }
+    consumed += uint32_t(l);
+    dst[i * nstreams] = uint8_t(e & 0xFF);  // i * nstreams + k < n
   }
-  if (!err) {
-    const uint32_t tail = cnt & 15;
-    for (uint32_t q = 0; q < tail; ++q)
-      dst[cnt - tail + q] = uint8_t(packed[q >> 2] >> ((q & 3) * 8));
-    // Every bit of the stream consumed, no more.
-    if (pos != end || nbuf != 0) err = kHuffErrorStream;
-  }
+  // Every bit of the sub-stream consumed, no more.
+  if (!err && consumed != my_size) err = kHuffErrorStream;
   if (err && error) atomicOr(error, err);
 }
 
@@ -243,10 +225,9 @@ Status LaunchHuffDecode(const HuffDecodeArgs& a, GpuStream stream) {
   const uint32_t n = uint32_t(a.symbols);
   const uint32_t nstreams = (n + a.substream - 1) / a.substream;
   const uint32_t blocks = (nstreams + detail::kThreads - 1) / detail::kThreads;
-  const bool vec = reinterpret_cast<uintptr_t>(a.out) % 16 == 0;
   detail::HuffDecodeKernel<<<blocks, detail::kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
       static_cast<const uint8_t*>(a.payload), a.payload_bytes, n, a.substream,
-      static_cast<uint8_t*>(a.out), a.error, vec);
+      static_cast<uint8_t*>(a.out), a.error);
   HCT_CHECK(cuda, cudaGetLastError());
   return Status::OK();
 }

@@ -21,8 +21,14 @@ inline constexpr size_t kHuffHeaderBytes = 8 + 128;      // n, K, 256 nibble len
 // limited to max_len with a Kraft-sum repair. A single used symbol gets length 1.
 std::vector<uint8_t> HuffCodeLengths(std::span<const uint64_t> freq, int max_len);
 
-// Appends the payload of `symbols` (sub-streams of `substream` symbols, a multiple of 32 in
-// 32..kHuffMaxSubstream) to *out.
+// Symbols in sub-stream k of a chunk of n symbols in S = ceil(n / K) sub-streams: sub-stream k
+// holds symbols k, k + S, k + 2S, ... (interleaved), so the first n mod S hold one more.
+inline uint32_t HuffSubstreamCount(uint32_t n, uint32_t nstreams, uint32_t k) {
+  return n / nstreams + (k < n % nstreams ? 1u : 0u);
+}
+
+// Appends the payload of `symbols` (S = ceil(n / substream) interleaved sub-streams; substream
+// is a multiple of 32 in 32..kHuffMaxSubstream) to *out.
 Status HuffEncode(std::span<const int8_t> symbols, uint32_t substream, std::vector<std::byte>* out);
 
 // Parsed, validated header of a payload (bounds checked against its size).

@@ -151,12 +151,13 @@ int RunConvert(int argc, char** argv) {
   int zstd_level = hct::kDefaultZstdLevel;
   bool lossless = false, verify = false;
   char def[32];
-  std::snprintf(def, sizeof def, "%g", hct::kDefaultMaxError);
-  const std::string max_error_help =
-      std::string("target relative RMS error per lossy tensor (default ") + def + ")";
+  std::snprintf(def, sizeof def, "%g", hct::kDefaultBits);
+  const std::string bits_help =
+      std::string("target average bits per weight per lossy tensor (the default: ") + def + ")";
   po::options_description d("Convert options");
-  d.add_options()("max-error", po::value<double>(&max_error), max_error_help.c_str())(
-      "bits", po::value<double>(&bits), "target average bits per weight per lossy tensor")(
+  d.add_options()("max-error", po::value<double>(&max_error),
+                  "target relative RMS error per lossy tensor instead of --bits")(
+      "bits", po::value<double>(&bits), bits_help.c_str())(
       "retention", po::value<double>(&retention),
       "keep the largest R fraction of DCT coefficients (original HCT experiments)")(
       "transform", po::value<std::string>(&transform)->default_value("auto"),
@@ -185,7 +186,7 @@ int RunConvert(int argc, char** argv) {
   if (vm.count("bits")) o.lossy.mode = hct::RateMode::kBits, o.lossy.bits = bits;
   if (vm.count("retention"))
     o.lossy.mode = hct::RateMode::kRetention, o.lossy.retention = retention;
-  if (vm.count("max-error")) o.lossy.max_error = max_error;
+  if (vm.count("max-error")) o.lossy.mode = hct::RateMode::kMaxError, o.lossy.max_error = max_error;
   if (transform == "auto")
     o.lossy.transform = hct::Transform::kAuto;
   else if (transform == "dct")

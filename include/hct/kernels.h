@@ -75,8 +75,9 @@ struct BytePlaneMergeArgs {
 
 Status ValidateBytePlaneMerge(const BytePlaneMergeArgs& a);
 
-// Decodes one "dctq-huff" chunk payload (canonical length-limited Huffman code in independent
-// sub-streams, docs/hct-format.md §5) into its int8 symbols, one GPU thread per sub-stream; then
+// Decodes one "dctq-huff" chunk payload (canonical length-limited Huffman code in independent,
+// interleaved sub-streams, docs/hct-format.md §5.4) into its int8 symbols, one GPU thread per
+// sub-stream (a warp writes 32 adjacent symbols per step); then
 // LaunchDctqDecode turns the symbols into weights. Every read is bounded by payload_bytes and
 // every write by `symbols`, whatever the payload holds. Corrupt input leaves the output
 // undefined and ORs kHuffError* bits into *error (when non-null; the caller zeroes it and reads
@@ -90,7 +91,7 @@ struct HuffDecodeArgs {
   uint64_t payload_bytes = 0;
   uint64_t symbols = 0;    // the chunk's symbol count (its decoded_size), < 2^32
   uint32_t substream = 0;  // symbols per sub-stream (the tensor params' "substream")
-  void* out = nullptr;     // device: `symbols` int8 (16-byte alignment is faster)
+  void* out = nullptr;     // device: `symbols` int8 (any alignment)
   uint32_t* error = nullptr;
 };
 

@@ -94,7 +94,7 @@ struct RuntimeOptions {
   // One read / one copy; a multiple of 4096. Block checksums (8 MiB in the cache) are verified
   // per piece when a block fits a slot: 8M does for 4096-aligned tensors (cache entries).
   uint64_t chunk_bytes = 8ull << 20;
-  int io_threads = 12;  // page-cache reads scale to ~8-12 threads; block hashing adds CPU per piece
+  int io_threads = 16;  // best one-shot point measured on a 16-core H100 host (docs/BENCHMARKS.md)
   int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;
   // GPU one-shot, buffered reads: when > 0, each piece is read in steps of this many bytes and

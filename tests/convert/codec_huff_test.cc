@@ -49,6 +49,76 @@ TEST(HuffTest, RoundTripOddSizes) {
   }
 }
 
+TEST(HuffTest, RoundTripInterleavedTails) {
+  // n mod S != 0 (S = ceil(n / K) sub-streams): the first n mod S sub-streams hold one more.
+  for (uint32_t k : {32u, 64u, 256u, 2048u}) {
+    for (size_t n : {size_t(2), size_t(5), size_t(63), size_t(65), size_t(32 * 7 + 3),
+                     size_t(4097), size_t(12345), size_t(3 * 2048 - 1)}) {
+      const auto s = Peaked(n, uint32_t(3 * n + k), 3.0);
+      EXPECT_EQ(RoundTrip(s, k), s) << "n=" << n << " k=" << k;
+    }
+  }
+}
+
+// Bits MSB-first into little-endian u32 words (docs/hct-format.md §5.4), written here
+// independently of the encoder.
+void PackBits(const std::vector<int>& bits, std::vector<std::byte>* out) {
+  for (size_t w = 0; w * 32 < bits.size(); ++w) {
+    uint32_t v = 0;
+    for (size_t j = 0; j < 32; ++j)
+      if (w * 32 + j < bits.size() && bits[w * 32 + j]) v |= 1u << (31 - j);
+    for (int b = 0; b < 4; ++b) out->push_back(std::byte(v >> (8 * b)));
+  }
+}
+
+TEST(HuffTest, SubstreamsAreInterleaved) {
+  // Two symbols (0 and 1), both of length 1: canonical codes 0 -> "0", 1 -> "1". n = 70, K = 32:
+  // S = 3 sub-streams; sub-stream k holds symbols k, k + 3, ...: 24, 23 and 23 symbols.
+  std::vector<int8_t> s(70);
+  std::mt19937 rng(21);
+  for (auto& v : s) v = int8_t(rng() & 1);
+  s[0] = 0, s[1] = 1;  // both symbols used
+  std::vector<std::byte> want;
+  const uint32_t n = 70, k = 32;
+  for (uint32_t v : {n, k})
+    for (int b = 0; b < 4; ++b) want.push_back(std::byte(v >> (8 * b)));
+  want.push_back(std::byte{0x11});  // symbol 0: low nibble, symbol 1: high nibble
+  want.resize(136, std::byte{0});
+  for (uint16_t size : {24, 23, 23}) {
+    want.push_back(std::byte(size & 0xFF));
+    want.push_back(std::byte(size >> 8));
+  }
+  want.resize(144, std::byte{0});  // pad to a multiple of 4
+  std::vector<int> bits;
+  for (int sub = 0; sub < 3; ++sub)
+    for (int i = sub; i < 70; i += 3) bits.push_back(s[size_t(i)]);
+  PackBits(bits, &want);
+  std::vector<std::byte> p;
+  ASSERT_TRUE(HuffEncode(s, k, &p).ok());
+  EXPECT_EQ(p, want);
+  std::vector<int8_t> out(70, 0x55);
+  ASSERT_TRUE(HuffDecode(want, out).ok());
+  EXPECT_EQ(out, s);
+  // The consecutive layout (sub-stream k = symbols [32k, 32k+32)) is not a valid payload:
+  std::vector<std::byte> consecutive(want.begin(), want.begin() + 136);
+  for (uint16_t size : {32, 32, 6}) {
+    consecutive.push_back(std::byte(size & 0xFF));
+    consecutive.push_back(std::byte(size >> 8));
+  }
+  consecutive.resize(144, std::byte{0});
+  PackBits(std::vector<int>(s.begin(), s.end()), &consecutive);
+  // sub-stream 0 decodes 24 one-bit codes and leaves 8 of its 32 bits unused.
+  EXPECT_EQ(HuffDecode(consecutive, out).code(), Code::kCorruption);
+}
+
+TEST(HuffTest, OneSymbolAlphabetOddSizes) {
+  for (uint32_t k : {32u, 2048u})
+    for (size_t n : {size_t(1), size_t(33), size_t(100), size_t(4099)}) {
+      std::vector<int8_t> s(n, int8_t(-7));
+      EXPECT_EQ(RoundTrip(s, k), s) << "n=" << n << " k=" << k;
+    }
+}
+
 TEST(HuffTest, FullAlphabetUniform) {
   std::vector<int8_t> s(70000);
   std::mt19937 rng(3);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "convert/detail/huff.h"
@@ -101,7 +102,8 @@ TEST(HuffDecodeGpu, MatchesCpuDecoderOddSizes) {
   SKIP_WITHOUT_GPU();
   for (uint32_t k : {32u, 256u, 2048u, 4096u})
     for (size_t n : {size_t(1), size_t(15), size_t(17), size_t(31), size_t(33), size_t(2047),
-                     size_t(2049), size_t(64 * 2048 + 5), size_t(1 << 20)})
+                     size_t(2049), size_t(12345), size_t(64 * 2048 + 5),
+                     size_t(129 * 2048 - 7), size_t(1 << 20)})
       ExpectMatchesCpu(Peaked(n, uint32_t(n * 7 + k)), k);
 }
 
@@ -177,12 +179,16 @@ TEST(HuffDecodeGpu, CorruptPayloadsRaiseTheErrorWord) {
   EXPECT_GT(flagged, 0);
 }
 
-// Not a pass/fail check: decode rate of 16 chunks of 1 Mi symbols, printed for the record.
+// Not a pass/fail check: decode rate of 16 chunks (1 Mi or 2.1 M symbols), printed for the record.
 TEST(HuffDecodeGpu, Throughput) {
   SKIP_WITHOUT_GPU();
-  const size_t n = 1 << 20;
   const int chunks = 16;
-  for (uint32_t k : {1024u, 2048u, 4096u}) {
+  // The last case is close to the loader's: ~2.1 M symbols per chunk (not a multiple of K).
+  const std::pair<size_t, uint32_t> cases[] = {
+      {1 << 20, 1024u}, {1 << 20, 2048u}, {1 << 20, 4096u}, {2100003, 2048u}};
+  for (const auto& tc : cases) {
+    const size_t n = tc.first;
+    const uint32_t k = tc.second;
     const auto s = Peaked(n, 77, 2.5);
     std::vector<std::byte> p;
     ASSERT_TRUE(detail::HuffEncode(s, k, &p).ok());
