@@ -31,55 +31,18 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "bench/bench_util.h"
+
 namespace po = boost::program_options;
 using hct::Status;
 
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-void Die(const Status& s, const char* what) {
-  if (s.ok()) return;
-  std::fprintf(stderr, "load bench: %s: %s\n", what, s.ToString().c_str());
-  std::exit(1);
-}
-
-#if HCT_WITH_CUDA
-#define CK(x)                                                                              \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e_));                        \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
-#endif
-
-bool DropCaches() {
-  ::sync();
-  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
-  if (fd < 0) return false;
-  bool ok = ::write(fd, "3", 1) == 1;
-  ::close(fd);
-  return ok;
-}
-
-std::string ProcStatus(const char* key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0) return line;
-  return std::string(key) + " ?";
-}
+using hct::bench::Now;
+using hct::bench::Median;
+using hct::bench::Die;
+using hct::bench::DropCaches;
+using hct::bench::ProcStatus;
 
 // Writes the layer; returns its specs with XXH3 of each tensor.
 std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {

@@ -1,0 +1,65 @@
+// Helpers shared by the benchmarks: timing, medians, fatal errors, page-cache control.
+#pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "hct/status.h"
+
+#if HCT_WITH_CUDA
+#include "hct/detail/check_cuda.h"
+#endif
+
+namespace hct::bench {
+
+inline double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+inline double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Benchmarks stop at the first error: `program: what: status`.
+inline void Die(const Status& s, const char* what) {
+  if (s.ok()) return;
+  std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
+  std::exit(1);
+}
+
+// Drops the page cache for cold-read figures (root only); false when not permitted.
+inline bool DropCaches() {
+  ::sync();
+  int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, "3", 1) == 1;
+  ::close(fd);
+  return ok;
+}
+
+// The line of /proc/self/status that starts with `key` ("VmLck:", "VmPin:").
+inline std::string ProcStatus(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return line;
+  return std::string(key) + " ?";
+}
+
+}  // namespace hct::bench
+
+#if HCT_WITH_CUDA
+// CUDA calls in benchmarks: the project's check macro, fatal on error.
+#define CK(x) ::hct::bench::Die(HCT_CALL_STATUS(cuda, x), "bench")
+#endif
