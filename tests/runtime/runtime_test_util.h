@@ -4,6 +4,8 @@
 #include <xxhash.h>
 
 #include <cstdio>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,8 +17,10 @@
 
 namespace hct::test {
 
+// Per process: ctest runs the parameterised cases of one test as parallel processes.
 inline std::string TempDir(const std::string& name) {
-  auto d = std::filesystem::path(HCT_BINARY_DIR) / "runtime_test_tmp" / name;
+  auto d = std::filesystem::path(HCT_BINARY_DIR) / "runtime_test_tmp" /
+           (name + "." + std::to_string(::getpid()));
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d.string();
