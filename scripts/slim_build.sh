@@ -6,6 +6,6 @@ set -euo pipefail
 src=${1:-build-gpu}; dst=${2:-.devbin}
 rm -rf "$dst"
 rsync -a --exclude='*.o' --exclude='*.a' --exclude='CMakeFiles/' --exclude='*.ninja' \
-  --exclude='.ninja_*' --exclude='corpus/' "$src/" "$dst/"
+  --exclude='.ninja_*' --exclude='corpus/' --exclude='runtime_test_tmp/' "$src/" "$dst/"
 strip --strip-unneeded $(find "$dst" -type f -perm -u+x) 2>/dev/null || true
 du -sh "$dst"

@@ -17,10 +17,19 @@
 
 namespace hct::test {
 
-// Per process: ctest runs the parameterised cases of one test as parallel processes.
+// Per process (ctest runs the parameterised cases of one test as parallel processes), under the
+// build dir (a disk file system, so O_DIRECT works; /tmp may be tmpfs), removed at exit.
 inline std::string TempDir(const std::string& name) {
-  auto d = std::filesystem::path(HCT_BINARY_DIR) / "runtime_test_tmp" /
-           (name + "." + std::to_string(::getpid()));
+  struct Root {
+    std::filesystem::path path = std::filesystem::path(HCT_BINARY_DIR) / "runtime_test_tmp" /
+                                 std::to_string(::getpid());
+    ~Root() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  };
+  static Root root;
+  auto d = root.path / name;
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d.string();
