@@ -423,6 +423,13 @@ int main(int argc, char** argv) {
       hct::DctqDecodeArgs a;
     };
     std::vector<HK> hks;
+    struct TB {
+      size_t first, last;  // chunk range in hks
+      hct::HuffBatchArgs b;
+      hct::DctqDecodeArgs a;
+      hct::HuffChunk* ddesc = nullptr;
+    };
+    std::vector<TB> tbs;
     std::vector<void*> bufs;
     uint64_t hout = 0, hsym = 0, hstored = 0;
     void* dsym = nullptr;
@@ -435,6 +442,7 @@ int main(int argc, char** argv) {
       auto dec = hct::ChunkDecoder::Create(e.codec, e.codec_params, e.dtype);
       Die(dec.status(), "decoder");
       const auto& q = dec->dctq();
+      const size_t t_first = hks.size();
       for (size_t c = 0; c < e.chunks.size(); ++c) {
         auto stored = fh->ReadChunk(e, c);
         Die(stored.status(), "read chunk");
@@ -465,31 +473,79 @@ int main(int argc, char** argv) {
         hsym += ch.decoded_size;
         hstored += stored->size();
       }
+      if (hks.size() > t_first) tbs.push_back({t_first, hks.size()});
       hout += e.num_elements * 2;
+    }
+    // Batched: one LaunchHuffDecodeBatch per tensor over all its chunks (the runtime groups
+    // chunks per ring slot; this is the upper bound), symbols of the whole tensor in row order,
+    // then one LaunchDctqDecode over all its rows; 4 streams with a symbol buffer each.
+    uint64_t max_tsym = 1;
+    for (auto& tb : tbs) {
+      uint64_t n = 0;
+      for (size_t i = tb.first; i < tb.last; ++i) n += hks[i].h.symbols;
+      max_tsym = std::max(max_tsym, n);
+    }
+    void* dbsym = nullptr;
+    CK(cudaMalloc(&dbsym, max_tsym * 4));
+    for (size_t t = 0; t < tbs.size(); ++t) {
+      auto& tb = tbs[t];
+      std::byte* sym = static_cast<std::byte*>(dbsym) + (t % 4) * max_tsym;
+      std::vector<hct::HuffChunk> desc;
+      uint64_t off = 0;
+      for (size_t i = tb.first; i < tb.last; ++i) {
+        const auto& h = hks[i].h;
+        desc.push_back({h.payload, h.payload_bytes, h.symbols, sym + off});
+        tb.b.max_symbols = std::max(tb.b.max_symbols, h.symbols);
+        off += h.symbols;
+      }
+      CK(cudaMalloc(&tb.ddesc, sizeof(hct::HuffChunk) * desc.size()));
+      CK(cudaMemcpy(tb.ddesc, desc.data(), sizeof(hct::HuffChunk) * desc.size(),
+                    cudaMemcpyHostToDevice));
+      tb.b.chunks = tb.ddesc;
+      tb.b.count = uint32_t(desc.size());
+      tb.b.substream = hks[tb.first].h.substream;
+      tb.a = hks[tb.first].a;
+      tb.a.symbols = sym;
+      tb.a.row_end = hks[tb.last - 1].a.row_end;
     }
     std::vector<cudaStream_t> hs(4);
     for (auto& x : hs) CK(cudaStreamCreateWithFlags(&x, cudaStreamNonBlocking));
-    for (int pass = 0; pass < 2; ++pass) {  // 0: Huffman only, 1: Huffman + dequantize
+    // 0: Huffman only, 1: Huffman + dequantize, one launch per chunk (the old path);
+    // 2, 3: the same, one batched launch per tensor.
+    for (int pass = 0; pass < 4; ++pass) {
       std::vector<double> hv;
       for (int r = 0; r < runs + 1; ++r) {
         CK(cudaDeviceSynchronize());
         double a = Now();
-        for (size_t i = 0; i < hks.size(); ++i) {
-          Die(hct::LaunchHuffDecode(hks[i].h, hs[i % 4]), "huff launch");
-          if (pass == 1) Die(hct::LaunchDctqDecode(hks[i].a, hs[i % 4]), "launch");
+        if (pass < 2) {
+          for (size_t i = 0; i < hks.size(); ++i) {
+            Die(hct::LaunchHuffDecode(hks[i].h, hs[i % 4]), "huff launch");
+            if (pass == 1) Die(hct::LaunchDctqDecode(hks[i].a, hs[i % 4]), "launch");
+          }
+        } else {
+          for (size_t t = 0; t < tbs.size(); ++t) {
+            Die(hct::LaunchHuffDecodeBatch(tbs[t].b, hs[t % 4]), "huff batch launch");
+            if (pass == 3) Die(hct::LaunchDctqDecode(tbs[t].a, hs[t % 4]), "launch");
+          }
         }
         CK(cudaDeviceSynchronize());
         if (r > 0) hv.push_back(Now() - a);
       }
+      static const char* const kNames[4] = {
+          "kernel only (Huffman, per chunk, 4 streams)",
+          "kernel only (Huffman + dequant, per chunk)",
+          "kernel only (Huffman decode, batch per tensor)",
+          "kernel only (Huffman + dequant, batch/tensor)"};
       std::printf("%-48s %7.3f ms = %.0f G symbols/s, %.0f GB/s of BF16 (%zu chunks, %.3f "
                   "bits/symbol)\n",
-                  pass == 0 ? "kernel only (Huffman decode, 4 streams)"
-                            : "kernel only (Huffman + dequantize, 4 streams)",
+                  kNames[pass],
                   Median(hv) * 1e3, double(hsym) / Median(hv) / 1e9,
                   double(hsym) * 2 / Median(hv) / 1e9, hks.size(),
                   hsym ? double(hstored) * 8 / double(hsym) : 0.0);
     }
     for (auto& x : hs) CK(cudaStreamDestroy(x));
+    for (auto& tb : tbs) CK(cudaFree(tb.ddesc));
+    CK(cudaFree(dbsym));
     for (void* b : bufs) CK(cudaFree(b));
     CK(cudaFree(dsym));
   }

@@ -9,6 +9,8 @@
 // sub-streams' start bits by summing the u16 sizes before them and a block scan, (4) decodes
 // with a 64-bit bit buffer refilled from 32-bit words loaded four ahead, one byte per step.
 // Every global read is bounded by payload_bytes and every write by the symbol count.
+// LaunchHuffDecodeBatch decodes many chunks in one launch (blockIdx.y = chunk): one chunk's
+// 4-8 blocks cannot fill a GPU, and the per-thread decode is a latency-bound dependent chain.
 #include <cstdint>
 
 #include "kernels/detail/gpu_common.cuh"
@@ -26,9 +28,12 @@ __device__ __forceinline__ uint32_t LdWord(const uint32_t* w, uint64_t i, uint64
   return i < nwords ? __ldg(w + i) : 0u;
 }
 
-__global__ void __launch_bounds__(kThreads)
-    HuffDecodeKernel(const uint8_t* __restrict__ payload, uint64_t payload_bytes, uint32_t n,
-                     uint32_t substream, uint8_t* __restrict__ out, uint32_t* error) {
+// The whole per-block decode; `bx` is the block's index within its chunk. Every exit is uniform
+// across the block (or follows the last barrier).
+__device__ __forceinline__ void HuffDecodeBlock(const uint8_t* __restrict__ payload,
+                                                uint64_t payload_bytes, uint32_t n,
+                                                uint32_t substream, uint8_t* __restrict__ out,
+                                                uint32_t* error, uint32_t bx) {
   __shared__ uint16_t table[kTable];
   __shared__ uint8_t len[256];
   __shared__ uint8_t sorted[256];
@@ -127,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
     return;  // uniform across the block (no barrier skipped by only some threads)
   }
   const uint16_t* sizes = reinterpret_cast<const uint16_t*>(payload + kHeader);
-  const uint32_t s0 = blockIdx.x * kThreads;
+  const uint32_t s0 = bx * kThreads;
   uint64_t before = 0, total = 0;
   for (uint32_t j = tid; j < nstreams; j += kThreads) {
     const uint32_t v = sizes[j];
@@ -214,6 +219,32 @@ __global__ void __launch_bounds__(kThreads)
   if (err && error) atomicOr(error, err);
 }
 
+__global__ void __launch_bounds__(kThreads)
+    HuffDecodeKernel(const uint8_t* __restrict__ payload, uint64_t payload_bytes, uint32_t n,
+                     uint32_t substream, uint8_t* __restrict__ out, uint32_t* error) {
+  HuffDecodeBlock(payload, payload_bytes, n, substream, out, error, blockIdx.x);
+}
+
+// blockIdx.y = chunk, blockIdx.x = block within the chunk (the grid is sized for the largest
+// chunk; blocks past a smaller chunk's sub-streams leave at once). A block never mixes chunks,
+// so each builds its own chunk's table. Descriptors live in device memory and are checked here.
+__global__ void __launch_bounds__(kThreads)
+    HuffDecodeBatchKernel(const HuffChunk* __restrict__ chunks, uint32_t substream,
+                          uint64_t max_symbols, uint32_t* error) {
+  const HuffChunk c = chunks[blockIdx.y];
+  if (c.symbols == 0) return;
+  if (c.symbols > max_symbols || c.symbols >= (uint64_t(1) << 32) || c.payload == nullptr ||
+      c.out == nullptr || reinterpret_cast<uintptr_t>(c.payload) % 4) {
+    if (threadIdx.x == 0 && blockIdx.x == 0 && error) atomicOr(error, kHuffErrorHeader);
+    return;
+  }
+  const uint32_t n = uint32_t(c.symbols);
+  const uint32_t nstreams = (n + substream - 1) / substream;
+  if (blockIdx.x * uint64_t(kThreads) >= nstreams) return;  // uniform per block
+  HuffDecodeBlock(static_cast<const uint8_t*>(c.payload), c.payload_bytes, n, substream,
+                  static_cast<uint8_t*>(c.out), error, blockIdx.x);
+}
+
 }  // namespace
 }  // namespace hct::detail
 
@@ -228,6 +259,22 @@ Status LaunchHuffDecode(const HuffDecodeArgs& a, GpuStream stream) {
   detail::HuffDecodeKernel<<<blocks, detail::kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
       static_cast<const uint8_t*>(a.payload), a.payload_bytes, n, a.substream,
       static_cast<uint8_t*>(a.out), a.error);
+  HCT_CHECK(cuda, cudaGetLastError());
+  return Status::OK();
+}
+
+}  // namespace hct
+
+namespace hct {
+
+Status LaunchHuffDecodeBatch(const HuffBatchArgs& a, GpuStream stream) {
+  HCT_RETURN_IF_ERROR(ValidateHuffDecodeBatch(a));
+  if (a.count == 0 || a.max_symbols == 0) return Status::OK();
+  const uint64_t nstreams = (a.max_symbols + a.substream - 1) / a.substream;
+  const dim3 grid(uint32_t((nstreams + detail::kThreads - 1) / detail::kThreads), a.count);
+  detail::HuffDecodeBatchKernel<<<grid, detail::kThreads, 0,
+                                  reinterpret_cast<cudaStream_t>(stream)>>>(
+      a.chunks, a.substream, a.max_symbols, a.error);
   HCT_CHECK(cuda, cudaGetLastError());
   return Status::OK();
 }

@@ -100,7 +100,24 @@ Status ValidateHuffDecode(const HuffDecodeArgs& a) {
   return Status::OK();
 }
 
+Status ValidateHuffDecodeBatch(const HuffBatchArgs& a) {
+  if (a.count == 0 || a.max_symbols == 0) return Status::OK();
+  if (a.count > 65535)
+    return Status::OutOfRange("huffman batch: " + U(a.count) + " chunks in one launch");
+  if (a.max_symbols >= (uint64_t(1) << 32))
+    return Status::OutOfRange("huffman batch: " + U(a.max_symbols) + " symbols in one chunk");
+  if (a.substream < 32 || a.substream > 4096 || a.substream % 32)
+    return Status::InvalidArgument("huffman batch: sub-stream size " + U(a.substream) +
+                                   " (want a multiple of 32 in 32..4096)");
+  if (a.chunks == nullptr) return Status::InvalidArgument("huffman batch: null descriptor array");
+  return Status::OK();
+}
+
 #ifndef HCT_WITH_CUDA
+Status LaunchHuffDecodeBatch(const HuffBatchArgs& a, GpuStream) {
+  HCT_RETURN_IF_ERROR(ValidateHuffDecodeBatch(a));
+  return Status::Unsupported("huffman batch decode: built without CUDA");
+}
 Status LaunchHuffDecode(const HuffDecodeArgs& a, GpuStream) {
   HCT_RETURN_IF_ERROR(ValidateHuffDecode(a));
   return Status::Unsupported("huffman decode: built without CUDA");

@@ -1,8 +1,11 @@
 // The compressed path: HCT chunks -> (pread, O_DIRECT when cold) -> stored checksum -> zstd decode
 // on decode_threads CPU threads (symbol / byte checksum verified there) -> the pinned ring ->
 // cudaMemcpyAsync -> (lossy) LaunchDctqDecode writing the original dtype in place.
-// dctq-huff chunks skip the CPU decode: pread into the pinned ring -> stored XXH3 + header check
-// -> cudaMemcpyAsync of the compressed bytes -> LaunchHuffDecode -> LaunchDctqDecode.
+// dctq-huff chunks skip the CPU decode and go in GROUPS of consecutive chunks of one tensor (as
+// many as one ring slot holds): pread each into the pinned slot -> stored XXH3 + header check ->
+// ONE cudaMemcpyAsync of descriptors + compressed bytes -> ONE LaunchHuffDecodeBatch ->
+// LaunchDctqDecode over the group's rows. (One launch per ~1 M-symbol chunk gives 4-8 blocks,
+// far too few to hide the sequential per-thread decode's latency on a big GPU.)
 // Host placement: the CPU reference decoder straight into the destination.
 #include <fcntl.h>
 #include <unistd.h>
@@ -56,13 +59,35 @@ double Now() {
       .count();
 }
 
-// One chunk of one tensor.
+// One chunk of one tensor, or (huff) `count` consecutive dctq-huff chunks decoded together.
 struct Item {
   size_t t;       // index into specs
-  size_t chunk;   // index into the tensor's chunks
+  size_t chunk;   // index into the tensor's chunks (the first one of a group)
   const OpenFile* file;
   bool direct;
+  size_t count = 1;
+  bool huff = false;
 };
+
+// A dctq-huff group's layout in a ring slot, the same offsets in the pinned slot and in the
+// device scratch: the HuffChunk descriptors, then each chunk's stored bytes at a 4096-aligned
+// offset (O_DIRECT reads land there), then (device only) the symbols of all chunks in row
+// order, which is what LaunchDctqDecode reads for the group's band of rows.
+struct HuffLayout {
+  uint64_t pay_begin = 0, sym_off = 0, total = 0;
+};
+HuffLayout LayoutHuffGroup(const std::vector<ChunkEntry>& ch, size_t c0, size_t m) {
+  HuffLayout L;
+  L.pay_begin = AlignUp(m * sizeof(HuffChunk));
+  uint64_t p = L.pay_begin, syms = 0;
+  for (size_t k = 0; k < m; ++k) {
+    p += AlignUp(ch[c0 + k].stored_size);
+    syms += ch[c0 + k].decoded_size;
+  }
+  L.sym_off = p;
+  L.total = p + syms;
+  return L;
+}
 
 }  // namespace
 
@@ -97,11 +122,42 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
   // Items in tensor order, chunk order; O_DIRECT decided per file over its chunk ranges.
   std::map<const OpenFile*, std::vector<std::pair<uint64_t, uint64_t>>> ranges;
   std::vector<Item> items;
+  const bool gpu = placement_ == Placement::kDevice;
+  // How many chunks from c0 on form one dctq-huff GPU group (0: this chunk takes the generic
+  // path, e.g. it alone does not fit a slot). Chunks join while they continue the previous
+  // chunk's elements with one int8 symbol per element and the group fits one slot.
+  auto huff_group = [&](const TensorSpec& s, size_t c0) -> size_t {
+    if (!gpu || s.hct->decoder.codec() != kCodecDctqHuff) return 0;
+    const std::vector<ChunkEntry>& ch = s.hct->entry->chunks;
+    size_t m = 0;
+    for (size_t c = c0; c < ch.size() && m < 65535; ++c) {
+      if (ch[c].decoded_size != ch[c].elem_count) break;
+      if (c > c0 && ch[c].elem_offset != ch[c - 1].elem_offset + ch[c - 1].elem_count) break;
+      if (LayoutHuffGroup(ch, c0, c - c0 + 1).total > slot_bytes_) break;
+      m = c - c0 + 1;
+    }
+    return m;
+  };
+#if !HCT_WITH_CUDA
+  (void)huff_group;
+#endif
   for (size_t i : which) {
     const TensorSpec& s = specs[i];
     const OpenFile* f = files_.at(s.path).get();
     for (const ChunkEntry& c : s.hct->entry->chunks) ranges[f].emplace_back(c.offset, c.stored_size);
-    for (size_t c = 0; c < s.hct->entry->chunks.size(); ++c) items.push_back({i, c, f, false});
+    for (size_t c = 0; c < s.hct->entry->chunks.size();) {
+      size_t m = 0;
+#if HCT_WITH_CUDA
+      m = huff_group(s, c);
+#endif
+      if (m > 0) {
+        items.push_back({i, c, f, false, m, true});
+        c += m;
+      } else {
+        items.push_back({i, c, f, false, 1, false});
+        ++c;
+      }
+    }
   }
   std::map<const OpenFile*, bool> direct;
   for (auto& [f, r] : ranges) {
@@ -112,7 +168,6 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
   for (Item& it : items) it.direct = direct[it.file];
   if (items.empty()) return Status::OK();
 
-  const bool gpu = placement_ == Placement::kDevice;
   const int64_t nslots = nslots_;
   const int64_t n = int64_t(items.size());
   std::mutex mu;
@@ -147,13 +202,12 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
       //    the end of the file, so only stored_size bytes are required).
       const uint64_t want = AlignUp(c.stored_size);
 #if HCT_WITH_CUDA
-      // dctq-huff on the GPU: the stored bytes go straight into the pinned slot, are checked
-      // (stored XXH3, always: the symbols' checksum is not computed on this path; header on the
-      // CPU), copied as they are and decoded by the GPU (Huffman, then dequant + IDCT). The
-      // device slot holds the symbols first, then the payload.
-      const uint64_t sym_area = (c.decoded_size + 255) / 256 * 256;
-      if (gpu && h.decoder.codec() == kCodecDctqHuff && want <= slot_bytes_ &&
-          sym_area + c.stored_size <= slot_bytes_) {
+      // dctq-huff on the GPU, a group of it.count chunks: the stored bytes go straight into the
+      // pinned slot, are checked (stored XXH3, always: the symbols' checksum is not computed on
+      // this path; header on the CPU), copied as they are with the descriptors in one copy and
+      // decoded by the GPU (one batched Huffman launch, then dequant + IDCT over the rows).
+      if (it.huff) {
+        const std::vector<ChunkEntry>& chs = h.entry->chunks;
         const size_t slot = size_t(j % nslots);
         {
           std::unique_lock<std::mutex> l(mu);
@@ -164,56 +218,72 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
             cuda, cudaEventSynchronize(static_cast<cudaEvent_t>(slot_events_[slot])));
         if (!st.ok()) return fail(st.WithContext(ctx));
         std::byte* host = ring_ + slot * slot_bytes_;
-        if (it.direct) {
-          st = ReadAll(it.file->direct_fd, host, want, c.stored_size, c.offset, s.path);
-          if (!st.ok() && st.code() == Code::kIOError)
-            st = ReadAll(it.file->fd, host, c.stored_size, c.stored_size, c.offset, s.path);
-        } else {
-          st = ReadAll(it.file->fd, host, c.stored_size, c.stored_size, c.offset, s.path);
-        }
-        if (!st.ok()) return fail(st.WithContext(ctx));
-        const double t0 = Now();
-        const uint64_t x = XXH3_64bits(host, c.stored_size);
-        if (x != c.xxh3) {
-          char buf[128];
-          std::snprintf(buf, sizeof buf, "stored checksum mismatch: XXH3 %016llx, expected %016llx",
-                        (unsigned long long)x, (unsigned long long)c.xxh3);
-          return fail(Status::Corruption(where + ": " + buf).WithContext(ctx));
-        }
+        std::byte* dev = dscratch_ + slot * slot_bytes_;
+        const HuffLayout L = LayoutHuffGroup(chs, it.chunk, it.count);
+        auto* desc = reinterpret_cast<HuffChunk*>(host);
         const ChunkDecoder::DctqParams& q = h.decoder.dctq();
-        auto hdr = HuffParseHeader({host, c.stored_size});
-        if (!hdr.ok()) return fail(hdr.status().WithContext(where).WithContext(ctx));
-        if (hdr->n != c.decoded_size || hdr->substream != q.huff_substream)
-          return fail(Status::Corruption(where + ": huffman header does not match the chunk")
-                          .WithContext(ctx));
-        my_decode += Now() - t0;
-        auto out_off = DTypeBytes(s.dtype, c.elem_offset);
-        auto out_len = DTypeBytes(s.dtype, c.elem_count);
-        if (!out_off || !out_len || *out_off + *out_len > s.length)
-          return fail(Status::Corruption(where + ": lies outside the tensor").WithContext(ctx));
+        uint64_t poff = L.pay_begin, soff = L.sym_off, max_sym = 0, group_stored = 0;
+        for (size_t k = 0; k < it.count; ++k) {
+          const ChunkEntry& cc = chs[it.chunk + k];
+          const std::string cwhere = s.path + ": chunk " + std::to_string(it.chunk + k);
+          const uint64_t cwant = AlignUp(cc.stored_size);
+          std::byte* hp = host + poff;
+          if (it.direct) {
+            st = ReadAll(it.file->direct_fd, hp, cwant, cc.stored_size, cc.offset, s.path);
+            if (!st.ok() && st.code() == Code::kIOError)
+              st = ReadAll(it.file->fd, hp, cc.stored_size, cc.stored_size, cc.offset, s.path);
+          } else {
+            st = ReadAll(it.file->fd, hp, cc.stored_size, cc.stored_size, cc.offset, s.path);
+          }
+          if (!st.ok()) return fail(st.WithContext(ctx));
+          const double t0 = Now();
+          const uint64_t x = XXH3_64bits(hp, cc.stored_size);
+          if (x != cc.xxh3) {
+            char buf[128];
+            std::snprintf(buf, sizeof buf,
+                          "stored checksum mismatch: XXH3 %016llx, expected %016llx",
+                          (unsigned long long)x, (unsigned long long)cc.xxh3);
+            return fail(Status::Corruption(cwhere + ": " + buf).WithContext(ctx));
+          }
+          auto hdr = HuffParseHeader({hp, cc.stored_size});
+          if (!hdr.ok()) return fail(hdr.status().WithContext(cwhere).WithContext(ctx));
+          if (hdr->n != cc.decoded_size || hdr->substream != q.huff_substream)
+            return fail(Status::Corruption(cwhere + ": huffman header does not match the chunk")
+                            .WithContext(ctx));
+          my_decode += Now() - t0;
+          auto out_off = DTypeBytes(s.dtype, cc.elem_offset);
+          auto out_len = DTypeBytes(s.dtype, cc.elem_count);
+          if (!out_off || !out_len || *out_off + *out_len > s.length || q.cols == 0 ||
+              cc.elem_offset % q.cols || cc.elem_count % q.cols)
+            return fail(Status::Corruption(cwhere + ": lies outside the tensor").WithContext(ctx));
+          desc[k] = HuffChunk{dev + poff, cc.stored_size, cc.decoded_size, dev + soff};
+          max_sym = std::max(max_sym, cc.decoded_size);
+          poff += cwant;
+          soff += cc.decoded_size;
+          group_stored += cc.stored_size;
+        }
+        const ChunkEntry& c0 = chs[it.chunk];
+        const ChunkEntry& cl = chs[it.chunk + it.count - 1];
         auto stream = static_cast<cudaStream_t>(streams_[size_t(j) % streams_.size()]);
-        std::byte* dsym = dscratch_ + slot * slot_bytes_;
-        std::byte* dpay = dsym + sym_area;
         st = HCT_CALL_STATUS(
-            cuda, cudaMemcpyAsync(dpay, host, c.stored_size, cudaMemcpyHostToDevice, stream));
+            cuda, cudaMemcpyAsync(dev, host, L.sym_off, cudaMemcpyHostToDevice, stream));
         if (st.ok()) {
-          HuffDecodeArgs ha;
-          ha.payload = dpay;
-          ha.payload_bytes = c.stored_size;
-          ha.symbols = c.decoded_size;
+          HuffBatchArgs ha;
+          ha.chunks = reinterpret_cast<const HuffChunk*>(dev);
+          ha.count = uint32_t(it.count);
           ha.substream = q.huff_substream;
-          ha.out = dsym;
-          st = LaunchHuffDecode(ha, reinterpret_cast<GpuStream>(stream));
+          ha.max_symbols = max_sym;
+          st = LaunchHuffDecodeBatch(ha, reinterpret_cast<GpuStream>(stream));
         }
         if (st.ok()) {
           DctqDecodeArgs a;
-          a.symbols = dsym;
+          a.symbols = dev + L.sym_off;
           a.symbol_type = DType::kI8;
           a.step = q.step;
           a.rows = q.rows;
           a.cols = q.cols;
-          a.row_begin = c.elem_offset / q.cols;
-          a.row_end = a.row_begin + c.elem_count / q.cols;
+          a.row_begin = c0.elem_offset / q.cols;
+          a.row_end = (cl.elem_offset + cl.elem_count) / q.cols;
           a.transform = q.dct ? GpuTransform::kDct : GpuTransform::kNone;
           a.tile_rows = uint32_t(q.tile_r);
           a.tile_cols = uint32_t(q.tile_c);
@@ -227,9 +297,9 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
         if (!st.ok()) return fail(st.WithContext(where).WithContext(ctx));
         std::lock_guard<std::mutex> l(mu);
         slot_done[slot] = j;
-        stored_bytes += c.stored_size;
-        (it.direct ? direct_bytes : buffered_bytes) += c.stored_size;
-        verified += c.stored_size;
+        stored_bytes += group_stored;
+        (it.direct ? direct_bytes : buffered_bytes) += group_stored;
+        verified += group_stored;
         cv.notify_all();
         continue;
       }

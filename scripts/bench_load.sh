@@ -6,7 +6,8 @@
 # loads use (and the best); resident load; a one-shot warm sweep (threads x piece size x ring,
 # block verification on) with each point's ratio to pread, then at the best point verify on /
 # off / whole-XXH3-only and the library defaults; cold loads next to the O_DIRECT disk rate;
-# locked/pinned memory; then the torch + safetensors baseline on the same file (hot and cold).
+# the same loads through a cache (the layer and each --model DIR, e.g. kdoc-lm-25m, warmed
+# into it); locked/pinned memory; then the torch + safetensors baseline (hot and cold).
 # Writes the log to $OUT/bench_load.log when OUT is set.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -97,6 +97,28 @@ struct HuffDecodeArgs {
 
 Status ValidateHuffDecode(const HuffDecodeArgs& a);
 Status LaunchHuffDecode(const HuffDecodeArgs& a, GpuStream stream);
+
+// Many "dctq-huff" chunks (same sub-stream size) in ONE launch: the grid covers every
+// sub-stream of every chunk (blockIdx.y = chunk), which a single chunk's 4-8 blocks cannot do.
+// `chunks` is a DEVICE array of `count` descriptors (the host cannot check them: the kernel does,
+// and a bad descriptor — symbols above max_symbols or >= 2^32, null or misaligned pointers —
+// ORs kHuffErrorHeader into *error). Each chunk is decoded exactly as LaunchHuffDecode would,
+// its reads bounded by its own payload_bytes, its writes by its own symbols.
+struct HuffChunk {
+  const void* payload = nullptr;  // device, 4-byte aligned
+  uint64_t payload_bytes = 0;
+  uint64_t symbols = 0;  // decoded_size, <= max_symbols
+  void* out = nullptr;   // device: `symbols` int8
+};
+struct HuffBatchArgs {
+  const HuffChunk* chunks = nullptr;  // device, `count` entries
+  uint32_t count = 0;                 // <= 65535
+  uint32_t substream = 0;             // as HuffDecodeArgs::substream
+  uint64_t max_symbols = 0;           // >= every chunk's symbols, < 2^32 (sizes the grid)
+  uint32_t* error = nullptr;
+};
+Status ValidateHuffDecodeBatch(const HuffBatchArgs& a);
+Status LaunchHuffDecodeBatch(const HuffBatchArgs& a, GpuStream stream);
 Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream stream);
 
 }  // namespace hct

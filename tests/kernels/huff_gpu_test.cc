@@ -179,6 +179,164 @@ TEST(HuffDecodeGpu, CorruptPayloadsRaiseTheErrorWord) {
   EXPECT_GT(flagged, 0);
 }
 
+// Runs one LaunchHuffDecodeBatch over `payloads` (one chunk each, symbol counts `ns`), every
+// chunk's output in its own poisoned region with guard bytes. Returns the outputs, whether all
+// guards survived, and the error word.
+struct BatchResult {
+  std::vector<std::vector<int8_t>> out;
+  bool guard_ok = true;
+  uint32_t error = 0;
+  cudaError_t sync = cudaSuccess;
+};
+BatchResult RunBatch(const std::vector<std::vector<std::byte>>& payloads,
+                     const std::vector<size_t>& ns, uint32_t k, uint64_t max_symbols = 0) {
+  BatchResult r;
+  const size_t m = payloads.size();
+  std::vector<size_t> poff(m), ooff(m);
+  size_t ptotal = 0, ototal = 0;
+  for (size_t i = 0; i < m; ++i) {
+    poff[i] = ptotal;
+    ptotal += (payloads[i].size() + 255) / 256 * 256;
+    ooff[i] = ototal + kGuard;
+    ototal += kGuard + ns[i] + kGuard;
+  }
+  uint64_t maxn = max_symbols;
+  if (maxn == 0)
+    for (size_t n : ns) maxn = std::max<uint64_t>(maxn, n);
+  char *dp = nullptr, *dout = nullptr;
+  HuffChunk* dd = nullptr;
+  uint32_t* derr = nullptr;
+  EXPECT_EQ(cudaMalloc(&dp, std::max<size_t>(ptotal, 4)), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&dout, ototal), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&dd, sizeof(HuffChunk) * m), cudaSuccess);
+  EXPECT_EQ(cudaMalloc(&derr, 4), cudaSuccess);
+  std::vector<HuffChunk> desc(m);
+  for (size_t i = 0; i < m; ++i) {
+    cudaMemcpy(dp + poff[i], payloads[i].data(), payloads[i].size(), cudaMemcpyHostToDevice);
+    desc[i].payload = dp + poff[i];
+    desc[i].payload_bytes = payloads[i].size();
+    desc[i].symbols = ns[i];
+    desc[i].out = dout + ooff[i];
+  }
+  cudaMemcpy(dd, desc.data(), sizeof(HuffChunk) * m, cudaMemcpyHostToDevice);
+  cudaMemset(dout, kPoison, ototal);
+  cudaMemset(derr, 0, 4);
+  HuffBatchArgs a;
+  a.chunks = dd;
+  a.count = uint32_t(m);
+  a.substream = k;
+  a.max_symbols = maxn;
+  a.error = derr;
+  Status st = LaunchHuffDecodeBatch(a, nullptr);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  r.sync = cudaDeviceSynchronize();
+  std::vector<uint8_t> host(ototal);
+  cudaMemcpy(host.data(), dout, ototal, cudaMemcpyDeviceToHost);
+  cudaMemcpy(&r.error, derr, 4, cudaMemcpyDeviceToHost);
+  size_t pos = 0;
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t g = 0; g < kGuard; ++g)
+      r.guard_ok &= host[pos + g] == kPoison && host[ooff[i] + ns[i] + g] == kPoison;
+    r.out.emplace_back(reinterpret_cast<int8_t*>(host.data()) + ooff[i],
+                       reinterpret_cast<int8_t*>(host.data()) + ooff[i] + ns[i]);
+    pos = ooff[i] + ns[i] + kGuard;
+  }
+  cudaFree(dp);
+  cudaFree(dout);
+  cudaFree(dd);
+  cudaFree(derr);
+  return r;
+}
+
+TEST(HuffDecodeGpu, BatchMatchesCpuDecoder) {
+  SKIP_WITHOUT_GPU();
+  const uint32_t k = 2048;
+  const std::vector<size_t> ns = {1 << 20, 1, 12345, 64 * 2048 + 5, 1 << 20, 129 * 2048 - 7,
+                                  2100003, 0, 33};
+  std::vector<std::vector<std::byte>> ps;
+  std::vector<std::vector<int8_t>> cpu;
+  for (size_t i = 0; i < ns.size(); ++i) {
+    const auto s = Peaked(ns[i], uint32_t(100 + i), 1.0 + 0.5 * double(i % 4));
+    std::vector<std::byte> p;
+    if (ns[i] > 0) ASSERT_TRUE(detail::HuffEncode(s, k, &p).ok());
+    std::vector<int8_t> c(ns[i]);
+    if (ns[i] > 0) ASSERT_TRUE(detail::HuffDecode(p, c).ok());
+    ASSERT_EQ(c, s);
+    ps.push_back(std::move(p));
+    cpu.push_back(std::move(c));
+  }
+  BatchResult g = RunBatch(ps, ns, k);
+  ASSERT_EQ(g.sync, cudaSuccess);
+  EXPECT_EQ(g.error, 0u);
+  EXPECT_TRUE(g.guard_ok) << "wrote outside a chunk's symbols";
+  for (size_t i = 0; i < ns.size(); ++i) EXPECT_TRUE(g.out[i] == cpu[i]) << "chunk " << i;
+}
+
+TEST(HuffDecodeGpu, BatchCorruptChunkRaisesTheErrorWordOthersStillDecode) {
+  SKIP_WITHOUT_GPU();
+  const uint32_t k = 1024;
+  const std::vector<size_t> ns = {300000, 20000, 500000};
+  std::vector<std::vector<std::byte>> ps;
+  std::vector<std::vector<int8_t>> src;
+  for (size_t i = 0; i < ns.size(); ++i) {
+    src.push_back(Peaked(ns[i], uint32_t(7 + i)));
+    std::vector<std::byte> p;
+    ASSERT_TRUE(detail::HuffEncode(src.back(), k, &p).ok());
+    ps.push_back(std::move(p));
+  }
+  {  // Sanity: clean batch decodes without error.
+    BatchResult g = RunBatch(ps, ns, k);
+    ASSERT_EQ(g.sync, cudaSuccess);
+    EXPECT_EQ(g.error, 0u);
+  }
+  auto bad = ps;
+  bad[1][8] = std::byte{0xFF};  // code length 15 in the middle chunk
+  BatchResult g = RunBatch(bad, ns, k);
+  ASSERT_EQ(g.sync, cudaSuccess);
+  EXPECT_EQ(g.error & kHuffErrorHeader, kHuffErrorHeader);
+  EXPECT_TRUE(g.guard_ok);
+  EXPECT_TRUE(g.out[0] == src[0]);  // chunks do not share blocks
+  EXPECT_TRUE(g.out[2] == src[2]);
+  // A sub-stream's bits moved into its neighbour: a stream error, not a header one.
+  bad = ps;
+  uint16_t a, b;
+  std::memcpy(&a, bad[2].data() + 136, 2);
+  std::memcpy(&b, bad[2].data() + 138, 2);
+  a += 5, b -= 5;
+  std::memcpy(bad[2].data() + 136, &a, 2);
+  std::memcpy(bad[2].data() + 138, &b, 2);
+  g = RunBatch(bad, ns, k);
+  ASSERT_EQ(g.sync, cudaSuccess);
+  EXPECT_NE(g.error, 0u);
+  EXPECT_TRUE(g.guard_ok);
+  EXPECT_TRUE(g.out[0] == src[0]);
+  // A descriptor whose symbol count exceeds max_symbols (the grid would not cover it).
+  g = RunBatch(ps, ns, k, /*max_symbols=*/400000);
+  ASSERT_EQ(g.sync, cudaSuccess);
+  EXPECT_EQ(g.error, kHuffErrorHeader);
+  EXPECT_TRUE(g.guard_ok);
+  EXPECT_TRUE(g.out[0] == src[0]);
+}
+
+TEST(HuffDecodeGpu, BatchValidation) {
+  HuffBatchArgs a;
+  EXPECT_TRUE(ValidateHuffDecodeBatch(a).ok());  // empty batch
+  a.count = 2;
+  a.max_symbols = 100;
+  a.substream = 2048;
+  EXPECT_EQ(ValidateHuffDecodeBatch(a).code(), Code::kInvalidArgument);  // null descriptors
+  a.chunks = reinterpret_cast<const HuffChunk*>(uintptr_t(256));
+  EXPECT_TRUE(ValidateHuffDecodeBatch(a).ok());
+  a.substream = 100;
+  EXPECT_EQ(ValidateHuffDecodeBatch(a).code(), Code::kInvalidArgument);
+  a.substream = 2048;
+  a.count = 70000;
+  EXPECT_EQ(ValidateHuffDecodeBatch(a).code(), Code::kOutOfRange);
+  a.count = 2;
+  a.max_symbols = uint64_t(1) << 32;
+  EXPECT_EQ(ValidateHuffDecodeBatch(a).code(), Code::kOutOfRange);
+}
+
 // Not a pass/fail check: decode rate of 16 chunks (1 Mi or 2.1 M symbols), printed for the record.
 TEST(HuffDecodeGpu, Throughput) {
   SKIP_WITHOUT_GPU();
