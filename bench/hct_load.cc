@@ -498,7 +498,7 @@ int main(int argc, char** argv) {
         tb.b.max_symbols = std::max(tb.b.max_symbols, h.symbols);
         off += h.symbols;
       }
-      CK(cudaMalloc(&tb.ddesc, sizeof(hct::HuffChunk) * desc.size()));
+      CK(cudaMalloc(reinterpret_cast<void**>(&tb.ddesc), sizeof(hct::HuffChunk) * desc.size()));
       CK(cudaMemcpy(tb.ddesc, desc.data(), sizeof(hct::HuffChunk) * desc.size(),
                     cudaMemcpyHostToDevice));
       tb.b.chunks = tb.ddesc;
