@@ -49,22 +49,6 @@ Status ReadFully(int fd, std::byte* dst, uint64_t want, uint64_t min_bytes, uint
   return Status::OK();
 }
 
-#if HCT_WITH_CUDA
-// Sets the calling thread's device for a scope, then restores it.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int dev) {
-    if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
-    if (prev_ != dev) (void)cudaSetDevice(dev);
-  }
-  ~DeviceGuard() {
-    if (prev_ >= 0) (void)cudaSetDevice(prev_);
-  }
-
- private:
-  int prev_ = -1;
-};
-#endif
 
 }  // namespace
 
@@ -194,6 +178,10 @@ Engine::~Engine() {
     for (void* e : slot_events_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
     for (void* e : join_events_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
     if (ring_) (void)cudaFreeHost(ring_);
+    if (hct_owns_ring_) {
+      for (void* e : hct_slot_events_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+      (void)cudaFreeHost(hct_ring_);
+    }
     if (dscratch_) (void)cudaFree(dscratch_);
     return;
   }

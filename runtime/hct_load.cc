@@ -104,9 +104,32 @@ Status Engine::EnsureHctResources() {
     });
     read_bufs_.assign(size_t(n), {nullptr, 0});
   }
+  if (!hct_ring_) {
+    hct_ring_ = ring_, hct_slot_bytes_ = slot_bytes_, hct_nslots_ = nslots_;
+    hct_slot_events_ = slot_events_;
+#if HCT_WITH_CUDA
+    if (placement_ == Placement::kDevice && opt_.hct_slot_bytes > 0) {
+      DeviceGuard g(device_);
+      hct_slot_bytes_ = std::max<uint64_t>(opt_.hct_slot_bytes, slot_bytes_);
+      hct_nslots_ = int(std::max<uint64_t>(2, opt_.hct_staging_bytes / hct_slot_bytes_));
+      const uint64_t ring_bytes = hct_slot_bytes_ * uint64_t(hct_nslots_);
+      void* p = nullptr;
+      HCT_CHECK(cuda, cudaHostAlloc(&p, ring_bytes, cudaHostAllocDefault));
+      hct_ring_ = static_cast<std::byte*>(p);
+      hct_owns_ring_ = true;
+      hct_slot_events_.clear();
+      for (int i = 0; i < hct_nslots_; ++i) {
+        cudaEvent_t ev;
+        HCT_CHECK(cuda, cudaEventCreateWithFlags(&ev, cudaEventDisableTiming | cudaEventBlockingSync));
+        hct_slot_events_.push_back(ev);
+      }
+      stats_.pinned_staging_bytes += ring_bytes;
+    }
+#endif
+  }
 #if HCT_WITH_CUDA
   if (placement_ == Placement::kDevice && !dscratch_) {
-    const uint64_t bytes = slot_bytes_ * uint64_t(nslots_);
+    const uint64_t bytes = hct_slot_bytes_ * uint64_t(hct_nslots_);
     void* p = nullptr;
     HCT_CHECK(cuda, cudaMalloc(&p, bytes));
     dscratch_ = static_cast<std::byte*>(p);
@@ -133,7 +156,7 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
     for (size_t c = c0; c < ch.size() && m < 65535; ++c) {
       if (ch[c].decoded_size != ch[c].elem_count) break;
       if (c > c0 && ch[c].elem_offset != ch[c - 1].elem_offset + ch[c - 1].elem_count) break;
-      if (LayoutHuffGroup(ch, c0, c - c0 + 1).total > slot_bytes_) break;
+      if (LayoutHuffGroup(ch, c0, c - c0 + 1).total > hct_slot_bytes_) break;
       m = c - c0 + 1;
     }
     return m;
@@ -168,7 +191,7 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
   for (Item& it : items) it.direct = direct[it.file];
   if (items.empty()) return Status::OK();
 
-  const int64_t nslots = nslots_;
+  const int64_t nslots = hct_nslots_;
   const int64_t n = int64_t(items.size());
   std::mutex mu;
   std::condition_variable cv;
@@ -215,10 +238,10 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
           if (abort) return;
         }
         Status st = HCT_CALL_STATUS(
-            cuda, cudaEventSynchronize(static_cast<cudaEvent_t>(slot_events_[slot])));
+            cuda, cudaEventSynchronize(static_cast<cudaEvent_t>(hct_slot_events_[slot])));
         if (!st.ok()) return fail(st.WithContext(ctx));
-        std::byte* host = ring_ + slot * slot_bytes_;
-        std::byte* dev = dscratch_ + slot * slot_bytes_;
+        std::byte* host = hct_ring_ + slot * hct_slot_bytes_;
+        std::byte* dev = dscratch_ + slot * hct_slot_bytes_;
         const HuffLayout L = LayoutHuffGroup(chs, it.chunk, it.count);
         auto* desc = reinterpret_cast<HuffChunk*>(host);
         const ChunkDecoder::DctqParams& q = h.decoder.dctq();
@@ -293,7 +316,7 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
         }
         if (st.ok())
           st = HCT_CALL_STATUS(
-              cuda, cudaEventRecord(static_cast<cudaEvent_t>(slot_events_[slot]), stream));
+              cuda, cudaEventRecord(static_cast<cudaEvent_t>(hct_slot_events_[slot]), stream));
         if (!st.ok()) return fail(st.WithContext(where).WithContext(ctx));
         std::lock_guard<std::mutex> l(mu);
         slot_done[slot] = j;
@@ -356,14 +379,14 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
         if (abort) return;
       }
       st = HCT_CALL_STATUS(cuda,
-                           cudaEventSynchronize(static_cast<cudaEvent_t>(slot_events_[slot])));
+                           cudaEventSynchronize(static_cast<cudaEvent_t>(hct_slot_events_[slot])));
       if (!st.ok()) return fail(st.WithContext(ctx));
       auto stream = static_cast<cudaStream_t>(streams_[size_t(j) % streams_.size()]);
-      const bool fits = c.decoded_size <= slot_bytes_;
+      const bool fits = c.decoded_size <= hct_slot_bytes_;
       // A chunk larger than a slot (rare: chunk_bytes below the codec's chunks) decodes into
       // pageable memory and a stream-ordered device allocation.
       std::vector<std::byte> big;
-      std::byte* host = fits ? ring_ + slot * slot_bytes_ : nullptr;
+      std::byte* host = fits ? hct_ring_ + slot * hct_slot_bytes_ : nullptr;
       if (!fits) {
         big.resize(c.decoded_size);
         host = big.data();
@@ -378,7 +401,7 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
         st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(out, host, c.decoded_size,
                                                    cudaMemcpyHostToDevice, stream));
       } else {
-        void* sym = fits ? static_cast<void*>(dscratch_ + slot * slot_bytes_) : nullptr;
+        void* sym = fits ? static_cast<void*>(dscratch_ + slot * hct_slot_bytes_) : nullptr;
         if (!fits) st = HCT_CALL_STATUS(cuda, cudaMallocAsync(&sym, c.decoded_size, stream));
         if (st.ok())
           st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(sym, host, c.decoded_size,
@@ -407,7 +430,7 @@ Status Engine::LoadHct(std::span<const TensorSpec> specs, std::span<const size_t
       }
       if (st.ok())
         st = HCT_CALL_STATUS(cuda,
-                             cudaEventRecord(static_cast<cudaEvent_t>(slot_events_[slot]), stream));
+                             cudaEventRecord(static_cast<cudaEvent_t>(hct_slot_events_[slot]), stream));
       if (!st.ok()) return fail(st.WithContext(where).WithContext(ctx));
       std::lock_guard<std::mutex> l(mu);
       slot_done[slot] = j;

@@ -111,6 +111,8 @@ Result<RuntimeOptions> RuntimeOptions::FromEnv(RuntimeOptions o) {
   };
   HCT_RETURN_IF_ERROR(size("HCT_STAGING_BYTES", &o.staging_bytes));
   HCT_RETURN_IF_ERROR(size("HCT_CHUNK_BYTES", &o.chunk_bytes));
+  HCT_RETURN_IF_ERROR(size("HCT_COMPRESSED_SLOT_BYTES", &o.hct_slot_bytes));
+  HCT_RETURN_IF_ERROR(size("HCT_COMPRESSED_STAGING_BYTES", &o.hct_staging_bytes));
   HCT_RETURN_IF_ERROR(size("HCT_COPY_STEP", &o.copy_step_bytes));
   HCT_RETURN_IF_ERROR(size("HCT_RESIDENT_BUDGET", &o.resident_budget));
   HCT_RETURN_IF_ERROR(integer("HCT_IO_THREADS", &o.io_threads));
@@ -141,6 +143,13 @@ Status RuntimeOptions::Validate() const {
   if (copy_step_bytes != 0 && (copy_step_bytes < 65536 || copy_step_bytes % 4096 != 0))
     return Status::InvalidArgument("copy_step_bytes " + std::to_string(copy_step_bytes) +
                                    " must be 0 or a multiple of 4096 of at least 64K");
+  if (hct_slot_bytes % 4096 != 0)
+    return Status::InvalidArgument("hct_slot_bytes " + std::to_string(hct_slot_bytes) +
+                                   " is not a multiple of 4096");
+  if (hct_slot_bytes != 0 && hct_staging_bytes < 2 * hct_slot_bytes)
+    return Status::InvalidArgument("hct_staging_bytes " + std::to_string(hct_staging_bytes) +
+                                   " must hold at least two slots of " +
+                                   std::to_string(hct_slot_bytes));
   if (io_threads < 1 || io_threads > 256)
     return Status::InvalidArgument("io_threads " + std::to_string(io_threads) +
                                    " is not in [1, 256]");

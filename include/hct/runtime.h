@@ -28,7 +28,7 @@
 // FromHct with a cache) are leased while loading and while loaded, and their reads recorded.
 //
 // Settings (RuntimeOptions::FromEnv): HCT_STAGING_BYTES, HCT_CHUNK_BYTES, HCT_IO_THREADS,
-// HCT_DECODE_THREADS, HCT_STREAMS, HCT_COPY_STEP, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off,
+// HCT_DECODE_THREADS, HCT_COMPRESSED_SLOT_BYTES, HCT_COMPRESSED_STAGING_BYTES, HCT_STREAMS, HCT_COPY_STEP, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off,
 // HCT_RESIDENT_BUDGET, HCT_DEVICE, HCT_FORCE_HOST=1. Sizes take "64M", "1G", "4096" (powers of
 // 1024). See docs/runtime.md.
 //
@@ -94,6 +94,13 @@ struct RuntimeOptions {
   // One read / one copy; a multiple of 4096. Block checksums (8 MiB in the cache) are verified
   // per piece when a block fits a slot: 8M does for 4096-aligned tensors (cache entries).
   uint64_t chunk_bytes = 8ull << 20;
+  // Compressed (HCT) loads on a GPU use their own pinned ring and device scratch, made on the
+  // first such load: hct_staging_bytes in slots of hct_slot_bytes. A slot holds a group of
+  // chunks that one batched Huffman launch decodes; large groups keep the GPU busy (on an H100,
+  // 8 MiB slots gave 1.4x the raw warm load, 64 MiB slots 3.8-4.1x: docs/BENCHMARKS.md).
+  // hct_slot_bytes = 0: compressed loads share the raw ring above (chunk_bytes slots).
+  uint64_t hct_slot_bytes = 64ull << 20;
+  uint64_t hct_staging_bytes = 1ull << 30;
   int io_threads = 16;  // best one-shot point measured on a 16-core H100 host (docs/BENCHMARKS.md)
   int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;

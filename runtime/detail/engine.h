@@ -16,6 +16,10 @@
 
 #include "hct/runtime.h"
 
+#if HCT_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace hct::detail {
 
 // Memory some loaded tensors live in; `release` frees it (or returns a pool slot).
@@ -74,6 +78,23 @@ struct ResidentFile {
   uint64_t map_bytes = 0;   // page-rounded
   bool registered = false;  // cudaHostRegister'ed
 };
+
+#if HCT_WITH_CUDA
+// Sets the calling thread's device for a scope, then restores it.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int dev) {
+    if (cudaGetDevice(&prev_) != cudaSuccess) prev_ = -1;
+    if (prev_ != dev) (void)cudaSetDevice(dev);
+  }
+  ~DeviceGuard() {
+    if (prev_ >= 0) (void)cudaSetDevice(prev_);
+  }
+
+ private:
+  int prev_ = -1;
+};
+#endif
 
 class Engine {
  public:
@@ -143,6 +164,12 @@ class Engine {
   std::unique_ptr<WorkerPool> decode_pool_;
   std::vector<std::pair<std::byte*, uint64_t>> read_bufs_;
   std::byte* dscratch_ = nullptr;
+  // The compressed path's pinned ring: its own (hct_owns_ring_) or the raw ring_ above.
+  std::byte* hct_ring_ = nullptr;
+  uint64_t hct_slot_bytes_ = 0;
+  int hct_nslots_ = 0;
+  std::vector<void*> hct_slot_events_;
+  bool hct_owns_ring_ = false;
   RuntimeStats stats_;
 };
 

@@ -102,6 +102,7 @@ inline RuntimeOptions SmallRing(ODirectMode od, bool host) {
   RuntimeOptions o;
   o.chunk_bytes = 8192;
   o.staging_bytes = 4 * 8192;
+  o.hct_slot_bytes = 0;  // compressed loads share the small ring (tests of its bounds)
   o.io_threads = 3;
   o.streams = 2;
   o.o_direct = od;
