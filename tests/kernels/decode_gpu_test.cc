@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu_test_util.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
 #include "hct/safetensors.h"
@@ -21,13 +22,7 @@
 namespace hct {
 namespace {
 
-bool HaveGpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
 
-#define SKIP_WITHOUT_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
 
@@ -248,7 +243,7 @@ struct Shape {
 };
 
 TEST(DctqDecodeGpu, RandomSymbolsAllShapesAndTypes) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const Shape shapes[] = {
       {64, 512, 8, 8},      // fast path only
       {96, 768, 16, 16},    // fast path only
@@ -274,7 +269,7 @@ TEST(DctqDecodeGpu, RandomSymbolsAllShapesAndTypes) {
 }
 
 TEST(DctqDecodeGpu, ChunksLaunchedOneByOneOrTogether) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   Lossy l = RandomLossy(300, 700, 16, 16, 8, 99);
   l.rows_per_chunk = 64;  // chunks of 4 tile-rows; the last has 44 rows
   const auto ref = CpuReference(l, DType::kBF16);
@@ -287,7 +282,7 @@ TEST(DctqDecodeGpu, ChunksLaunchedOneByOneOrTogether) {
 }
 
 TEST(DctqDecodeGpu, WritesOnlyItsRows) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   for (bool dct : {true, false}) {
     Lossy l = RandomLossy(200, 96, 16, 16, 8, 5);
     l.dct = dct;
@@ -309,7 +304,7 @@ TEST(DctqDecodeGpu, WritesOnlyItsRows) {
 }
 
 TEST(DctqDecodeGpu, UnalignedPointers) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   for (int tile : {8, 16, 32}) {
     const Lossy l = RandomLossy(64, 512, tile, tile, 8, 40 + tile);
     for (DType t : {DType::kBF16, DType::kF32}) {
@@ -322,7 +317,7 @@ TEST(DctqDecodeGpu, UnalignedPointers) {
 }
 
 TEST(DctqDecodeGpu, IdentityIsBitExact) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const Shape shapes[] = {{1000, 1001, 1, 1}, {1, 7, 1, 1}, {64, 64, 1, 1}};
   uint32_t seed = 300;
   for (const Shape& sh : shapes) {
@@ -363,7 +358,7 @@ std::vector<uint8_t> Split(const std::vector<uint8_t>& words, int wb, int rot) {
 }
 
 TEST(BytePlaneMergeGpu, BitExactRoundTrip) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   std::mt19937 rng(11);
   for (int wb : {1, 2, 4, 8}) {
     for (int rot : {0, 1, 3}) {
@@ -408,7 +403,7 @@ std::string WeightsDir() {
 // Encodes real 2-D tensors with the library's lossy encoder, then decodes each chunk's symbols
 // on the GPU and with the CPU reference decoder.
 TEST(DctqDecodeGpu, RealWeights) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const std::string path = WeightsDir() + "/kdoc-lm-25m/model-00001-of-00004.safetensors";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " absent";
   auto file = SafetensorsFile::Open(path);

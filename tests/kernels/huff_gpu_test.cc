@@ -13,18 +13,13 @@
 #include <utility>
 #include <vector>
 
+#include "gpu_test_util.h"
 #include "convert/detail/huff.h"
 #include "hct/kernels.h"
 
 namespace hct {
 namespace {
 
-bool HaveGpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-#define SKIP_WITHOUT_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call
 
 constexpr size_t kGuard = 64;
@@ -99,7 +94,7 @@ void ExpectMatchesCpu(const std::vector<int8_t>& s, uint32_t k, size_t shift = 0
 }
 
 TEST(HuffDecodeGpu, MatchesCpuDecoderOddSizes) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   for (uint32_t k : {32u, 256u, 2048u, 4096u})
     for (size_t n : {size_t(1), size_t(15), size_t(17), size_t(31), size_t(33), size_t(2047),
                      size_t(2049), size_t(12345), size_t(64 * 2048 + 5),
@@ -108,7 +103,7 @@ TEST(HuffDecodeGpu, MatchesCpuDecoderOddSizes) {
 }
 
 TEST(HuffDecodeGpu, FullAlphabetSkewedAndSingleSymbol) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   std::vector<int8_t> u(100000);
   std::mt19937 rng(1);
   for (auto& v : u) v = int8_t(rng());
@@ -123,12 +118,12 @@ TEST(HuffDecodeGpu, FullAlphabetSkewedAndSingleSymbol) {
 }
 
 TEST(HuffDecodeGpu, UnalignedOutput) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   ExpectMatchesCpu(Peaked(50000, 3), 512, /*shift=*/3);
 }
 
 TEST(HuffDecodeGpu, CorruptPayloadsRaiseTheErrorWord) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const size_t n = 20000;
   const uint32_t k = 1024;
   const auto s = Peaked(n, 5);
@@ -249,7 +244,7 @@ BatchResult RunBatch(const std::vector<std::vector<std::byte>>& payloads,
 }
 
 TEST(HuffDecodeGpu, BatchMatchesCpuDecoder) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const uint32_t k = 2048;
   const std::vector<size_t> ns = {1 << 20, 1, 12345, 64 * 2048 + 5, 1 << 20, 129 * 2048 - 7,
                                   2100003, 0, 33};
@@ -273,7 +268,7 @@ TEST(HuffDecodeGpu, BatchMatchesCpuDecoder) {
 }
 
 TEST(HuffDecodeGpu, BatchCorruptChunkRaisesTheErrorWordOthersStillDecode) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const uint32_t k = 1024;
   const std::vector<size_t> ns = {300000, 20000, 500000};
   std::vector<std::vector<std::byte>> ps;
@@ -339,7 +334,7 @@ TEST(HuffDecodeGpu, BatchValidation) {
 
 // Not a pass/fail check: decode rate of 16 chunks (1 Mi or 2.1 M symbols), printed for the record.
 TEST(HuffDecodeGpu, Throughput) {
-  SKIP_WITHOUT_GPU();
+  REQUIRE_GPU();
   const int chunks = 16;
   // The last case is close to the loader's: ~2.1 M symbols per chunk (not a multiple of K).
   const std::pair<size_t, uint32_t> cases[] = {

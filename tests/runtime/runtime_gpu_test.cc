@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "gpu_test_util.h"
 #include "hct/runtime.h"
 #include "runtime/runtime_test_util.h"
 
@@ -17,15 +18,7 @@ using test::MakeFile;
 using test::SmallRing;
 using test::TempDir;
 
-bool HaveGpu() {
-  int n = 0;
-  bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-  (void)cudaGetLastError();
-  return ok;
-}
 
-#define REQUIRE_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
 
 std::vector<unsigned char> ToHost(const LoadedTensor& t) {
   std::vector<unsigned char> h(t.bytes());

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "gpu_test_util.h"
 #include "hct/codec.h"
 #include "hct/runtime.h"
 #include "runtime/runtime_hct_util.h"
@@ -18,15 +19,7 @@ namespace {
 
 using test::TempDir;
 
-bool HaveGpu() {
-  int n = 0;
-  bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-  (void)cudaGetLastError();
-  return ok;
-}
 
-#define REQUIRE_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
 
 std::vector<std::byte> ToHost(const LoadedTensor& t) {
   std::vector<std::byte> h(t.bytes());
