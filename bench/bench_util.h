@@ -57,6 +57,26 @@ inline std::string ProcStatus(const char* key) {
   return std::string(key) + " ?";
 }
 
+// The tensors of one Llama-70B decoder layer (hidden 8192, 64 heads and 8 KV heads of 128, MLP
+// 28672): 1.59 GiB in BF16. `scale` shrinks the row counts (multiples of 16) for quick runs.
+struct LayerTensor {
+  std::string name;
+  uint64_t rows, cols;  // rows == 1: a 1-D tensor of `cols`
+};
+inline std::vector<LayerTensor> Llama70bLayer(double scale = 1.0) {
+  auto r = [&](uint64_t n) { return std::max<uint64_t>(16, uint64_t(double(n) * scale) / 16 * 16); };
+  const std::string p = "model.layers.0.";
+  return {{p + "input_layernorm.weight", 1, 8192},
+          {p + "self_attn.q_proj.weight", r(8192), 8192},
+          {p + "self_attn.k_proj.weight", r(1024), 8192},
+          {p + "self_attn.v_proj.weight", r(1024), 8192},
+          {p + "self_attn.o_proj.weight", r(8192), 8192},
+          {p + "post_attention_layernorm.weight", 1, 8192},
+          {p + "mlp.gate_proj.weight", r(28672), 8192},
+          {p + "mlp.up_proj.weight", r(28672), 8192},
+          {p + "mlp.down_proj.weight", r(8192), 28672}};
+}
+
 }  // namespace hct::bench
 
 #if HCT_WITH_CUDA

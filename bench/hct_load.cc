@@ -139,17 +139,8 @@ int main(int argc, char** argv) {
   }
 
   // 1. The layer.
-  const std::string p = "model.layers.0.";
-  auto R = [&](uint64_t r) { return std::max<uint64_t>(16, uint64_t(double(r) * scale) / 16 * 16); };
-  std::vector<T> ts = {{p + "input_layernorm.weight", 1, 8192, {}},
-                       {p + "self_attn.q_proj.weight", R(8192), 8192, {}},
-                       {p + "self_attn.k_proj.weight", R(1024), 8192, {}},
-                       {p + "self_attn.v_proj.weight", R(1024), 8192, {}},
-                       {p + "self_attn.o_proj.weight", R(8192), 8192, {}},
-                       {p + "post_attention_layernorm.weight", 1, 8192, {}},
-                       {p + "mlp.gate_proj.weight", R(28672), 8192, {}},
-                       {p + "mlp.up_proj.weight", R(28672), 8192, {}},
-                       {p + "mlp.down_proj.weight", R(8192), 28672, {}}};
+  std::vector<T> ts;
+  for (const auto& l : hct::bench::Llama70bLayer(scale)) ts.push_back({l.name, l.rows, l.cols, {}});
   double t0 = Now();
   uint64_t total = 0, weights = 0;
   for (size_t i = 0; i < ts.size(); ++i) {

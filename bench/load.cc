@@ -46,20 +46,7 @@ using hct::bench::ProcStatus;
 
 // Writes the layer; returns its specs with XXH3 of each tensor.
 std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
-  struct T {
-    std::string name;
-    uint64_t rows, cols;
-  };
-  const std::string p = "model.layers.0.";
-  std::vector<T> ts = {{p + "input_layernorm.weight", 1, 8192},
-                       {p + "self_attn.q_proj.weight", 8192, 8192},
-                       {p + "self_attn.k_proj.weight", 1024, 8192},
-                       {p + "self_attn.v_proj.weight", 1024, 8192},
-                       {p + "self_attn.o_proj.weight", 8192, 8192},
-                       {p + "post_attention_layernorm.weight", 1, 8192},
-                       {p + "mlp.gate_proj.weight", 28672, 8192},
-                       {p + "mlp.up_proj.weight", 28672, 8192},
-                       {p + "mlp.down_proj.weight", 8192, 28672}};
+  const std::vector<hct::bench::LayerTensor> ts = hct::bench::Llama70bLayer();
   hct::SafetensorsWriterOptions wo;
   wo.data_alignment = 4096;
   wo.overwrite = true;
