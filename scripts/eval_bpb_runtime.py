@@ -15,32 +15,22 @@ weights are evaluated too; prints one line each and the check |runtime - cpu dec
 """
 import argparse
 import ctypes
-import math
 import os
 import sys
 
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from dlpack_torch import capsule, check, load_lib, Info  # noqa: E402
+import eval_bpb_dirs  # noqa: E402
 
 
 def bits_per_byte(model, val_path, dev):
-    # The evaluation of ../shared/weights/eval_bpb.py (same windows, autocast and reduction).
+    """The evaluation of ../shared/weights/eval_bpb.py (scripts/eval_bpb_dirs.py holds it)."""
     val = torch.frombuffer(bytearray(open(val_path, "rb").read()), dtype=torch.uint8).to(dev).long()
-    seq, total, count = 512, 0.0, 0
-    with torch.no_grad():
-        for s in range(0, val.numel() - seq - 1, seq):
-            x, y = val[s:s + seq][None], val[s + 1:s + seq + 1][None]
-            with torch.autocast(dev, dtype=torch.bfloat16, enabled=(dev == "cuda")):
-                logits = model(input_ids=x).logits.float()
-            total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1),
-                                     reduction="sum").item()
-            count += y.numel()
-    return total / count / math.log(2), count
+    return eval_bpb_dirs.bits_per_byte(model, val, dev)
 
 
 def load_state(lib, hct_dir, force_host, dev):

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <random>
 
+#include "symbol_test_util.h"
 #include "convert/detail/huff.h"
 #include "hct/codec.h"
 
@@ -17,18 +18,7 @@ using detail::HuffDecode;
 using detail::HuffEncode;
 using detail::kHuffMaxLen;
 
-// Laplacian-like quantized symbols, as the DCT coefficients give.
-std::vector<int8_t> Peaked(size_t n, uint32_t seed, double scale = 1.5) {
-  std::mt19937 rng(seed);
-  std::exponential_distribution<double> e(1.0 / scale);
-  std::bernoulli_distribution sign(0.5);
-  std::vector<int8_t> s(n);
-  for (auto& v : s) {
-    const int m = std::min(127, int(std::floor(e(rng) + 0.5)));
-    v = int8_t(sign(rng) ? -m : m);
-  }
-  return s;
-}
+using test::Peaked;
 
 std::vector<int8_t> RoundTrip(const std::vector<int8_t>& s, uint32_t k) {
   std::vector<std::byte> p;

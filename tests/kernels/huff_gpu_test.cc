@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "symbol_test_util.h"
 #include "gpu_test_util.h"
 #include "convert/detail/huff.h"
 #include "hct/kernels.h"
@@ -25,17 +26,7 @@ namespace {
 constexpr size_t kGuard = 64;
 constexpr uint8_t kPoison = 0x5A;
 
-std::vector<int8_t> Peaked(size_t n, uint32_t seed, double scale = 1.5) {
-  std::mt19937 rng(seed);
-  std::exponential_distribution<double> e(1.0 / scale);
-  std::bernoulli_distribution sign(0.5);
-  std::vector<int8_t> s(n);
-  for (auto& v : s) {
-    const int m = std::min(127, int(std::floor(e(rng) + 0.5)));
-    v = int8_t(sign(rng) ? -m : m);
-  }
-  return s;
-}
+using test::Peaked;
 
 struct GpuResult {
   std::vector<int8_t> out;  // n symbols
