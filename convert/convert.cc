@@ -173,6 +173,18 @@ Status VerifyOutput(const std::string& dir, const ModelFolder& in, const Convert
   return Status::OK();
 }
 
+// The output folder's own names (the HCT index, *.hct) must not come from the input: a user's
+// model.hct.index.json was silently replaced by ours, and a stray *.hct would be dropped on
+// decode. Refused, naming the file, rather than losing it.
+Status CheckNoHctNamesInInput(const ModelFolder& in) {
+  for (const std::string& rel : in.other_files())
+    if (rel == kHctModelIndexName || rel.ends_with(".hct"))
+      return Status::Unsupported((fs::path(in.dir()) / rel).string() +
+                                 ": the input holds a file named like the HCT output's own "
+                                 "files; rename or move it before converting");
+  return Status::OK();
+}
+
 }  // namespace
 
 bool IsVerificationFailure(const Status& s) {
@@ -187,15 +199,8 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
   const int threads = detail::ResolveThreads(options.threads);
 
   HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kMmap));
-  {
-    // Refuse to write into (or over) the input.
-    std::error_code ec;
-    const fs::path in_abs = fs::weakly_canonical(in.dir(), ec);
-    const fs::path out_abs = fs::weakly_canonical(output, ec);
-    const std::string a = in_abs.string() + "/", b = out_abs.string() + "/";
-    if (!ec && (b.rfind(a, 0) == 0 || a.rfind(b, 0) == 0))
-      return Status::InvalidArgument(output + ": output overlaps the input folder " + in.dir());
-  }
+  HCT_RETURN_IF_ERROR(detail::CheckOutputOutsideInput(input, output));
+  HCT_RETURN_IF_ERROR(CheckNoHctNamesInInput(in));
   HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
 
   ConvertReport rep;
@@ -384,7 +389,6 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
   HCT_RETURN_IF_ERROR(detail::WriteTextFile((fs::path(stage.path()) / kHctModelIndexName).string(),
                                             index.dump(2) + "\n"));
   for (const std::string& rel : in.other_files()) {
-    if (rel == kHctModelIndexName) continue;  // would clash with ours
     HCT_RETURN_IF_ERROR(detail::CopyFileSynced((fs::path(in.dir()) / rel).string(),
                                                (fs::path(stage.path()) / rel).string()));
     rep.copied_files.push_back(rel);

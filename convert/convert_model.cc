@@ -8,6 +8,7 @@
 #include "convert/detail/convert_internal.h"
 #include "hct/container.h"
 #include "hct/convert.h"
+#include "hct/detail/paths.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -56,7 +57,7 @@ Result<HctModel> HctModel::Open(const std::string& path) {
         if (!f.is_object() || !f.contains("file") || !f["file"].is_string())
           return Status::Corruption(index_path + ": bad \"files\" entry " + f.dump());
         const std::string name = f["file"].get<std::string>();
-        if (name.empty() || name[0] == '/' || name.find("..") != std::string::npos)
+        if (!detail::IsContainedRelativePath(name))
           return Status::Corruption(index_path + ": unsafe file name '" + name + "'");
         HCT_ASSIGN_OR_RETURN(HctFile hf, HctFile::Open((fs::path(path) / name).string()));
         m.names_.push_back(name);
@@ -151,6 +152,7 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   detail::Stopwatch clock;
   if (options.threads < 0) return Status::InvalidArgument("--threads must be >= 0");
   HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(input));
+  HCT_RETURN_IF_ERROR(detail::CheckOutputOutsideInput(input, output));
   HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
   const ParallelFor pf = ThreadsParallelFor(detail::ResolveThreads(options.threads));
   DecodeReport rep;
@@ -169,8 +171,8 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   for (size_t i = 0; i < m.files().size(); ++i) {
     const HctFile& f = m.files()[i];
     const std::string name = m.source_names()[i];
-    if (name.empty() || name[0] == '/' || name.find("..") != std::string::npos ||
-        !seen.insert(name).second)
+    // source_file comes from the input: it must name a file inside the output.
+    if (!detail::IsContainedRelativePath(name) || !seen.insert(name).second)
       return Status::Corruption(f.path() + ": bad or duplicate source_file '" + name + "'");
     const std::string dst = (fs::path(stage.path()) / name).string();
     std::error_code ec;
@@ -223,7 +225,10 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
         (fs::path(stage.path()) / "model.safetensors.index.json").string(), idx.dump(2) + "\n"));
   }
   for (const std::string& rel : m.other_files()) {
-    if (rel == "model.safetensors.index.json" || seen.count(rel)) continue;
+    // A copied file named like one decode writes was silently dropped: refuse instead.
+    if (rel == "model.safetensors.index.json" || seen.count(rel))
+      return Status::Unsupported((fs::path(m.dir()) / rel).string() +
+                                 ": named like a file the decode writes; rename or move it");
     HCT_RETURN_IF_ERROR(detail::CopyFileSynced((fs::path(m.dir()) / rel).string(),
                                                (fs::path(stage.path()) / rel).string()));
     rep.copied_files.push_back(rel);

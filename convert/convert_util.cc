@@ -11,6 +11,7 @@
 
 #include "convert/detail/convert_internal.h"
 #include "hct/detail/file.h"
+#include "hct/detail/paths.h"
 
 namespace hct::detail {
 namespace fs = std::filesystem;
@@ -94,6 +95,13 @@ Status StagingDir::Commit() {
   return SyncDir(parent.empty() ? "." : parent.string());
 }
 
+Status CheckOutputOutsideInput(const std::string& input, const std::string& output) {
+  if (output.empty()) return Status::OK();  // StagingDir::Create names that error
+  if (OutputOverlapsInput(input, output))
+    return Status::InvalidArgument(output + ": output overlaps the input " + input);
+  return Status::OK();
+}
+
 Status CopyFileSynced(const std::string& src, const std::string& dst) {
   std::error_code ec;
   const fs::path parent = fs::path(dst).parent_path();
@@ -154,8 +162,10 @@ Result<std::vector<std::string>> ListOtherFiles(const std::string& dir,
       continue;
     }
     if (!it->is_regular_file(ec)) continue;
-    const std::string rel = fs::relative(it->path(), dir, ec).string();
-    if (ec) return FsError("relative", it->path().string(), ec);
+    // The listed name, not the symlink's target (fs::relative resolves symlinks and turned
+    // hub-cache links into "../../blobs/..." names that were then written outside the output).
+    const std::string rel = RelativeInside(it->path(), dir);
+    if (rel.empty()) return Status::Internal(it->path().string() + ": listed outside " + dir);
     if (rel.find(kTempMarker) != std::string::npos) continue;  // someone's temporary file
     if (skip && skip(rel)) continue;
     out.push_back(rel);

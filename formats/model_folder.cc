@@ -8,6 +8,7 @@
 #include <system_error>
 #include <utility>
 
+#include "hct/detail/paths.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -142,8 +143,11 @@ Result<ModelFolder> ModelFolder::Open(const std::string& path, SafetensorsAccess
       }
       std::error_code ec2;
       if (!rit->is_regular_file(ec2)) continue;
-      std::string rel = fs::relative(rit->path(), path, ec2).generic_string();
-      if (ec2) rel = rit->path().generic_string();
+      // The name as listed, not where a symlink points (hub-cache snapshots link into
+      // ../../blobs/): converters copy it to <output>/<rel>, which must stay in the output.
+      const std::string rel = detail::RelativeInside(rit->path(), path);
+      if (rel.empty())
+        return Status::Internal(rit->path().string() + ": listed outside " + path);
       if (!skip.count(rel)) mf.other_files_.push_back(rel);
     }
     std::sort(mf.other_files_.begin(), mf.other_files_.end());

@@ -49,6 +49,10 @@ class StagingDir {
   bool force_ = false, committed_ = true;
 };
 
+// InvalidArgument when `output` overlaps `input` (hct/detail/paths.h: OutputOverlapsInput):
+// convert and decode never write into, over or around what they read, however it is spelled.
+Status CheckOutputOutsideInput(const std::string& input, const std::string& output);
+
 // Copies src to dst (creating dst's parent folders) and fsyncs it.
 Status CopyFileSynced(const std::string& src, const std::string& dst);
 
