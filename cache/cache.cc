@@ -69,6 +69,32 @@ Status MakeDirs(const std::string& d) {
 
 }  // namespace
 
+Result<std::string> Cache::Impl::EntryAbs(const std::string& rel, bool check_links) const {
+  auto bad = [&](const char* why) {
+    return Status::Corruption(IndexPath() + ": entry path '" + rel + "' " + why +
+                              " (the index names only entries/<model>/<file>)");
+  };
+  if (rel.find('\0') != std::string::npos) return bad("holds a NUL byte");
+  std::vector<std::string_view> parts;
+  for (size_t b = 0;;) {
+    size_t e = rel.find('/', b);
+    parts.push_back(std::string_view(rel).substr(b, e == std::string::npos ? e : e - b));
+    if (e == std::string::npos) break;
+    b = e + 1;
+  }
+  if (parts.size() != 3 || parts[0] != "entries") return bad("is not inside entries/");
+  for (size_t i = 1; i < 3; ++i)
+    if (parts[i].empty() || parts[i] == "." || parts[i] == "..")
+      return bad("is not inside entries/");
+  if (check_links) {
+    std::string model_dir = EntriesDir() + "/" + std::string(parts[1]);
+    struct stat st {};
+    if (::lstat(model_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+      return bad("has a model folder that is not a folder (a symlink?)");
+  }
+  return Abs(rel);
+}
+
 Cache::Cache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<Cache>> Cache::Open(const std::string& dir_in, const OpenOptions& opt) {
@@ -171,13 +197,15 @@ Result<CleanupReport> Cache::Impl::Cleanup(bool remove_orphans) {
   std::set<std::string> known;
   for (auto& [id, rel] : rows) {
     known.insert(rel);
+    // A row naming a path outside entries/ names no entry file: it dangles too.
+    auto abs = EntryAbs(rel);
     struct stat st {};
-    if (::stat(Abs(rel).c_str(), &st) == 0) continue;
-    if (errno != ENOENT) return Status::FromErrno("stat", Abs(rel), errno);
+    if (abs.ok() && ::stat(abs->c_str(), &st) == 0) continue;
+    if (abs.ok() && errno != ENOENT) return Status::FromErrno("stat", *abs, errno);
     std::lock_guard g(db_mu);
     HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1 AND path = ?2"));
     HCT_RETURN_IF_ERROR(d.Bind(1, id).Bind(2, rel).Run());
-    if (sqlite3_changes(db->raw()) > 0) rep.dangling_rows_dropped.push_back(Abs(rel));
+    if (sqlite3_changes(db->raw()) > 0) rep.dangling_rows_dropped.push_back(abs.ok() ? *abs : rel);
   }
   if (!remove_orphans) return rep;
 
@@ -267,10 +295,12 @@ Status Cache::Impl::DropEntry(int64_t entry_id, const std::string& rel) {
     HCT_RETURN_IF_ERROR(d.Bind(1, entry_id).Run());
   }
   detail::CrashPoint("drop: rows deleted, file not yet");
-  auto lk = detail::FileLock::Acquire(Abs(rel), true, false, /*create=*/false);
+  auto abs = EntryAbs(rel);
+  if (!abs.ok()) return Status::OK();  // the row named no entry file: nothing to delete
+  auto lk = detail::FileLock::Acquire(*abs, true, false, /*create=*/false);
   if (!lk.ok()) return Status::OK();  // leased or already gone: gc removes it later
-  if (::unlink(Abs(rel).c_str()) != 0 && errno != ENOENT)
-    return Status::FromErrno("unlink", Abs(rel), errno);
+  if (::unlink(abs->c_str()) != 0 && errno != ENOENT)
+    return Status::FromErrno("unlink", *abs, errno);
   return Status::OK();
 }
 
@@ -307,7 +337,8 @@ Result<std::vector<EntryInfo>> Cache::Impl::Entries(const std::string& model) {
     EntryInfo e;
     e.id = s.Int(0);
     e.model = s.Text(1);
-    e.path = Abs(s.Text(2));
+    auto abs = EntryAbs(s.Text(2), /*check_links=*/false);
+    e.path = abs.ok() ? *abs : s.Text(2);  // shown as stored; verify reports it
     e.source_file = s.Text(3);
     if (!s.IsNull(4)) e.layer = static_cast<int>(s.Int(4));
     e.size = static_cast<uint64_t>(s.Int(5));
@@ -336,7 +367,11 @@ Result<std::vector<TensorLocation>> Cache::Impl::Tensors(const std::string& wher
     t.entry_id = s.Int(1);
     t.model = s.Text(2);
     t.name = s.Text(3);
-    t.path = Abs(s.Text(4));
+    // Readers open this path: a row naming a file outside entries/ is refused.
+    auto abs = EntryAbs(s.Text(4), /*check_links=*/false);
+    if (!abs.ok())
+      return Status::Corruption(abs.status().message() + ", tensor '" + t.name + "'");
+    t.path = std::move(*abs);
     t.offset = static_cast<uint64_t>(s.Int(5));
     t.length = static_cast<uint64_t>(s.Int(6));
     auto dt = ParseDType(s.Text(7));

@@ -19,9 +19,41 @@ Result<EvictReport> Cache::Evict(const EvictOptions& opt) {
   return impl_->EvictImpl(opt, "");
 }
 
+Result<bool> Cache::Impl::RowListed(int64_t id, const std::string& rel) {
+  std::lock_guard g(db_mu);
+  HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT 1 FROM files WHERE id = ?1 AND path = ?2"));
+  return s.Bind(1, id).Bind(2, rel).Step();
+}
+
+Result<bool> Cache::Impl::DeleteRowFreeingSpace(int64_t id, const std::string& rel,
+                                                 const std::string& abs) {
+  auto del = [&]() -> Result<bool> {
+    std::lock_guard g(db_mu);
+    // By id and path: a concurrent re-warm may have replaced the entry meanwhile.
+    HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1 AND path = ?2"));
+    HCT_RETURN_IF_ERROR(d.Bind(1, id).Bind(2, rel).Run());
+    return sqlite3_changes(db->raw()) > 0;
+  };
+  auto r = del();
+  if (r.ok() || r.status().code() != Code::kResourceExhausted || abs.empty()) return r;
+  // The disk is full: the delete needs room in the WAL. Free the file first (the caller holds its
+  // exclusive lock, so no reader leases it); a crash right here leaves a row without a file,
+  // which the next open's cleanup drops.
+  if (::unlink(abs.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", abs, errno);
+  return del();
+}
+
 Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
                                            const std::string& protect_model) {
   EvictReport rep;
+  // One evict at a time: two would take each other's per-file locks for readers' leases. On a
+  // full disk that cannot even create the lock file, go on unserialized rather than fail.
+  FileLock evict_lock;
+  if (!opt.dry_run) {
+    auto l = FileLock::Acquire(LocksDir() + "/evict.lock", true, /*wait=*/true);
+    if (l.ok()) evict_lock = std::move(*l);
+    else if (l.status().code() != Code::kResourceExhausted) return l.status();
+  }
   std::vector<EntryInfo> cands;
   int64_t total = 0;
   {
@@ -60,35 +92,43 @@ Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
   std::set<std::string> dirs;
   for (EntryInfo& e : cands) {
     if (opt.max_size && cur <= *opt.max_size) break;
-    std::string abs = Abs(e.path);
-    // The exclusive lock fails while any reader holds its shared lease.
-    auto lk = FileLock::Acquire(abs, true, false, /*create=*/false);
-    if (!lk.ok() && lk.status().code() == Code::kBusy) {
-      rep.leased.push_back(abs);
-      continue;
-    }
-    bool file_gone = !lk.ok() && lk.status().code() == Code::kNotFound;
-    if (!lk.ok() && !file_gone) return lk.status();
-    e.path = abs;
-    if (!opt.dry_run) {
-      {
-        std::lock_guard g(db_mu);
-        // Delete by id and path: a concurrent re-warm may have replaced the entry meanwhile.
-        HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1 AND path = ?2"));
-        HCT_RETURN_IF_ERROR(d.Bind(1, e.id).Bind(2, e.path.substr(dir.size() + 1)).Run());
-        if (sqlite3_changes(db->raw()) == 0) continue;
+    const std::string rel = e.path;
+    auto abs = EntryAbs(rel);
+    detail::FileLock lk;
+    bool file_gone = !abs.ok();  // a row naming a path outside entries/: drop it, never touch it
+    if (abs.ok()) {
+      // The exclusive lock fails while any reader holds its shared lease.
+      auto l = FileLock::Acquire(*abs, true, false, /*create=*/false);
+      if (!l.ok() && l.status().code() == Code::kBusy) {
+        // Busy is a reader's lease, or a warm or repair replacing this very entry (it removed
+        // the row first). Only an entry the index still lists is leased.
+        HCT_ASSIGN_OR_RETURN(bool listed, RowListed(e.id, rel));
+        if (listed) rep.leased.push_back(*abs);
+        continue;
       }
+      file_gone = !l.ok() && l.status().code() == Code::kNotFound;
+      if (!l.ok() && !file_gone) return l.status();
+      if (l.ok()) lk = std::move(*l);
+    }
+    e.path = abs.ok() ? *abs : rel;
+    if (!opt.dry_run) {
+      HCT_ASSIGN_OR_RETURN(bool deleted, DeleteRowFreeingSpace(e.id, rel, file_gone ? "" : *abs));
+      if (!deleted) continue;  // a concurrent re-warm or evict got there first
       detail::CrashPoint("evict: rows deleted, file not yet");
-      if (!file_gone && ::unlink(abs.c_str()) != 0 && errno != ENOENT)
-        return Status::FromErrno("unlink", abs, errno);
-      dirs.insert(abs.substr(0, abs.rfind('/')));
+      if (!file_gone && ::unlink(abs->c_str()) != 0 && errno != ENOENT)
+        return Status::FromErrno("unlink", *abs, errno);
+      if (!file_gone) dirs.insert(abs->substr(0, abs->rfind('/')));
       touched.insert(e.model);
     }
     cur -= std::min(cur, e.size);
     rep.bytes_freed += e.size;
     rep.evicted.push_back(std::move(e));
   }
-  for (const auto& d : dirs) HCT_RETURN_IF_ERROR(detail::SyncDir(d));
+  for (const auto& d : dirs) {
+    // Another process may have removed the emptied model folder already: nothing to sync then.
+    Status st = detail::SyncDir(d);
+    if (!st.ok() && st.code() != Code::kNotFound) return st;
+  }
   for (const auto& m : touched) HCT_RETURN_IF_ERROR(DeleteEmptyModel(m));
   rep.bytes_after = cur;
   rep.target_reached = opt.max_size ? cur <= *opt.max_size

@@ -179,11 +179,14 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
           Stmt s, db->Prepare("SELECT id, path, size, source_size, source_mtime_ns FROM files "
                               "WHERE model_id = ?1 AND group_key = ?2"));
       HCT_ASSIGN_OR_RETURN(bool row, s.Bind(1, model_id).Bind(2, g.key).Step());
+      // A repair restores entries the index lists; one evicted since verify looked stays gone.
+      if (!row && !only_groups.empty()) continue;
       if (row) {
         g.old_id = s.Int(0);
         struct stat st {};
         bool same_source = static_cast<uint64_t>(s.Int(3)) == sf.size && s.Int(4) == sf.mtime_ns;
-        valid = same_source && ::stat(Abs(s.Text(1)).c_str(), &st) == 0 &&
+        auto old_abs = EntryAbs(s.Text(1));  // a row naming a path outside entries/ is rewritten
+        valid = same_source && old_abs.ok() && ::stat(old_abs->c_str(), &st) == 0 &&
                 static_cast<uint64_t>(st.st_size) == static_cast<uint64_t>(s.Int(2));
         if (same_source) {
           HCT_ASSIGN_OR_RETURN(Stmt n, db->Prepare("SELECT name FROM tensors WHERE file_id = ?1"));
@@ -334,7 +337,8 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     uint64_t data_offset = size - data_pos;
 
     std::string old_path;
-    {
+    bool evicted_meanwhile = false;
+    auto commit = [&]() -> Status {
       std::lock_guard lk(db_mu);
       Txn txn(db.get());
       HCT_RETURN_IF_ERROR(txn.Begin());
@@ -351,6 +355,12 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
         access_count = o.Int(3);
       }
       sqlite3_reset(o.raw());
+      if (!old_id && !only_groups.empty()) {
+        // Repairing, but an evict removed the entry after the scan above: keep it removed (the
+        // check is in the commit transaction, so it cannot race with the evict's row delete).
+        evicted_meanwhile = true;
+        return Status::OK();  // rolled back
+      }
       if (old_id) {
         HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1"));
         HCT_RETURN_IF_ERROR(d.Bind(1, old_id).Run());
@@ -403,13 +413,20 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
                                 .BindBlob(13, EncodeU64s(r.blocks).data(), r.blocks.size() * 8)
                                 .Run());
       }
-      HCT_RETURN_IF_ERROR(txn.Commit());
+      return txn.Commit();
+    };
+    HCT_RETURN_IF_ERROR(commit());
+    if (evicted_meanwhile) {
+      ::unlink(path.c_str());
+      return Status::OK();
     }
     detail::CrashPoint("warm: committed, old entry not removed");
     if (!old_path.empty() && old_path != rel) {
       // The index no longer names the old file; a reader may still lease it (gc removes it).
-      auto lk = FileLock::Acquire(Abs(old_path), true, false, /*create=*/false);
-      if (lk.ok()) ::unlink(Abs(old_path).c_str());
+      auto old_abs = EntryAbs(old_path);  // never a file outside entries/
+      auto lk = old_abs.ok() ? FileLock::Acquire(*old_abs, true, false, /*create=*/false)
+                             : Result<FileLock>(old_abs.status());
+      if (lk.ok()) ::unlink(old_abs->c_str());
     }
     std::lock_guard lk(rep_mu);
     rep.entries_written++;

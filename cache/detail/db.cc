@@ -4,36 +4,47 @@
 
 namespace hct::detail {
 
+namespace {
+// The project's SQLite error mapping (Code from the result code), but a message without the
+// [file:line] of this source: cache errors reach users, who need the index and the cause, not
+// where in hct the call was made.
+Status Sql(int rc, const char* call) {
+  Status st = HCT_CALL_STATUS(sqlite, rc);
+  if (st.ok()) return st;
+  return Status(st.code(), std::string(call) + ": " + sqlite3_errstr(rc));
+}
+}  // namespace
+#define HCT_SQL(fn, ...) Sql(fn(__VA_ARGS__), #fn)
+
 Stmt& Stmt::Bind(int i, int64_t v) {
-  if (bind_status_.ok()) bind_status_ = HCT_CALL_STATUS(sqlite, sqlite3_bind_int64(s_, i, v));
+  if (bind_status_.ok()) bind_status_ = HCT_SQL(sqlite3_bind_int64, s_, i, v);
   return *this;
 }
 Stmt& Stmt::Bind(int i, const std::string& v) { return Bind(i, std::string_view(v)); }
 Stmt& Stmt::Bind(int i, std::string_view v) {
   if (bind_status_.ok())
-    bind_status_ = HCT_CALL_STATUS(
-        sqlite, sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    bind_status_ = HCT_SQL(sqlite3_bind_text, s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
   return *this;
 }
 Stmt& Stmt::Bind(int i, double v) {
-  if (bind_status_.ok()) bind_status_ = HCT_CALL_STATUS(sqlite, sqlite3_bind_double(s_, i, v));
+  if (bind_status_.ok()) bind_status_ = HCT_SQL(sqlite3_bind_double, s_, i, v);
   return *this;
 }
 Stmt& Stmt::BindBlob(int i, const void* data, size_t bytes) {
   if (bind_status_.ok())
     bind_status_ =
-        HCT_CALL_STATUS(sqlite, sqlite3_bind_blob64(s_, i, data, bytes, SQLITE_TRANSIENT));
+        HCT_SQL(sqlite3_bind_blob64, s_, i, data, bytes, SQLITE_TRANSIENT);
   return *this;
 }
 Stmt& Stmt::BindNull(int i) {
-  if (bind_status_.ok()) bind_status_ = HCT_CALL_STATUS(sqlite, sqlite3_bind_null(s_, i));
+  if (bind_status_.ok()) bind_status_ = HCT_SQL(sqlite3_bind_null, s_, i);
   return *this;
 }
 
 Result<bool> Stmt::Step() {
   HCT_RETURN_IF_ERROR(bind_status_);
   int rc = sqlite3_step(s_);
-  Status st = HCT_CALL_STATUS(sqlite, rc);
+  Status st = Sql(rc, "sqlite3_step");
   if (!st.ok()) {
     sqlite3_reset(s_);
     return db_->Annotate(std::move(st));
@@ -58,9 +69,9 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only,
   int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
               SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path.c_str(), &db->db_, flags, nullptr);
-  Status st = HCT_CALL_STATUS(sqlite, rc);
+  Status st = Sql(rc, "sqlite3_open_v2");
   if (!st.ok()) return db->Annotate(std::move(st)).WithContext(path);
-  HCT_CHECK(sqlite, sqlite3_busy_timeout(db->db_, busy_timeout_ms));
+  HCT_RETURN_IF_ERROR(HCT_SQL(sqlite3_busy_timeout, db->db_, busy_timeout_ms));
   return db;
 }
 
@@ -78,9 +89,8 @@ Result<Stmt> Db::Prepare(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     sqlite3_stmt* s = nullptr;
-    Status st = HCT_CALL_STATUS(
-        sqlite, sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
-                                   SQLITE_PREPARE_PERSISTENT, &s, nullptr));
+    Status st = HCT_SQL(sqlite3_prepare_v3, db_, sql.c_str(), static_cast<int>(sql.size()),
+                                   SQLITE_PREPARE_PERSISTENT, &s, nullptr);
     if (!st.ok()) return Annotate(std::move(st)).WithContext(path_);
     it = cache_.emplace(sql, s).first;
   }
@@ -95,8 +105,7 @@ Status Db::Exec(std::string_view sql) {
   while (p < end) {
     sqlite3_stmt* s = nullptr;
     const char* tail = nullptr;
-    Status st = HCT_CALL_STATUS(
-        sqlite, sqlite3_prepare_v2(db_, p, static_cast<int>(end - p), &s, &tail));
+    Status st = HCT_SQL(sqlite3_prepare_v2, db_, p, static_cast<int>(end - p), &s, &tail);
     if (!st.ok()) return Annotate(std::move(st)).WithContext(path_);
     if (s == nullptr) break;  // only whitespace or comments left
     Status run;

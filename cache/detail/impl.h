@@ -41,6 +41,12 @@ struct Cache::Impl {
     return LocksDir() + "/model-" + model + ".lock";
   }
   std::string Abs(const std::string& rel) const { return dir + "/" + rel; }
+  // The absolute path of an entry file the index names, or Corruption when `rel` is not
+  // "entries/<model>/<file>" (no "..", no ".", nothing else) or, with `check_links`, when
+  // entries/<model> is a symlink. Index rows are data: a damaged or crafted row must never make
+  // the cache open, write or delete a file outside entries/. Every path read from the index goes
+  // through here before it is used.
+  Result<std::string> EntryAbs(const std::string& rel, bool check_links = true) const;
 
   Status CheckWritable() const {
     if (opt.read_only)
@@ -64,6 +70,11 @@ struct Cache::Impl {
   // Warm restricted to the given group keys (empty = all) — used by verify --repair.
   Result<WarmReport> WarmImpl(const std::string& source, const WarmOptions& opt,
                               const std::set<std::string>& only_groups);
+  // Is the entry row (id, path) still in the index? db_mu not held.
+  Result<bool> RowListed(int64_t id, const std::string& rel);
+  // Deletes the entry row (id, path); false when it was gone. On a full disk (no room for the
+  // transaction) unlinks `abs` first, when given, and retries. db_mu not held.
+  Result<bool> DeleteRowFreeingSpace(int64_t id, const std::string& rel, const std::string& abs);
   Result<EvictReport> EvictImpl(const EvictOptions& opt, const std::string& protect_model);
 };
 
