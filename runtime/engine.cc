@@ -814,10 +814,8 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
       Status s = MakeResidentLocked(p);
       if (!s.ok()) {
         resident_refused_.insert(p);
-        stats_.resident_fallback = s.ToString();
-        if (s.code() != Code::kResourceExhausted)
-          std::fprintf(stderr, "hct: resident mode off for %s, loading one-shot: %s\n", p.c_str(),
-                       s.ToString().c_str());
+        // Reported through the stats, never printed: the library does not write to stderr.
+        stats_.resident_fallback = p + ": " + s.ToString();
       }
     }
     (resident_.count(p) ? res : one).push_back(i);
@@ -853,8 +851,7 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
     for (size_t i : res) all_hct = all_hct && specs[i].hct != nullptr;
     for (size_t i : one) all_hct = all_hct && specs[i].hct != nullptr;
     if (all_hct) {
-      std::fprintf(stderr, "hct: %s; decoding from the HCT source instead\n",
-                   st.ToString().c_str());
+      stats_.cache_fallback_reason = st.ToString();
       for (size_t i : res) hctv.push_back(i);
       for (size_t i : one) hctv.push_back(i);
       fallbacks += res.size() + one.size();

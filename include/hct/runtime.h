@@ -177,7 +177,9 @@ struct RuntimeStats {
   // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
   // (entry evicted or corrupt).
   uint64_t loads_cache = 0, cache_fallbacks = 0;
-  std::string resident_fallback;  // why resident mode was refused, empty when it was not
+  std::string resident_fallback;  // why resident mode was last refused ("file: reason"), or empty
+  // The last corrupt cache entry that was served from its compressed source instead, or empty.
+  std::string cache_fallback_reason;
 };
 
 // Byte offset of each spec when `specs` are packed into one buffer (256-byte aligned), and the

@@ -286,6 +286,9 @@ TEST(CacheLoadHost, HctWithCachePrefersWarmEntriesAndFallsBack) {
     check_all(**rt, *cat);
     EXPECT_GT((*rt)->stats().cache_fallbacks, 0u);
     EXPECT_GT((*rt)->stats().loads_hct, 0u);
+    // The reason reaches the caller through the stats (the library prints nothing).
+    EXPECT_NE((*rt)->stats().cache_fallback_reason.find("checksum"), std::string::npos)
+        << (*rt)->stats().cache_fallback_reason;
   }
   {  // Evicted: the compressed path.
     auto c = Cache::Open(cache_dir);
