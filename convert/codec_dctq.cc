@@ -301,8 +301,15 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
                                    " bytes, shape and dtype say " + std::to_string(n * esize));
   std::vector<float> x(n);
   HCT_RETURN_IF_ERROR(ToFloat(t.data, t.dtype, x));
-  for (float v : x)
+  // A DCT coefficient can reach tile_r * tile_c / sqrt(tile_r * tile_c) <= 64 times the largest
+  // value and the step search goes to 4x the largest coefficient: beyond FLT_MAX / 2^12 the step
+  // or the reconstruction would overflow float (a null step in the file, issue 10 item 5).
+  constexpr float kMaxLossyAbs = std::numeric_limits<float>::max() / 4096;
+  for (float v : x) {
     if (!std::isfinite(v)) return Status::Unsupported("tensor holds NaN or Inf");
+    if (std::fabs(v) > kMaxLossyAbs)
+      return Status::Unsupported("values too large for a finite quantization step");
+  }
 
   // Candidates and the choice between them, on a sample of whole tile-rows.
   Plan dct_plan;

@@ -25,6 +25,19 @@ bool SkipForHct(const std::string& rel) {
   return EndsWith(rel, ".hct") || rel == kHctModelIndexName;
 }
 
+// source_file comes from the input: each must name a distinct file inside the output. Checked
+// before anything is created.
+Status CheckSourceNames(const HctModel& m) {
+  std::set<std::string> seen;
+  for (size_t i = 0; i < m.files().size(); ++i) {
+    const std::string& name = m.source_names()[i];
+    if (!detail::IsContainedRelativePath(name) || !seen.insert(name).second)
+      return Status::Corruption(m.files()[i].path() + ": bad or duplicate source_file '" + name +
+                                "'");
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<HctModel> HctModel::Open(const std::string& path) {
@@ -153,6 +166,7 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   if (options.threads < 0) return Status::InvalidArgument("--threads must be >= 0");
   HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(input));
   HCT_RETURN_IF_ERROR(detail::CheckOutputOutsideInput(input, output));
+  HCT_RETURN_IF_ERROR(CheckSourceNames(m));
   HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
   const ParallelFor pf = ThreadsParallelFor(detail::ResolveThreads(options.threads));
   DecodeReport rep;
@@ -171,9 +185,7 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   for (size_t i = 0; i < m.files().size(); ++i) {
     const HctFile& f = m.files()[i];
     const std::string name = m.source_names()[i];
-    // source_file comes from the input: it must name a file inside the output.
-    if (!detail::IsContainedRelativePath(name) || !seen.insert(name).second)
-      return Status::Corruption(f.path() + ": bad or duplicate source_file '" + name + "'");
+    seen.insert(name);
     const std::string dst = (fs::path(stage.path()) / name).string();
     std::error_code ec;
     fs::create_directories(fs::path(dst).parent_path(), ec);
