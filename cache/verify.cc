@@ -1,5 +1,6 @@
 // Cache::Verify: quick (presence and sizes) or deep (XXH3 of every tensor, in parallel).
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -15,6 +16,8 @@
 
 #include "cache/detail/impl.h"
 #include "hct/detail/file.h"
+#include "hct/safetensors.h"
+#include <nlohmann/json.hpp>
 
 namespace hct {
 
@@ -30,7 +33,45 @@ struct Item {
   std::string name;
   uint64_t offset, length, xxh3;
   std::vector<uint64_t> blocks;  // block checksums (kBlockHashBytes), empty when not stored
+  std::string dtype, shape;      // as the index stores them
 };
+
+// What is wrong with a tensor row on its own (dtype, shape and length agree), "" when nothing.
+// The parsed dtype and shape go to *dt / *shape.
+std::string CheckRow(const Item& it, DType* dt, std::vector<uint64_t>* shape) {
+  auto d = ParseDType(it.dtype);
+  if (!d) return "index dtype '" + it.dtype + "' is not a dtype";
+  auto js = nlohmann::json::parse(it.shape, nullptr, /*allow_exceptions=*/false);
+  if (!js.is_array()) return "index shape '" + it.shape + "' is not a list";
+  shape->clear();
+  for (const auto& v : js) {
+    if (!v.is_number_unsigned()) return "index shape '" + it.shape + "' is not a list of sizes";
+    shape->push_back(v.get<uint64_t>());
+  }
+  auto n = ElementCount(*shape);
+  auto bytes = n ? DTypeBytes(*d, *n) : std::nullopt;
+  if (!bytes || *bytes != it.length)
+    return "index length " + std::to_string(it.length) + " does not match " + it.dtype + " " +
+           it.shape;
+  *dt = *d;
+  return "";
+}
+
+// Does the entry file's own safetensors header describe `it` as the index does? "" when so.
+std::string CheckHeader(const SafetensorsFile& f, const Item& it, DType dt,
+                        const std::vector<uint64_t>& shape) {
+  const TensorInfo* h = f.Find(it.name);
+  if (!h) return "entry header does not list the tensor";
+  if (h->dtype != dt)
+    return std::string("entry header says dtype ") + std::string(DTypeName(h->dtype)) +
+           ", index says " + it.dtype;
+  if (h->shape != shape) return "entry header shape differs from the index's " + it.shape;
+  if (f.file_offset(*h) != it.offset || h->num_bytes() != it.length)
+    return "entry header places it at " + std::to_string(f.file_offset(*h)) + "+" +
+           std::to_string(h->num_bytes()) + ", index says " + std::to_string(it.offset) + "+" +
+           std::to_string(it.length);
+  return "";
+}
 
 // One task of --deep: a whole tensor, or one block of a tensor with block checksums (so that one
 // large tensor is hashed by every thread).
@@ -70,6 +111,40 @@ Result<uint64_t> HashRange(int fd, const std::string& path, uint64_t offset, uin
   return h;
 }
 
+// An unlisted file in entries/ may be one an evict is deleting right now (it deletes the row,
+// then the file, holding the file's exclusive lock throughout): wait for a shared lock, then see
+// whether the file is still there. False when it is gone.
+bool StillLinked(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno != ENOENT;
+  int rc;
+  do {
+    rc = ::flock(fd, LOCK_SH);
+  } while (rc != 0 && errno == EINTR);
+  struct stat st {};
+  bool linked = ::fstat(fd, &st) != 0 || st.st_nlink > 0;
+  ::close(fd);
+  return linked;
+}
+
+// "" when the database passes SQLite's own check (quick_check for a quick verify, the full
+// integrity_check for a deep one), else what the check reports (first lines).
+Result<std::string> IntegrityProblems(detail::Db* db, VerifyMode mode) {
+  HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(mode == VerifyMode::kDeep
+                                               ? "PRAGMA integrity_check(8)"
+                                               : "PRAGMA quick_check(8)"));
+  std::string out;
+  while (true) {
+    auto row = s.Step();
+    if (!row.ok()) return "check failed: " + row.status().message();
+    if (!*row) break;
+    std::string line = s.Text(0);
+    if (line == "ok") continue;
+    out += (out.empty() ? "" : "; ") + line;
+  }
+  return out.empty() ? out : (mode == VerifyMode::kDeep ? "integrity_check: " : "quick_check: ") + out;
+}
+
 }  // namespace
 
 Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
@@ -83,79 +158,129 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
     std::string model, rel, group_key, source;
     uint64_t size;
     bool bad = false;
+    std::string abs;  // "" when the row's path is not inside entries/
   };
   std::vector<Ent> ents;
   std::vector<Item> items;
   {
     std::lock_guard g(I->db_mu);
     if (!opt.model.empty()) HCT_RETURN_IF_ERROR(I->ModelId(opt.model).status());
-    HCT_ASSIGN_OR_RETURN(Stmt s, I->db->Prepare(
-        "SELECT f.id, m.name, f.path, f.group_key, m.source, f.size FROM files f "
-        "JOIN models m ON m.id = f.model_id WHERE ?1 = '' OR m.name = ?1 ORDER BY f.path"));
-    s.Bind(1, opt.model);
-    std::map<int64_t, size_t> idx;
-    while (true) {
-      HCT_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      idx[s.Int(0)] = ents.size();
-      ents.push_back({s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4),
-                      static_cast<uint64_t>(s.Int(5))});
-    }
-    HCT_ASSIGN_OR_RETURN(
-        Stmt t,
-        I->db->Prepare(
-            "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3, t.block_xxh3 FROM tensors t "
-            "JOIN files f ON f.id = t.file_id JOIN models m ON m.id = f.model_id "
-            "WHERE ?1 = '' OR m.name = ?1 ORDER BY t.file_id, t.offset"));
-    t.Bind(1, opt.model);
-    while (true) {
-      HCT_ASSIGN_OR_RETURN(bool row, t.Step());
-      if (!row) break;
-      auto it = idx.find(t.Int(0));
-      if (it == idx.end()) continue;  // committed after our entry snapshot
-      items.push_back({it->second,
-                       t.Text(1),
-                       static_cast<uint64_t>(t.Int(2)),
-                       static_cast<uint64_t>(t.Int(3)),
-                       detail::I64ToU64(t.Int(4)),
-                       {}});
-      Item& item = items.back();
-      std::string_view blob = t.Blob(5);
-      if (!blob.empty() &&
-          blob.size() == (item.length + kBlockHashBytes - 1) / kBlockHashBytes * 8) {
-        item.blocks.resize(blob.size() / 8);
-        for (size_t i = 0; i < item.blocks.size(); ++i)
-          for (int b = 7; b >= 0; --b)
-            item.blocks[i] = (item.blocks[i] << 8) | uint8_t(blob[i * 8 + size_t(b)]);
+    // The database itself first: a flipped bit can rename a tensor and still read back.
+    HCT_ASSIGN_OR_RETURN(std::string integrity, IntegrityProblems(I->db.get(), opt.mode));
+    if (!integrity.empty())
+      rep.problems.push_back({VerifyProblem::kCorrupt, I->IndexPath(), "",
+                              "index database " + integrity, ""});
+    // Entries and tensors from one read transaction: one consistent snapshot of the index.
+    HCT_RETURN_IF_ERROR(I->db->Begin(/*immediate=*/false));
+    Status snap = [&]() -> Status {
+      HCT_ASSIGN_OR_RETURN(Stmt s, I->db->Prepare(
+          "SELECT f.id, m.name, f.path, f.group_key, m.source, f.size FROM files f "
+          "JOIN models m ON m.id = f.model_id WHERE ?1 = '' OR m.name = ?1 ORDER BY f.path"));
+      s.Bind(1, opt.model);
+      std::map<int64_t, size_t> idx;
+      while (true) {
+        HCT_ASSIGN_OR_RETURN(bool row, s.Step());
+        if (!row) break;
+        idx[s.Int(0)] = ents.size();
+        ents.push_back({s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4),
+                        static_cast<uint64_t>(s.Int(5))});
       }
-    }
+      HCT_ASSIGN_OR_RETURN(
+          Stmt t,
+          I->db->Prepare(
+              "SELECT t.file_id, t.name, t.offset, t.length, t.xxh3, t.block_xxh3, t.dtype, "
+              "t.shape FROM tensors t JOIN files f ON f.id = t.file_id "
+              "JOIN models m ON m.id = f.model_id "
+              "WHERE ?1 = '' OR m.name = ?1 ORDER BY t.file_id, t.offset"));
+      t.Bind(1, opt.model);
+      while (true) {
+        HCT_ASSIGN_OR_RETURN(bool row, t.Step());
+        if (!row) break;
+        auto it = idx.find(t.Int(0));
+        if (it == idx.end()) continue;
+        items.push_back({it->second, t.Text(1), static_cast<uint64_t>(t.Int(2)),
+                         static_cast<uint64_t>(t.Int(3)), detail::I64ToU64(t.Int(4)), {},
+                         t.Text(6), t.Text(7)});
+        Item& item = items.back();
+        std::string_view blob = t.Blob(5);
+        if (!blob.empty() &&
+            blob.size() == (item.length + kBlockHashBytes - 1) / kBlockHashBytes * 8) {
+          item.blocks.resize(blob.size() / 8);
+          for (size_t i = 0; i < item.blocks.size(); ++i)
+            for (int b = 7; b >= 0; --b)
+              item.blocks[i] = (item.blocks[i] << 8) | uint8_t(blob[i * 8 + size_t(b)]);
+        }
+      }
+      return Status::OK();
+    }();
+    I->db->Rollback();  // ends the read transaction (nothing was written)
+    HCT_RETURN_IF_ERROR(snap);
   }
   rep.entries_checked = ents.size();
 
-  // Quick: presence and sizes, and every tensor inside its file.
+  // Problems of an entry count only while the index still lists it: a concurrent evict deletes
+  // the row before the file, and a re-warm replaces both, so a file missing for a row that is no
+  // longer listed is an entry that went away meanwhile, not a lost one.
   std::mutex mu;
   auto problem = [&](VerifyProblem p, size_t entry) {
+    if (entry != SIZE_MAX) {
+      auto listed = I->RowListed(ents[entry].id, ents[entry].rel);
+      if (listed.ok() && !*listed) return;
+    }
     std::lock_guard lk(mu);
-    if (entry != SIZE_MAX) ents[entry].bad = true;
+    if (entry != SIZE_MAX) {
+      if (ents[entry].bad && p.tensor.empty()) return;  // one entry-level problem per entry
+      ents[entry].bad = true;
+    }
     rep.problems.push_back(std::move(p));
   };
+  // Quick: paths, presence and sizes, and every tensor row sane and inside its file.
   for (size_t i = 0; i < ents.size(); ++i) {
-    std::string abs = I->Abs(ents[i].rel);
+    auto abs = I->EntryAbs(ents[i].rel);
+    if (!abs.ok()) {
+      problem({VerifyProblem::kCorrupt, ents[i].rel, "", abs.status().message(), ""}, i);
+      continue;
+    }
+    ents[i].abs = *abs;
     struct stat st {};
-    if (::stat(abs.c_str(), &st) != 0) {
-      problem({VerifyProblem::kMissing, abs, "", "entry file is missing", ""}, i);
+    if (::stat(abs->c_str(), &st) != 0) {
+      problem({VerifyProblem::kMissing, *abs, "", "entry file is missing", ""}, i);
       continue;
     }
     if (static_cast<uint64_t>(st.st_size) != ents[i].size)
-      problem({VerifyProblem::kCorrupt, abs, "",
+      problem({VerifyProblem::kCorrupt, *abs, "",
                "size " + std::to_string(st.st_size) + ", index says " +
                    std::to_string(ents[i].size), ""}, i);
   }
-  for (const Item& it : items) {
+  std::vector<DType> dtypes(items.size(), DType::kU8);
+  std::vector<std::vector<uint64_t>> shapes(items.size());
+  for (size_t k = 0; k < items.size(); ++k) {
+    const Item& it = items[k];
     if (ents[it.entry].bad) continue;
-    if (it.offset > ents[it.entry].size || it.length > ents[it.entry].size - it.offset)
-      problem({VerifyProblem::kCorrupt, I->Abs(ents[it.entry].rel), it.name,
-               "index range passes the end of the file", ""}, it.entry);
+    std::string why = CheckRow(it, &dtypes[k], &shapes[k]);
+    if (why.empty() && (it.offset > ents[it.entry].size || it.length > ents[it.entry].size - it.offset))
+      why = "index range passes the end of the file";
+    if (!why.empty())
+      problem({VerifyProblem::kCorrupt, ents[it.entry].abs, it.name, why, ""}, it.entry);
+  }
+  // Deep: each entry file's own header must describe its tensors as the index does (a header
+  // edit such as F32 -> I32 leaves the data, and so the checksums, unchanged).
+  if (opt.mode == VerifyMode::kDeep) {
+    size_t open_entry = SIZE_MAX;
+    Result<SafetensorsFile> hdr = Status::NotFound("");
+    for (size_t k = 0; k < items.size(); ++k) {
+      const Item& it = items[k];
+      if (ents[it.entry].bad) continue;
+      if (open_entry != it.entry) {
+        open_entry = it.entry;
+        hdr = SafetensorsFile::Open(ents[it.entry].abs, SafetensorsAccess::kPread);
+      }
+      std::string why = hdr.ok() ? CheckHeader(*hdr, it, dtypes[k], shapes[k])
+                                 : "entry header: " + hdr.status().message();
+      if (!why.empty())
+        problem({VerifyProblem::kCorrupt, ents[it.entry].abs, hdr.ok() ? it.name : "", why, ""},
+                it.entry);
+    }
   }
 
   if (opt.mode == VerifyMode::kDeep) {
@@ -191,7 +316,7 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
         const size_t k = un.item;
         const Item& it = items[k];
         if (ents[it.entry].bad) continue;
-        std::string abs = I->Abs(ents[it.entry].rel);
+        const std::string& abs = ents[it.entry].abs;
         if (fd_entry != it.entry) {
           if (fd >= 0) ::close(fd);
           fd = ::open(abs.c_str(), O_RDONLY | O_CLOEXEC);
@@ -261,6 +386,7 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
         std::string rel = fs::relative(it->path(), I->dir, ec).string();
         bool temp = it->path().filename().string().find(detail::kTempMarker) != std::string::npos;
         if (!temp && known.count(rel)) continue;
+        if (!StillLinked(it->path().string())) continue;  // an evict was removing it
         problem({temp ? VerifyProblem::kTemp : VerifyProblem::kOrphan, it->path().string(), "",
                  temp ? "leftover of an interrupted warm" : "file not in the index", ""},
                 SIZE_MAX);
@@ -304,7 +430,7 @@ Result<VerifyReport> Cache::Verify(const VerifyOptions& opt) {
         continue;
       }
       for (const Ent& e : ents)
-        if (I->Abs(e.rel) == p.path) p.action = outcome[e.model];
+        if ((e.abs.empty() ? e.rel : e.abs) == p.path) p.action = outcome[e.model];
     }
     rep.repaired = true;
     for (const VerifyProblem& p : rep.problems)

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <set>
 
 namespace hct::detail {
 
@@ -14,6 +15,20 @@ Status StatFile(const std::string& path, uint64_t* size, int64_t* mtime_ns) {
   *size = static_cast<uint64_t>(st.st_size);
   *mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return Status::OK();
+}
+
+void MakeStemsUnique(std::vector<SourceFile>& files) {
+  std::set<std::string> used;
+  for (const SourceFile& f : files) used.insert(f.stem);
+  std::set<std::string> seen;
+  for (SourceFile& f : files) {
+    if (seen.insert(f.stem).second) continue;
+    std::string cand;
+    for (int i = 2; cand.empty() || used.count(cand); ++i) cand = f.stem + "-" + std::to_string(i);
+    used.insert(cand);
+    seen.insert(cand);
+    f.stem = cand;
+  }
 }
 
 Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path) {

@@ -60,6 +60,11 @@ Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path);
 Result<std::unique_ptr<TensorSource>> OpenSafetensorsSource(const std::string& path);
 Result<std::unique_ptr<TensorSource>> OpenHctSource(const std::string& path);
 
+// Makes every file's stem unique within its source: the stem names the source file's entries
+// and groups, so two files with one stem ("a/model.hct", "b/model.hct") would share them. Later
+// files get "<stem>-2", "-3", ... (stable: file order is the source's own order).
+void MakeStemsUnique(std::vector<SourceFile>& files);
+
 // Size and modification time (ns) of a file; the cheap "has the source changed" fingerprint.
 Status StatFile(const std::string& path, uint64_t* size, int64_t* mtime_ns);
 

@@ -44,6 +44,7 @@ class HctSource final : public TensorSource {
       t.handle = i;
       src->tensors_.push_back(std::move(t));
     }
+    MakeStemsUnique(src->files_);
     return std::unique_ptr<TensorSource>(std::move(src));
   }
 
