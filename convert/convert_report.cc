@@ -8,6 +8,7 @@
 
 #include "convert/detail/convert_internal.h"
 #include "hct/convert.h"
+#include "hct/detail/paths.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -142,6 +143,25 @@ json ReportToJson(const ConvertReport& r) {
             {"rel_rms_error", T.rel_rms_error},
             {"lossy_rel_rms_error", T.lossy_rel_rms_error}}},
           {"tensors", tensors}};
+}
+
+Status CheckReportPath(const std::string& report, const std::string& input,
+                       const std::string& output, bool force) {
+  if (report.empty()) return Status::InvalidArgument("--report: empty file name");
+  const detail::PathForms rep = detail::FormsOf(report), out = detail::FormsOf(output);
+  bool in_output = false;
+  for (const fs::path& r : {rep.lexical, rep.resolved})
+    for (const fs::path& o : {out.lexical, out.resolved})
+      in_output = in_output || detail::IsSameOrBelow(r, o);
+  if (in_output || detail::OutputOverlapsInput(input, report))
+    return Status::InvalidArgument(report + ": --report must lie outside the input and the output");
+  std::error_code ec;
+  const fs::file_status st = fs::status(report, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st))
+    return Status::InvalidArgument(report + ": --report names something that is not a file");
+  if (fs::exists(st) && !force)
+    return Status::AlreadyExists(report + ": report exists (use --force to replace it)");
+  return Status::OK();
 }
 
 json DecodeReportToJson(const DecodeReport& r) {

@@ -133,8 +133,9 @@ void AddCommon(po::options_description& d, Common& c) {
       "json", po::bool_switch(&c.json), "print a JSON summary on stdout instead of the table");
 }
 
-hct::Status WriteReport(const std::string& path, const nlohmann::json& j) {
-  HCT_ASSIGN_OR_RETURN(hct::detail::AtomicFile f, hct::detail::AtomicFile::Create(path, true));
+hct::Status WriteReport(const std::string& path, const nlohmann::json& j, bool overwrite) {
+  HCT_ASSIGN_OR_RETURN(hct::detail::AtomicFile f,
+                       hct::detail::AtomicFile::Create(path, overwrite));
   const std::string s = j.dump(2) + "\n";
   HCT_RETURN_IF_ERROR(f.Append(s.data(), s.size()));
   return f.Commit();
@@ -217,13 +218,18 @@ int RunConvert(int argc, char** argv) {
   hct::detail::ProgressBar bar(!c.quiet && ::isatty(STDERR_FILENO));
   o.progress = [&](const hct::Progress& p) { bar.Update(p); };
 
+  if (vm.count("report")) {  // before converting: it must not replace an input or output file
+    hct::Status s = hct::CheckReportPath(report, vm["INPUT"].as<std::string>(),
+                                         vm["OUTPUT"].as<std::string>(), c.force);
+    if (!s.ok()) return Fail(s);
+  }
   hct::Result<hct::ConvertReport> rep =
       hct::Convert(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
   bar.Finish();
   if (!rep.ok()) return Fail(rep.status());
   const nlohmann::json j = hct::ReportToJson(*rep);
   if (!report.empty()) {
-    hct::Status s = WriteReport(report, j);
+    hct::Status s = WriteReport(report, j, c.force);
     if (!s.ok()) return Fail(s.WithContext("--report"));
   }
   if (c.json)

@@ -150,6 +150,12 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
 // True for the Status of a failed --verify (the CLI's exit code 4).
 bool IsVerificationFailure(const Status& s);
 
+// Where `hct-convert --report FILE` may write, checked before converting: never inside (or
+// over) the input or the output, never over something that is not a regular file, and over an
+// existing file only with `force`. InvalidArgument or AlreadyExists naming FILE otherwise.
+Status CheckReportPath(const std::string& report, const std::string& input,
+                       const std::string& output, bool force);
+
 // An HCT model folder (or a single .hct file, as a one-file model).
 class HctModel {
  public:

@@ -40,11 +40,12 @@ class CliTest : public ::testing::Test {
     if (!root_.empty()) fs::remove_all(root_);
   }
 
-  // Runs the binary with `args` (shell words), stdout and stderr captured to files.
-  Outcome Exec(const std::string& args) {
+  // Runs the binary with `args` (shell words) in `cwd` (default: this process's), stdout and
+  // stderr captured to files.
+  Outcome Exec(const std::string& args, const fs::path& cwd = {}) {
     const fs::path o = root_ / "stdout.txt", e = root_ / "stderr.txt";
-    const std::string cmd =
-        bin_.string() + " " + args + " >" + o.string() + " 2>" + e.string() + " </dev/null";
+    const std::string cmd = (cwd.empty() ? "" : "cd " + cwd.string() + " && ") + bin_.string() +
+                            " " + args + " >" + o.string() + " 2>" + e.string() + " </dev/null";
     const int st = std::system(cmd.c_str());
     Outcome r;
     r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -132,6 +133,59 @@ TEST_F(CliTest, ExitCodes) {
   EXPECT_EQ(Exec("--help").code, 0);
   EXPECT_EQ(Exec("decode --help").code, 0);
   EXPECT_EQ(Exec("inspect " + (root_ / "absent").string()).code, 2);
+}
+
+// Issue 10 item 4: --report overwrote any file, an input shard included.
+TEST_F(CliTest, ReportNeverReplacesInputOrOutputFiles) {
+  const fs::path in = root_ / "m", out = root_ / "o";
+  const fs::path shard = in / "model-00001-of-00002.safetensors";
+  const std::string shard_bytes = Slurp(shard);
+  Outcome r = Exec(in.string() + " " + out.string() + " -q --report " + shard.string());
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("--report"), std::string::npos) << r.err;
+  EXPECT_EQ(Slurp(shard), shard_bytes);
+  EXPECT_FALSE(fs::exists(out)) << "refused before converting";
+  // A symlink to the shard is the shard.
+  fs::create_symlink(shard, root_ / "link.json");
+  EXPECT_EQ(Exec(in.string() + " " + out.string() + " -q --report " +
+                 (root_ / "link.json").string()).code, 1);
+  EXPECT_EQ(Slurp(shard), shard_bytes);
+
+  ASSERT_EQ(Exec(in.string() + " " + out.string() + " -q").code, 0);
+  const std::string index = Slurp(out / "model.hct.index.json");
+  r = Exec(in.string() + " " + out.string() + " -q --force --report " +
+           (out / "model.hct.index.json").string());
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(Slurp(out / "model.hct.index.json"), index);
+
+  // An existing report is replaced only with --force.
+  const fs::path rep = root_ / "rep.json";
+  std::ofstream(rep) << "keep me\n";
+  r = Exec(in.string() + " " + (root_ / "o2").string() + " -q --report " + rep.string());
+  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(Slurp(rep), "keep me\n");
+  r = Exec(in.string() + " " + (root_ / "o2").string() + " -q --force --report " + rep.string());
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(json::parse(Slurp(rep)).contains("tensors"));
+}
+
+// Issue 10 item 3: decode had no overlap check (`decode H H --force` replaced the input) and the
+// convert check depended on the spelling of the paths.
+TEST_F(CliTest, OverlapRefusedWhateverTheSpelling) {
+  const auto run = [&](const std::string& args) { return Exec(args, root_).code; };
+  ASSERT_EQ(run("m o -q"), 0);
+  const std::string index = Slurp(root_ / "o" / "model.hct.index.json");
+  for (const char* args : {"decode o o --force -q", "decode o ./o/ --force -q",
+                           "decode ./o o/. --force -q", "decode o/model-00001-of-00002.hct o --force -q",
+                           "decode o o/sub -q", "decode o . --force -q"})
+    EXPECT_EQ(run(args), 1) << args;
+  EXPECT_EQ(Slurp(root_ / "o" / "model.hct.index.json"), index);
+  EXPECT_TRUE(fs::exists(root_ / "o" / "model-00002-of-00002.hct"));
+  for (const char* args : {"m m/x -q", "m ./m/x -q", "./m m/./x -q", "m/ m -q --force", "m . -q --force"})
+    EXPECT_EQ(run(args), 1) << args;
+  // A single file's output may sit next to it, however spelled.
+  EXPECT_EQ(run("m/model-00001-of-00002.safetensors m/one -q"), 0);
+  EXPECT_EQ(run("./m/model-00001-of-00002.safetensors ./m/two -q"), 0);
 }
 
 }  // namespace
