@@ -67,7 +67,40 @@ Status MakeDirs(const std::string& d) {
   return Status::OK();
 }
 
+// Opens index.db, configures the connection and checks or migrates the schema.
+Status OpenIndex(Cache::Impl* impl) {
+  const OpenOptions& opt = impl->opt;
+  HCT_ASSIGN_OR_RETURN(impl->db,
+                       detail::Db::Open(impl->IndexPath(), opt.read_only, opt.busy_timeout_ms));
+  HCT_RETURN_IF_ERROR(detail::ConfigureConnection(impl->db.get(), opt.read_only));
+  if (opt.read_only) {
+    HCT_ASSIGN_OR_RETURN(impl->schema_version, detail::SchemaVersion(impl->db.get()));
+    if (impl->schema_version != detail::kSchemaVersion)
+      return Status::Unsupported("cache index " + impl->IndexPath() + " has schema version " +
+                                 std::to_string(impl->schema_version) + ", this build reads " +
+                                 std::to_string(detail::kSchemaVersion) +
+                                 " (open it read-write once to migrate)");
+  } else {
+    HCT_RETURN_IF_ERROR(detail::MigrateSchema(impl->db.get()));
+    impl->schema_version = detail::kSchemaVersion;
+  }
+  return Status::OK();
+}
+
 }  // namespace
+
+void Cache::Impl::KeepReserve() {
+  // Space set aside while there is room, so that a later open on a full disk can free it and
+  // still evict (docs/cache.md). Best effort: without room there is simply no reserve yet.
+  struct stat st {};
+  if (::stat(ReservePath().c_str(), &st) == 0) return;
+  std::string tmp = ReservePath() + detail::kTempMarker + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  bool ok = ::posix_fallocate(fd, 0, kReserveBytes) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), ReservePath().c_str()) != 0) ::unlink(tmp.c_str());
+}
 
 Result<std::string> Cache::Impl::EntryAbs(const std::string& rel, bool check_links) const {
   auto bad = [&](const char* why) {
@@ -114,29 +147,25 @@ Result<std::unique_ptr<Cache>> Cache::Open(const std::string& dir_in, const Open
     // Catch an unwritable directory up front, with its name, rather than deep inside SQLite.
     std::string probe = dir + "/.probe" + detail::kTempMarker + std::to_string(::getpid());
     int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    if (fd < 0 && errno != ENOSPC) {  // a full disk is handled below (the space reserve)
       int e = errno;
       return Status(e == ENOSPC ? Code::kResourceExhausted : Code::kIOError,
                     "cache directory " + dir + " is not writable: " + std::strerror(e) +
                         " (use --cache-dir or HCT_CACHE_DIR for another location)");
     }
-    ::close(fd);
+    if (fd >= 0) ::close(fd);
     ::unlink(probe.c_str());
   }
-  HCT_ASSIGN_OR_RETURN(impl->db,
-                       detail::Db::Open(impl->IndexPath(), opt.read_only, opt.busy_timeout_ms));
-  HCT_RETURN_IF_ERROR(detail::ConfigureConnection(impl->db.get(), opt.read_only));
-  if (opt.read_only) {
-    HCT_ASSIGN_OR_RETURN(impl->schema_version, detail::SchemaVersion(impl->db.get()));
-    if (impl->schema_version != detail::kSchemaVersion)
-      return Status::Unsupported("cache index " + impl->IndexPath() + " has schema version " +
-                                 std::to_string(impl->schema_version) + ", this build reads " +
-                                 std::to_string(detail::kSchemaVersion) +
-                                 " (open it read-write once to migrate)");
-  } else {
-    HCT_RETURN_IF_ERROR(detail::MigrateSchema(impl->db.get()));
-    impl->schema_version = detail::kSchemaVersion;
+  Status st = OpenIndex(impl.get());
+  // A full disk: SQLite cannot create its shared-memory and WAL files, so nothing (evict and gc
+  // included) could run. Give back the space the cache keeps in reserve and try once more.
+  if (!st.ok() && !opt.read_only &&
+      (st.code() == Code::kIOError || st.code() == Code::kResourceExhausted) &&
+      ::unlink(impl->ReservePath().c_str()) == 0) {
+    impl->db.reset();
+    st = OpenIndex(impl.get());
   }
+  HCT_RETURN_IF_ERROR(st);
   std::unique_ptr<Cache> cache(new Cache(std::move(impl)));
   Impl* I = cache->impl_.get();
   if (!opt.read_only && opt.cleanup) {
@@ -157,6 +186,7 @@ Result<std::unique_ptr<Cache>> Cache::Open(const std::string& dir_in, const Open
       }
     });
   }
+  if (!opt.read_only) I->KeepReserve();
   return cache;
 }
 

@@ -48,6 +48,12 @@ Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
   EvictReport rep;
   // One evict at a time: two would take each other's per-file locks for readers' leases. On a
   // full disk that cannot even create the lock file, go on unserialized rather than fail.
+  // The model must exist when asked for; once the lock is ours another evict may have emptied it
+  // meanwhile, which is no error (nothing left to evict).
+  if (!opt.model.empty()) {
+    std::lock_guard g(db_mu);
+    HCT_RETURN_IF_ERROR(ModelId(opt.model).status());
+  }
   FileLock evict_lock;
   if (!opt.dry_run) {
     auto l = FileLock::Acquire(LocksDir() + "/evict.lock", true, /*wait=*/true);
@@ -58,7 +64,6 @@ Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
   int64_t total = 0;
   {
     std::lock_guard g(db_mu);
-    if (!opt.model.empty()) HCT_RETURN_IF_ERROR(ModelId(opt.model).status());
     HCT_ASSIGN_OR_RETURN(total, db->QueryInt("SELECT coalesce(sum(size), 0) FROM files"));
     HCT_ASSIGN_OR_RETURN(int64_t pinned, db->QueryInt(
         "SELECT count(*) FROM files f JOIN models m ON m.id = f.model_id "

@@ -36,6 +36,10 @@ struct Cache::Impl {
   std::string IndexPath() const { return dir + "/index.db"; }
   std::string EntriesDir() const { return dir + "/entries"; }
   std::string LocksDir() const { return dir + "/locks"; }
+  // A preallocated file that an open on a full disk deletes to make room (KeepReserve).
+  std::string ReservePath() const { return LocksDir() + "/space.reserve"; }
+  static constexpr off_t kReserveBytes = 1 << 20;
+  void KeepReserve();
   std::string WarmLockPath() const { return LocksDir() + "/warm.lock"; }
   std::string ModelLockPath(const std::string& model) const {
     return LocksDir() + "/model-" + model + ".lock";

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <set>
 
+#include "hct/convert.h"
+
 namespace hct::detail {
 
 namespace fs = std::filesystem;
@@ -40,6 +42,8 @@ Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path) {
     if (p.extension() == ".hct") return OpenHctSource(p.string());
     return OpenSafetensorsSource(p.string());
   }
+  // An HCT model index may name files in subfolders ("a/model.hct"): it decides on its own.
+  if (fs::exists(p / std::string(kHctModelIndexName), ec)) return OpenHctSource(p.string());
   bool has_hct = false, has_st = false;
   for (const auto& e : fs::directory_iterator(p, ec)) {
     if (!e.is_regular_file()) continue;
