@@ -150,6 +150,26 @@ void ExpectError(const std::string& path, Code code, const std::string& fragment
   EXPECT_NE(m.status().message().find(fragment), std::string::npos) << m.status().ToString();
 }
 
+// Issue 10 item 1: in a hub-cache snapshot every file is a symlink into ../../blobs/. The other
+// files were listed by their resolved target ("../../blobs/b1"), so converters wrote them
+// outside their output; they are listed by the names the folder shows.
+TEST(ModelFolder, HubCacheSymlinksAreListedByTheirNames) {
+  TempDir d;
+  const std::string snap = d / "repo/snapshots/rev";
+  fs::create_directories(snap + "/sub");
+  WriteText(d / "repo/blobs/b1", "{}\n");  // creates blobs/
+  WriteShard(d / "repo/blobs/b0", {"a", "b"});
+  WriteText(d / "repo/blobs/b2", "tok\n");
+  fs::create_symlink("../../blobs/b0", snap + "/model.safetensors");
+  fs::create_symlink("../../blobs/b1", snap + "/config.json");
+  fs::create_symlink("../../../blobs/b2", snap + "/sub/tokenizer.json");
+  Result<ModelFolder> mf = ModelFolder::Open(snap);
+  ASSERT_TRUE(mf.ok()) << mf.status().ToString();
+  EXPECT_EQ(mf->shard_names(), std::vector<std::string>{"model.safetensors"});
+  EXPECT_EQ(mf->other_files(), (std::vector<std::string>{"config.json", "sub/tokenizer.json"}));
+  EXPECT_EQ(mf->tensors().size(), 2u);
+}
+
 TEST(ModelFolderInconsistent, MissingShard) {
   TempDir d;
   MakeSharded(d);
