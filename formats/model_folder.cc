@@ -146,8 +146,7 @@ Result<ModelFolder> ModelFolder::Open(const std::string& path, SafetensorsAccess
       // The name as listed, not where a symlink points (hub-cache snapshots link into
       // ../../blobs/): converters copy it to <output>/<rel>, which must stay in the output.
       const std::string rel = detail::RelativeInside(rit->path(), path);
-      if (rel.empty())
-        return Status::Internal(rit->path().string() + ": listed outside " + path);
+      if (rel.empty()) return Status::Internal(rit->path().string() + ": listed outside " + path);
       if (!skip.count(rel)) mf.other_files_.push_back(rel);
     }
     std::sort(mf.other_files_.begin(), mf.other_files_.end());

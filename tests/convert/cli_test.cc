@@ -147,8 +147,10 @@ TEST_F(CliTest, ReportNeverReplacesInputOrOutputFiles) {
   EXPECT_FALSE(fs::exists(out)) << "refused before converting";
   // A symlink to the shard is the shard.
   fs::create_symlink(shard, root_ / "link.json");
-  EXPECT_EQ(Exec(in.string() + " " + out.string() + " -q --report " +
-                 (root_ / "link.json").string()).code, 1);
+  EXPECT_EQ(
+      Exec(in.string() + " " + out.string() + " -q --report " + (root_ / "link.json").string())
+          .code,
+      1);
   EXPECT_EQ(Slurp(shard), shard_bytes);
 
   ASSERT_EQ(Exec(in.string() + " " + out.string() + " -q").code, 0);
@@ -175,13 +177,15 @@ TEST_F(CliTest, OverlapRefusedWhateverTheSpelling) {
   const auto run = [&](const std::string& args) { return Exec(args, root_).code; };
   ASSERT_EQ(run("m o -q"), 0);
   const std::string index = Slurp(root_ / "o" / "model.hct.index.json");
-  for (const char* args : {"decode o o --force -q", "decode o ./o/ --force -q",
-                           "decode ./o o/. --force -q", "decode o/model-00001-of-00002.hct o --force -q",
-                           "decode o o/sub -q", "decode o . --force -q"})
+  for (const char* args :
+       {"decode o o --force -q", "decode o ./o/ --force -q", "decode ./o o/. --force -q",
+        "decode o/model-00001-of-00002.hct o --force -q", "decode o o/sub -q",
+        "decode o . --force -q"})
     EXPECT_EQ(run(args), 1) << args;
   EXPECT_EQ(Slurp(root_ / "o" / "model.hct.index.json"), index);
   EXPECT_TRUE(fs::exists(root_ / "o" / "model-00002-of-00002.hct"));
-  for (const char* args : {"m m/x -q", "m ./m/x -q", "./m m/./x -q", "m/ m -q --force", "m . -q --force"})
+  for (const char* args :
+       {"m m/x -q", "m ./m/x -q", "./m m/./x -q", "m/ m -q --force", "m . -q --force"})
     EXPECT_EQ(run(args), 1) << args;
   // A single file's output may sit next to it, however spelled.
   EXPECT_EQ(run("m/model-00001-of-00002.safetensors m/one -q"), 0);

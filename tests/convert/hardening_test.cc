@@ -44,8 +44,8 @@ class HardeningTest : public ::testing::Test {
   // Every path under root_ that is not below `except` (symlinks not followed).
   std::set<std::string> TreeExcept(const fs::path& except) const {
     std::set<std::string> out;
-    for (auto it = fs::recursive_directory_iterator(root_); it != fs::recursive_directory_iterator();
-         ++it) {
+    for (auto it = fs::recursive_directory_iterator(root_);
+         it != fs::recursive_directory_iterator(); ++it) {
       const std::string p = it->path().string();
       if (p == except.string() || p.rfind(except.string() + "/", 0) == 0 ||
           p.rfind(except.string() + ".", 0) == 0)  // its temporaries
@@ -247,8 +247,7 @@ TEST_F(HardeningTest, HugeFloatTensorGoesLosslessAndRoundTrips) {
     Result<SafetensorsWriter> w = SafetensorsWriter::Create(in.string());
     ASSERT_TRUE(w.ok()) << w.status().ToString();
     ASSERT_TRUE(w->Declare("model.layers.0.mlp.up_proj.weight", DType::kF32, {64, 64}).ok());
-    ASSERT_TRUE(
-        w->Write("model.layers.0.mlp.up_proj.weight", std::as_bytes(std::span(v))).ok());
+    ASSERT_TRUE(w->Write("model.layers.0.mlp.up_proj.weight", std::as_bytes(std::span(v))).ok());
     ASSERT_TRUE(w->Finish().ok());
   }
   for (const float scale : {1.0f, 2.3e37f / 3e38f, 1e35f / 3e38f}) {
