@@ -241,10 +241,10 @@ TEST(CacheSameStem, TwoFilesWithOneStemDoNotCollide) {
     std::string src = t / (std::string("src-") + sub);
     fs::create_directories(src);
     std::vector<FakeTensor> ts;
+    // The same layers in both files (different tensors): their groups share layer numbers.
     for (int l = 0; l < 3; ++l)
-      ts.push_back({std::string("model.layers.") + std::to_string(l + (sub[0] == 'b' ? 3 : 0)) +
-                        ".w",
-                    "F32", {64}, RandomBytes(256, l + sub[0])});
+      ts.push_back({std::string("model.layers.") + std::to_string(l) + "." + sub, "F32", {64},
+                    RandomBytes(256, l + sub[0])});
     WriteFakeSafetensors(src + "/model.safetensors", ts);
     auto r = Convert(src + "/model.safetensors", t / (std::string("out-") + sub), o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
