@@ -200,6 +200,11 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
 
   HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kMmap));
   HCT_RETURN_IF_ERROR(detail::CheckOutputOutsideInput(input, output));
+  {
+    std::vector<std::string> read = in.shard_names();
+    read.insert(read.end(), in.other_files().begin(), in.other_files().end());
+    HCT_RETURN_IF_ERROR(detail::CheckOutputHoldsNoInputFile(in.dir(), read, output));
+  }
   HCT_RETURN_IF_ERROR(CheckNoHctNamesInInput(in));
   HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
 

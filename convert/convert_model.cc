@@ -166,6 +166,11 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   if (options.threads < 0) return Status::InvalidArgument("--threads must be >= 0");
   HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(input));
   HCT_RETURN_IF_ERROR(detail::CheckOutputOutsideInput(input, output));
+  {
+    std::vector<std::string> read = m.file_names();
+    read.insert(read.end(), m.other_files().begin(), m.other_files().end());
+    HCT_RETURN_IF_ERROR(detail::CheckOutputHoldsNoInputFile(m.dir(), read, output));
+  }
   HCT_RETURN_IF_ERROR(CheckSourceNames(m));
   HCT_ASSIGN_OR_RETURN(detail::StagingDir stage, detail::StagingDir::Create(output, options.force));
   const ParallelFor pf = ThreadsParallelFor(detail::ResolveThreads(options.threads));

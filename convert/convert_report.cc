@@ -155,6 +155,14 @@ Status CheckReportPath(const std::string& report, const std::string& input,
       in_output = in_output || detail::IsSameOrBelow(r, o);
   if (in_output || detail::OutputOverlapsInput(input, report))
     return Status::InvalidArgument(report + ": --report must lie outside the input and the output");
+  // The files read may live elsewhere (hub-cache blobs behind symlinks): not those either. An
+  // input that does not open is left to Convert() to report.
+  if (Result<ModelFolder> in = ModelFolder::Open(input, SafetensorsAccess::kPread); in.ok()) {
+    std::vector<std::string> read = in->shard_names();
+    read.insert(read.end(), in->other_files().begin(), in->other_files().end());
+    if (!detail::CheckOutputHoldsNoInputFile(in->dir(), read, report).ok())
+      return Status::InvalidArgument(report + ": --report names a file of the input");
+  }
   std::error_code ec;
   const fs::file_status st = fs::status(report, ec);
   if (fs::exists(st) && !fs::is_regular_file(st))

@@ -102,6 +102,17 @@ Status CheckOutputOutsideInput(const std::string& input, const std::string& outp
   return Status::OK();
 }
 
+Status CheckOutputHoldsNoInputFile(const std::string& dir, const std::vector<std::string>& rels,
+                                   const std::string& output) {
+  if (output.empty()) return Status::OK();
+  for (const std::string& rel : rels) {
+    const std::string file = (fs::path(dir) / rel).string();
+    if (OutputOverlapsInput(file, output))
+      return Status::InvalidArgument(output + ": output overlaps the input file " + file);
+  }
+  return Status::OK();
+}
+
 Status CopyFileSynced(const std::string& src, const std::string& dst) {
   std::error_code ec;
   const fs::path parent = fs::path(dst).parent_path();

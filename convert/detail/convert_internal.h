@@ -53,6 +53,11 @@ class StagingDir {
 // convert and decode never write into, over or around what they read, however it is spelled.
 Status CheckOutputOutsideInput(const std::string& input, const std::string& output);
 
+// InvalidArgument when `output` is or holds one of the files dir/rel read (through symlinks: a
+// hub-cache snapshot's weights live in ../../blobs/, which `--force` must not replace).
+Status CheckOutputHoldsNoInputFile(const std::string& dir, const std::vector<std::string>& rels,
+                                   const std::string& output);
+
 // Copies src to dst (creating dst's parent folders) and fsyncs it.
 Status CopyFileSynced(const std::string& src, const std::string& dst);
 

@@ -215,6 +215,38 @@ TEST_F(HardeningTest, ConvertOverlapRuleIgnoresSpelling) {
   EXPECT_TRUE(r.ok()) << r.status().ToString();
 }
 
+// Item 3: the files read may lie outside the input folder (hub-cache blobs). `--force` into the
+// blobs folder would have replaced the weights being converted; refused, like an overlap. The
+// same holds for --report naming a blob (CheckReportPath).
+TEST_F(HardeningTest, OutputNeverHoldsAFileTheInputReads) {
+  const fs::path snap = HubCache();
+  const fs::path blobs = root_ / "hub" / "models--org--m" / "blobs";
+  const std::set<std::string> before = TreeExcept(root_ / "nothing");
+  ConvertOptions o = Opts();
+  o.force = true;
+  for (const fs::path& dst : {blobs, blobs / "blob0", root_ / "elsewhere"}) {
+    Result<ConvertReport> r = Convert(snap.string(), dst.string(), o);
+    EXPECT_FALSE(r.ok()) << dst;
+    if (!r.ok()) EXPECT_NE(r.status().message().find("overlaps"), std::string::npos);
+  }
+  EXPECT_EQ(TreeExcept(root_ / "nothing"), before);
+  const fs::path out = root_ / "o";
+  for (const fs::path& rep : {blobs / "blob0", blobs / "blob1", root_ / "elsewhere" / "secret.txt"})
+    EXPECT_FALSE(CheckReportPath(rep.string(), snap.string(), out.string(), true).ok()) << rep;
+  EXPECT_TRUE(
+      CheckReportPath((root_ / "r.json").string(), snap.string(), out.string(), false).ok());
+
+  // Decode of an HCT folder whose config.json links into the blobs.
+  ASSERT_TRUE(Convert(snap.string(), out.string(), Opts()).ok());
+  fs::remove(out / "config.json");
+  fs::create_symlink(blobs / "blob1", out / "config.json");
+  DecodeOptions df;
+  df.force = true;
+  EXPECT_FALSE(DecodeModel(out.string(), blobs.string(), df).ok());
+  EXPECT_TRUE(fs::exists(blobs / "blob1"));
+  EXPECT_TRUE(fs::exists(blobs / "blob0"));
+}
+
 // Item 4: a user file named like the output's own index was silently replaced by ours.
 TEST_F(HardeningTest, InputFilesNamedLikeOutputFilesAreRefused) {
   const fs::path in = Demo("m", 2);
