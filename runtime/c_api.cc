@@ -1,10 +1,21 @@
 // The C API (hct/hct.h) over hct::Runtime and hct::Catalog.
 #include "hct/hct.h"
 
+#include <algorithm>
+#include <cstring>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <sstream>
 #include <string>
+#include <vector>
 
+#include "hct/cache.h"
 #include "hct/runtime.h"
+
+#ifndef HCT_VERSION_STRING
+#define HCT_VERSION_STRING "0.0.0"
+#endif
 
 struct hct_runtime {
   std::unique_ptr<hct::Runtime> rt;
@@ -13,6 +24,14 @@ struct hct_runtime {
 
 struct hct_tensor {
   hct::LoadedTensor t;
+};
+
+struct hct_streamer {
+  hct_runtime* rt;
+  int prefetch;
+  void* stream;
+  std::unique_ptr<hct::LayerStreamer> s;
+  int64_t max_tensors = 0;
 };
 
 namespace {
@@ -41,14 +60,17 @@ void FillInfo(const hct::TensorSpec& s, hct_tensor_info* out) {
 extern "C" {
 
 namespace {
-int OpenCatalog(hct::Result<hct::Catalog> cat, hct_runtime** out) {
+int OpenCatalog(hct::Result<hct::Catalog> cat, hct_runtime** out,
+                const hct::RuntimeOptions* given = nullptr) {
   if (!cat.ok()) return Fail(cat.status());
   for (const auto& s : cat->tensors())
     if (s.shape.size() > HCT_MAX_DIMS)
       return Fail(hct::Status::Unsupported("tensor '" + s.name + "' has more than " +
                                            std::to_string(HCT_MAX_DIMS) + " dimensions"));
-  auto opt = hct::RuntimeOptions::FromEnv();
+  hct::Result<hct::RuntimeOptions> opt =
+      given ? hct::Result<hct::RuntimeOptions>(*given) : hct::RuntimeOptions::FromEnv();
   if (!opt.ok()) return Fail(opt.status());
+  if (hct::Status v = opt->Validate(); !v.ok()) return Fail(v);
   auto rt = hct::Runtime::Create(*opt);
   if (!rt.ok()) return Fail(rt.status());
   *out = new hct_runtime{std::move(*rt), std::move(*cat)};
@@ -148,6 +170,242 @@ const char* hct_last_error(void) { return g_last_error.c_str(); }
 const char* hct_code_name(int code) {
   if (code < 0 || code > int(hct::Code::kInternal)) return "Unknown";
   return hct::CodeName(hct::Code(code)).data();
+}
+
+}  // extern "C"
+
+// --------------------------------------------------------------------------- added for python/
+namespace {
+void ToC(const hct::RuntimeOptions& o, hct_options* out) {
+  *out = hct_options{};
+  out->struct_size = sizeof(hct_options);
+  out->staging_bytes = o.staging_bytes;
+  out->chunk_bytes = o.chunk_bytes;
+  out->hct_slot_bytes = o.hct_slot_bytes;
+  out->hct_staging_bytes = o.hct_staging_bytes;
+  out->copy_step_bytes = o.copy_step_bytes;
+  out->io_threads = o.io_threads;
+  out->decode_threads = o.decode_threads;
+  out->streams = o.streams;
+  out->o_direct = o.o_direct == hct::ODirectMode::kOff ? 0 : o.o_direct == hct::ODirectMode::kOn ? 1 : 2;
+  out->verify = o.verify ? 1 : 0;
+  out->resident_budget = o.resident_budget;
+  out->device = o.device;
+  out->force_host = o.force_host ? 1 : 0;
+}
+
+hct::Result<hct::RuntimeOptions> FromC(const hct_options* in) {
+  // An older caller's struct is shorter: its missing fields keep the defaults.
+  if (in->struct_size < sizeof(uint32_t) || in->struct_size > sizeof(hct_options))
+    return hct::Status::InvalidArgument("hct_options.struct_size " +
+                                        std::to_string(in->struct_size) + " is not valid");
+  hct_options c;
+  ToC(hct::RuntimeOptions{}, &c);
+  std::memcpy(&c, in, in->struct_size);
+  if (c.o_direct < 0 || c.o_direct > 2)
+    return hct::Status::InvalidArgument("hct_options.o_direct " + std::to_string(c.o_direct) +
+                                        " is not 0, 1 or 2");
+  hct::RuntimeOptions o;
+  o.staging_bytes = c.staging_bytes;
+  o.chunk_bytes = c.chunk_bytes;
+  o.hct_slot_bytes = c.hct_slot_bytes;
+  o.hct_staging_bytes = c.hct_staging_bytes;
+  o.copy_step_bytes = c.copy_step_bytes;
+  o.io_threads = c.io_threads;
+  o.decode_threads = c.decode_threads;
+  o.streams = c.streams;
+  o.o_direct = c.o_direct == 0 ? hct::ODirectMode::kOff
+             : c.o_direct == 1 ? hct::ODirectMode::kOn : hct::ODirectMode::kAuto;
+  o.verify = c.verify != 0;
+  o.resident_budget = c.resident_budget;
+  o.device = c.device;
+  o.force_host = c.force_host != 0;
+  if (hct::Status v = o.Validate(); !v.ok()) return v;
+  return o;
+}
+
+int OpenWith(hct::Result<hct::Catalog> cat, const hct_options* opt, hct_runtime** out) {
+  if (!opt) return OpenCatalog(std::move(cat), out);
+  auto o = FromC(opt);
+  if (!o.ok()) return Fail(o.status());
+  return OpenCatalog(std::move(cat), out, &*o);
+}
+
+int MakeStreamer(hct_streamer* s) {
+  std::vector<std::vector<hct::TensorSpec>> layers;
+  const int n = s->rt->catalog.num_layers();
+  s->max_tensors = 0;
+  for (int i = 0; i < n; ++i) {
+    layers.push_back(s->rt->catalog.Layer(i));
+    s->max_tensors = std::max<int64_t>(s->max_tensors, int64_t(layers.back().size()));
+  }
+  s->s.reset();  // its worker stops before the new one allocates (device memory stays bounded)
+  auto r = hct::LayerStreamer::Create(s->rt->rt.get(), std::move(layers), s->prefetch, s->stream);
+  if (!r.ok()) return Fail(r.status());
+  s->s = std::move(*r);
+  return Ok();
+}
+
+// Serializes a caller's progress callback (hct::Cache already calls it one at a time).
+std::function<void(uint64_t, uint64_t)> Progress(hct_progress_fn fn, void* user) {
+  if (!fn) return nullptr;
+  return [fn, user](uint64_t done, uint64_t total) { fn(done, total, user); };
+}
+
+hct::Result<std::unique_ptr<hct::Cache>> OpenCacheDir(const char* dir) {
+  if (!dir || !*dir) return hct::Status::InvalidArgument("no cache directory");
+  return hct::Cache::Open(dir);
+}
+
+thread_local std::string g_ls;
+}  // namespace
+
+extern "C" {
+
+const char* hct_version(void) { return HCT_VERSION_STRING; }
+
+int hct_options_default(hct_options* out) {
+  if (!out) return Fail(hct::Status::InvalidArgument("hct_options_default: null argument"));
+  ToC(hct::RuntimeOptions{}, out);
+  return Ok();
+}
+
+int hct_options_from_env(hct_options* out) {
+  if (!out) return Fail(hct::Status::InvalidArgument("hct_options_from_env: null argument"));
+  auto o = hct::RuntimeOptions::FromEnv();
+  if (!o.ok()) return Fail(o.status());
+  ToC(*o, out);
+  return Ok();
+}
+
+int hct_open_ex(const char* path, const hct_options* opt, hct_runtime** out) {
+  if (!path || !out) return Fail(hct::Status::InvalidArgument("hct_open_ex: null argument"));
+  return OpenWith(hct::Catalog::Open(path), opt, out);
+}
+
+int hct_open_cache_ex(const char* cache_dir, const char* model, const hct_options* opt,
+                      hct_runtime** out) {
+  if (!cache_dir || !out)
+    return Fail(hct::Status::InvalidArgument("hct_open_cache_ex: null argument"));
+  return OpenWith(hct::Catalog::FromCache(cache_dir, model ? model : ""), opt, out);
+}
+
+int hct_load_many(hct_runtime* rt, const char* const* names, int64_t n, void* stream, void* dst,
+                  uint64_t dst_bytes, hct_tensor** out) {
+  if (!rt || (n > 0 && (!names || !out)) || n < 0)
+    return Fail(hct::Status::InvalidArgument("hct_load_many: null argument"));
+  std::vector<hct::TensorSpec> specs;
+  specs.reserve(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const hct::TensorSpec* s = names[i] ? rt->catalog.Find(names[i]) : nullptr;
+    if (!s)
+      return Fail(hct::Status::NotFound(std::string("no tensor '") + (names[i] ? names[i] : "") +
+                                        "'"));
+    specs.push_back(*s);
+  }
+  auto r = rt->rt->LoadMany(specs, stream, dst, dst_bytes);
+  if (!r.ok()) return Fail(r.status());
+  for (int64_t i = 0; i < n; ++i) out[i] = new hct_tensor{std::move((*r)[size_t(i)])};
+  return Ok();
+}
+
+int hct_make_resident(hct_runtime* rt, const char* path) {
+  if (!rt || !path) return Fail(hct::Status::InvalidArgument("hct_make_resident: null argument"));
+  hct::Status s = rt->rt->MakeResident(path);
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int hct_release_resident(hct_runtime* rt) {
+  if (!rt) return Fail(hct::Status::InvalidArgument("hct_release_resident: null argument"));
+  hct::Status s = rt->rt->ReleaseResident();
+  return s.ok() ? Ok() : Fail(s);
+}
+
+int hct_streamer_create(hct_runtime* rt, int prefetch, void* stream, hct_streamer** out) {
+  if (!rt || !out) return Fail(hct::Status::InvalidArgument("hct_streamer_create: null argument"));
+  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, prefetch, stream, nullptr});
+  if (int rc = MakeStreamer(s.get()); rc != HCT_OK) return rc;
+  *out = s.release();
+  return Ok();
+}
+
+int hct_streamer_num_layers(const hct_streamer* s) { return s && s->s ? s->s->num_layers() : 0; }
+int64_t hct_streamer_max_tensors(const hct_streamer* s) { return s ? s->max_tensors : 0; }
+uint64_t hct_streamer_slot_bytes(const hct_streamer* s) { return s && s->s ? s->s->slot_bytes() : 0; }
+
+int hct_streamer_next(hct_streamer* s, int* index, hct_tensor** out, int64_t cap, int64_t* n) {
+  if (!s || !index || !n || (cap > 0 && !out) || cap < 0)
+    return Fail(hct::Status::InvalidArgument("hct_streamer_next: null argument"));
+  if (!s->s) return Fail(hct::Status::Internal("hct_streamer_next: the last restart failed"));
+  auto r = s->s->Next();
+  if (!r.ok()) return Fail(r.status());
+  if (int64_t(r->tensors.size()) > cap)
+    return Fail(hct::Status::OutOfRange("layer " + std::to_string(r->index) + " has " +
+                                        std::to_string(r->tensors.size()) +
+                                        " tensors, more than the capacity " +
+                                        std::to_string(cap)));
+  *index = r->index;
+  *n = int64_t(r->tensors.size());
+  for (size_t i = 0; i < r->tensors.size(); ++i) out[i] = new hct_tensor{std::move(r->tensors[i])};
+  return Ok();
+}
+
+int hct_streamer_restart(hct_streamer* s) {
+  if (!s) return Fail(hct::Status::InvalidArgument("hct_streamer_restart: null streamer"));
+  return MakeStreamer(s);
+}
+
+void hct_streamer_free(hct_streamer* s) { delete s; }
+
+int hct_cache_warm(const char* cache_dir, const char* source, const char* tensors_glob,
+                   hct_progress_fn progress, void* user) {
+  if (!source) return Fail(hct::Status::InvalidArgument("hct_cache_warm: null source"));
+  auto c = OpenCacheDir(cache_dir);
+  if (!c.ok()) return Fail(c.status());
+  hct::WarmOptions o;
+  if (tensors_glob) o.tensors = tensors_glob;
+  if (auto p = Progress(progress, user))
+    o.progress = [p](const hct::WarmProgress& w) { p(w.done_bytes, w.total_bytes); };
+  auto r = (*c)->Warm(source, o);
+  return r.ok() ? Ok() : Fail(r.status());
+}
+
+int hct_cache_verify(const char* cache_dir, const char* model, int deep, hct_progress_fn progress,
+                     void* user, int64_t* problems) {
+  auto c = OpenCacheDir(cache_dir);
+  if (!c.ok()) return Fail(c.status());
+  hct::VerifyOptions o;
+  if (model) o.model = model;
+  o.mode = deep ? hct::VerifyMode::kDeep : hct::VerifyMode::kQuick;
+  o.progress = Progress(progress, user);
+  auto r = (*c)->Verify(o);
+  if (!r.ok()) return Fail(r.status());
+  if (problems) *problems = int64_t(r->problems.size());
+  return Ok();
+}
+
+int hct_cache_evict(const char* cache_dir, const char* model, uint64_t* bytes_freed) {
+  auto c = OpenCacheDir(cache_dir);
+  if (!c.ok()) return Fail(c.status());
+  hct::EvictOptions o;
+  if (model && *model) o.model = model; else o.all = true;
+  auto r = (*c)->Evict(o);
+  if (!r.ok()) return Fail(r.status());
+  if (bytes_freed) *bytes_freed = r->bytes_freed;
+  return Ok();
+}
+
+int hct_cache_ls(const char* cache_dir, const char** out) {
+  if (!out) return Fail(hct::Status::InvalidArgument("hct_cache_ls: null argument"));
+  auto c = OpenCacheDir(cache_dir);
+  if (!c.ok()) return Fail(c.status());
+  auto r = (*c)->ListModels();
+  if (!r.ok()) return Fail(r.status());
+  std::ostringstream os;
+  for (const auto& m : *r) os << m.name << '\t' << m.bytes << '\t' << m.source << '\n';
+  g_ls = os.str();
+  *out = g_ls.c_str();
+  return Ok();
 }
 
 }  // extern "C"

@@ -98,6 +98,73 @@ const char* hct_last_error(void);
 /* "Corruption", "Not found", ... */
 const char* hct_code_name(int code);
 
+
+/* ---- Added for the Python package (python/hct), usable from any language. ---- */
+
+/* The library version, "MAJOR.MINOR.PATCH" (static storage). */
+const char* hct_version(void);
+
+/* Runtime settings as a struct (the fields of hct::RuntimeOptions; see libhct(3) for the matching
+ * HCT_* variables). Fill with hct_options_default (built-in defaults) or hct_options_from_env
+ * (defaults overlaid with HCT_*), change fields, pass to hct_open_ex. struct_size must be
+ * sizeof(hct_options): fields appended later stay at their defaults for older callers. */
+typedef struct {
+  uint32_t struct_size;
+  uint64_t staging_bytes, chunk_bytes, hct_slot_bytes, hct_staging_bytes, copy_step_bytes;
+  int32_t io_threads, decode_threads, streams;
+  int32_t o_direct; /* 0 off, 1 on, 2 auto */
+  int32_t verify;   /* 0 / 1 */
+  uint64_t resident_budget;
+  int32_t device;
+  int32_t force_host; /* 0 / 1 */
+} hct_options;
+int hct_options_default(hct_options* out);
+int hct_options_from_env(hct_options* out);
+/* hct_open / hct_open_cache with explicit settings (opt NULL: the HCT_* variables). */
+int hct_open_ex(const char* path, const hct_options* opt, hct_runtime** out);
+int hct_open_cache_ex(const char* cache_dir, const char* model, const hct_options* opt,
+                      hct_runtime** out);
+
+/* Loads n tensors into one buffer (dst, or allocated when NULL), sharing one event; out[i] gets
+ * names[i]'s handle. On failure no handle is handed out. */
+int hct_load_many(hct_runtime* rt, const char* const* names, int64_t n, void* stream, void* dst,
+                  uint64_t dst_bytes, hct_tensor** out);
+
+/* Maps and registers a file for resident loads (needs resident_budget > 0). */
+int hct_make_resident(hct_runtime* rt, const char* path);
+int hct_release_resident(hct_runtime* rt);
+
+/* Layer streaming (hct::LayerStreamer over the catalog's layers 0..n-1): prefetch + 1 slots
+ * allocated at create, reused; the layers load on `stream`'s order in the background. */
+typedef struct hct_streamer hct_streamer;
+int hct_streamer_create(hct_runtime* rt, int prefetch, void* stream, hct_streamer** out);
+int hct_streamer_num_layers(const hct_streamer* s);
+/* Tensors in a layer (the most over all layers): the capacity hct_streamer_next needs. */
+int64_t hct_streamer_max_tensors(const hct_streamer* s);
+uint64_t hct_streamer_slot_bytes(const hct_streamer* s);
+/* The next layer: *index, and *n handles in out[0..cap) (free each with hct_tensor_free; the
+ * slot returns when all are freed and their DLPack exports dropped). HCT_OUT_OF_RANGE after the
+ * last layer. */
+int hct_streamer_next(hct_streamer* s, int* index, hct_tensor** out, int64_t cap, int64_t* n);
+/* Starts again at layer 0 (the next token). Held layers stay valid. Note: hct::LayerStreamer has
+ * no restart, so this replaces the streamer (its slots are allocated again); see libhct(3). */
+int hct_streamer_restart(hct_streamer* s);
+void hct_streamer_free(hct_streamer* s);
+
+/* Cache maintenance (hct::Cache, thin). progress (may be NULL): done / total bytes, called from
+ * worker threads one at a time. */
+typedef void (*hct_progress_fn)(uint64_t done_bytes, uint64_t total_bytes, void* user);
+int hct_cache_warm(const char* cache_dir, const char* source, const char* tensors_glob,
+                   hct_progress_fn progress, void* user);
+/* deep: 0 quick, 1 deep; *problems: the number of problems found (0: clean). */
+int hct_cache_verify(const char* cache_dir, const char* model, int deep, hct_progress_fn progress,
+                     void* user, int64_t* problems);
+/* Evicts `model`'s unpinned entries (model NULL or "": every unpinned entry). */
+int hct_cache_evict(const char* cache_dir, const char* model, uint64_t* bytes_freed);
+/* The models, as newline-separated "name\tbytes\tsource" lines in the calling thread's buffer
+ * (valid until its next hct_cache_ls). */
+int hct_cache_ls(const char* cache_dir, const char** out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif
