@@ -1,0 +1,30 @@
+"""hct: HCT's tensor runtime from Python (torch). See docs/python.md.
+
+    import hct, hct.torch
+    with hct.safe_open("model.safetensors", framework="pt", device="cuda:0") as f:
+        w = f.get_tensor("model.layers.0.mlp.up_proj.weight")
+    sd = hct.torch.load_file("model_dir", device="cuda:0")
+"""
+from ._lib import (HCTError, InvalidArgumentError, NotFoundError, CorruptionError, HCTIOError,
+                   UnsupportedError, OutOfRangeError, AlreadyExistsError, BusyError,
+                   ResourceExhaustedError, InternalError)
+from ._core import Runtime, safe_open
+from . import cache  # noqa: F401
+
+
+def library_version():
+    """The version of the loaded libhct.so."""
+    from ._lib import lib
+    return lib().hct_version().decode()
+
+
+def library_path():
+    from ._lib import lib
+    return lib().path
+
+
+__version__ = "0.1.0"
+__all__ = ["safe_open", "Runtime", "HCTError", "InvalidArgumentError", "NotFoundError",
+           "CorruptionError", "HCTIOError", "UnsupportedError", "OutOfRangeError",
+           "AlreadyExistsError", "BusyError", "ResourceExhaustedError", "InternalError",
+           "library_version", "library_path"]

@@ -1,0 +1,108 @@
+"""hct.torch: whole-model loads into torch (mirrors safetensors.torch)."""
+from ._core import Runtime, progress_bar
+from ._lib import HCTError, NotFoundError
+
+import torch as _torch
+
+
+def iter_tensors(path, device="cpu", names=None, options=None, progress=None, model=None):
+    """Yields (name, tensor) in catalog order (or `names` order) as each one is loaded; on the
+    GPU each tensor is ordered on torch's current stream."""
+    rt = Runtime(path, device=device, options=options, model=model)
+    try:
+        infos = rt.infos()
+        names = list(infos) if names is None else list(names)
+        bar = progress_bar(sum(infos[n][2] for n in names if n in infos), "hct load", progress)
+        for n in names:
+            t = rt.load(n)
+            if bar is not None:
+                bar.update(infos[n][2])
+            yield n, t
+        if bar is not None:
+            bar.close()
+    finally:
+        rt.close()
+
+
+def load_file(path, device="cpu", options=None, progress=None, model=None):
+    """{name: tensor} of every tensor of `path` (safetensors file or folder, HCT file or folder,
+    or a warm cache directory), like safetensors.torch.load_file."""
+    return dict(iter_tensors(path, device=device, options=options, progress=progress,
+                             model=model))
+
+
+def _shares_loaded(t, loaded):
+    return any(t.data_ptr() == u.data_ptr() and t.device == u.device for u in loaded)
+
+
+def load_model(model, path, strict=True, device=None, options=None, progress=None):
+    """Loads `path` into `model`'s parameters and buffers by state_dict name. A parameter that
+    is contiguous, on `device`, of the same dtype and size is loaded straight into its memory
+    (no copy); others get a copy. strict: keys missing from the file (other than tied weights
+    that share memory with a loaded one) or not in the model raise HCTError. Returns
+    (missing, unexpected) like torch's load_state_dict."""
+    sd = model.state_dict(keep_vars=True)
+    if device is None:
+        first = next(iter(sd.values()), None)
+        device = first.device if first is not None and first.device.type != "meta" else "cpu"
+    rt = Runtime(path, device=device, options=options)
+    try:
+        infos = rt.infos()
+        unexpected = [n for n in infos if n not in sd]
+        todo = [n for n in sd if n in infos]
+        loaded = []
+        bar = progress_bar(sum(infos[n][2] for n in todo), "hct load_model", progress)
+        for n in todo:
+            _load_into(rt, n, sd[n], infos[n])
+            loaded.append(sd[n])
+            if bar is not None:
+                bar.update(infos[n][2])
+        if bar is not None:
+            bar.close()
+        missing = [n for n in sd if n not in infos and not _shares_loaded(sd[n], loaded)]
+        if strict and (missing or unexpected):
+            raise HCTError(f"{path}: load_model(strict=True): missing from the file: "
+                           f"{missing[:8]}{'...' if len(missing) > 8 else ''}; not in the model: "
+                           f"{unexpected[:8]}{'...' if len(unexpected) > 8 else ''}")
+        return missing, unexpected
+    finally:
+        rt.close()
+
+
+def _load_into(rt, name, target, info):
+    dtype, shape, nbytes, _ = info
+    if tuple(target.shape) != tuple(shape):
+        raise HCTError(f"{rt.path}: tensor '{name}' has shape {list(shape)}, the model's "
+                       f"{list(target.shape)}")
+    direct = (target.is_contiguous() and target.device == rt.device and
+              target.element_size() * target.numel() == nbytes and
+              _dtype_name(target.dtype) == dtype)
+    with _torch.no_grad():
+        if direct:
+            # Straight into the parameter's memory; ordered on the current stream.
+            h = rt.load_handle(name, dst=_ptr(target), dst_bytes=nbytes)
+            if not rt.on_device:
+                from ._lib import check, lib
+                check(lib().hct_tensor_wait(h), f"{rt.path}: tensor '{name}'")
+            from ._lib import lib as _l
+            _l().hct_tensor_free(h)
+        else:
+            src = rt.load(name)
+            if target.device.type == "meta":
+                raise HCTError(f"{rt.path}: tensor '{name}': the model's parameter is on 'meta'; "
+                               "materialize it first (model.to_empty(device=...))")
+            target.data.copy_(src.to(target.dtype))
+
+
+def _ptr(t):
+    import ctypes
+    return ctypes.c_void_p(t.data_ptr())
+
+
+_NAMES = {_torch.float32: "F32", _torch.float16: "F16", _torch.bfloat16: "BF16",
+          _torch.float64: "F64", _torch.int8: "I8", _torch.uint8: "U8", _torch.int16: "I16",
+          _torch.int32: "I32", _torch.int64: "I64", _torch.bool: "BOOL"}
+
+
+def _dtype_name(d):
+    return _NAMES.get(d)
