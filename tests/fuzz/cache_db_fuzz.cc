@@ -92,7 +92,10 @@ const World& Setup() {
     if (!c.ok() || !(*c)->Warm(x.source, {.threads = 1}).ok()) std::abort();
     c->reset();  // closes: the WAL is checkpointed into index.db
     x.tmpl_files = CountFiles(x.tmpl);
-    std::atexit([] { std::error_code ec; fs::remove_all(Setup().root, ec); });
+    // Removed at exit through a copy that outlives the static World (destroyed before atexit
+    // handlers registered after its construction began run).
+    static const std::string* root = new std::string(x.root);
+    std::atexit([] { std::error_code ec; fs::remove_all(*root, ec); });
     return x;
   }();
   return w;
