@@ -127,11 +127,23 @@ class Streamer:
                 for b in self.layers[k].buffers():
                     b.data = b.data.to(self.device)
             layer_ids = {id(getattr(m, a)) for t in self.targets for m, a, *_ in t}
-            for t in list(model.parameters()) + list(model.buffers()):
-                if id(t) not in layer_ids:
-                    t.data = t.data.to(self.device)
             sd = model.state_dict(keep_vars=True)
             pre = self.prefix + "."
+            infos = self.rt.infos()
+            for name, t in sd.items():
+                if id(t) in layer_ids:
+                    continue
+                if t.is_meta:
+                    # A model built on "meta" (no host copy): only file tensors can fill it.
+                    if name not in infos and not self._tied(sd, name, infos):
+                        raise HCTError(f"{self.rt.path}: '{name}' is on 'meta' and not in the file")
+                    t.data = torch.empty(t.shape, dtype=t.dtype, device=self.device)
+                else:
+                    t.data = t.data.to(self.device)
+            for t in list(model.parameters()) + list(model.buffers()):
+                if id(t) not in layer_ids and t.is_meta:
+                    raise HCTError(f"{self.rt.path}: a tensor of the model is still on 'meta' "
+                                   f"(shape {list(t.shape)}): initialize it before attach")
             for name in self.rt.infos():
                 if name.startswith(pre):
                     continue
@@ -139,6 +151,11 @@ class Streamer:
                     raise HCTError(f"{self.rt.path}: tensor '{name}' is not in the model")
                 src = self.rt.load(name)
                 sd[name].data.copy_(src.to(sd[name].dtype))
+
+    @staticmethod
+    def _tied(sd, name, infos):
+        t = sd[name]
+        return any(o is t for n, o in sd.items() if n != name and n in infos)
 
     def _packed(self, k):
         o = 0
