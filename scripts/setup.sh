@@ -3,7 +3,8 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
       libzstd-dev libfftw3-dev libsqlite3-dev libboost-program-options-dev libxxhash-dev
-      nlohmann-json3-dev libgtest-dev clang libclang-rt-dev python3 zstd sqlite3)
+      nlohmann-json3-dev libgtest-dev clang libclang-rt-dev python3 zstd sqlite3
+      python3-torch python3-numpy python3-pytest python3-tqdm python3-pybind11 rsync)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

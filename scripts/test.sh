@@ -8,6 +8,11 @@ jobs=$(nproc)
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHCT_BUILD_TESTS=ON -DHCT_BUILD_BENCH=ON >/dev/null
 cmake --build "$build" -j"$jobs"
 (cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900)
+# The Python package (python/tests, host placement; GPU tests skip without CUDA) against this
+# build's libhct.so, with Debian's python3 (which sees the apt torch/numpy/pytest).
+if [ "${HCT_SKIP_PYTHON:-0}" != 1 ]; then
+  HCT_LIBRARY="$(cd "$build" && pwd)/runtime/libhct.so" /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
+fi
 # Fuzz smoke: each parser's libFuzzer target for a few seconds over the seed corpus.
 if [ "${HCT_SKIP_FUZZ:-0}" != 1 ]; then
   scripts/fuzz.sh "$build-fuzz" "${HCT_FUZZ_SECONDS:-20}"

@@ -173,7 +173,12 @@ def lib():
                                   "BUILD --target hct_shared); looked at: " + ", ".join(tried))
             L = ctypes.CDLL(path)
             for name, (args, res) in _SIGNATURES.items():
-                f = getattr(L, name)
+                try:
+                    f = getattr(L, name)
+                except AttributeError:
+                    raise ImportError(f"{path} lacks {name}: it is older than this package; "
+                                      "rebuild it (cmake --build BUILD --target hct_shared) or "
+                                      "set HCT_LIBRARY") from None
                 f.argtypes = args
                 f.restype = res
             L.path = path
