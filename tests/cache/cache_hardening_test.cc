@@ -394,3 +394,30 @@ TEST(CacheFullDisk, EvictAndGcWorkOnAFullFilesystem) {
 
 }  // namespace
 }  // namespace hct
+
+namespace hct {
+namespace {
+
+// The same through the built tool, as the hostile-input campaign ran it.
+TEST_F(CacheHardening, ToolCommandsNeverTouchTheDecoy) {
+  const std::string bin = HCT_BINARY_DIR "/cache/hct-cache";
+  if (!fs::exists(bin)) GTEST_SKIP() << bin << " not built";
+  auto run = [&](const std::string& args) {
+    std::string cmd = bin + " --cache-dir " + dir_ + " " + args + " >/dev/null 2>&1";
+    int st = std::system(cmd.c_str());
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  };
+  for (const char* cmd : {"warm --force " , "verify --deep --repair", "evict --all", "gc"}) {
+    SCOPED_TRACE(cmd);
+    std::string decoy = MakeDecoy();
+    RedirectFirstEntry(kEscapes[0]);
+    std::string args = cmd;
+    if (args.rfind("warm", 0) == 0) args += model_.dir;
+    EXPECT_LE(run(args), 1);
+    EXPECT_EQ(Slurp(decoy), "keep me");
+    EXPECT_EQ(run("warm " + model_.dir), 0);  // back to a full cache for the next command
+  }
+}
+
+}  // namespace
+}  // namespace hct
