@@ -12,7 +12,10 @@
 namespace hct {
 namespace {
 
-using ojson = nlohmann::ordered_json;
+// A sorted (std::map) tree: nlohmann::ordered_json finds and inserts keys by linear search,
+// which made parsing quadratic in the number of tensors (a 10 MB header took 23 s). Header order
+// is recorded separately from the parser's key events.
+using ojson = nlohmann::json;
 
 // Deeper JSON than this cannot be a valid header (object > tensor > shape array); refusing it
 // early keeps a hostile header from building a deep tree.
@@ -154,59 +157,120 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path, Safetenso
   return f;
 }
 
-Status SafetensorsFile::ParseHeader(std::span<const std::byte> json_bytes) {
-  const char* first = reinterpret_cast<const char*>(json_bytes.data());
-  const char* last = first + json_bytes.size();
-  if (json_bytes.empty() || *first != '{')
-    return Status::Corruption("header is not a JSON object (it must start with '{')");
+namespace {
 
-  // Duplicate keys: nlohmann keeps one silently, so track the keys of every open object.
-  std::vector<std::set<std::string>> open_keys;
-  std::string duplicate;
-  int duplicate_depth = -1;
-  auto callback = [&](int depth, ojson::parse_event_t ev, ojson& parsed) {
-    switch (ev) {
-      case ojson::parse_event_t::object_start:
-      case ojson::parse_event_t::array_start:
-        if (depth >= kMaxJsonDepth) throw JsonTooDeep{};
-        if (ev == ojson::parse_event_t::object_start) open_keys.emplace_back();
-        break;
-      case ojson::parse_event_t::object_end:
-        if (!open_keys.empty()) open_keys.pop_back();
-        break;
-      case ojson::parse_event_t::key:
-        if (!open_keys.empty() && !open_keys.back().insert(parsed.get<std::string>()).second &&
-            duplicate_depth < 0) {
-          duplicate = parsed.get<std::string>();
-          duplicate_depth = depth;
-        }
-        break;
-      default:
-        break;
+// Builds the JSON tree through nlohmann's plain DOM builder and adds what the header needs: a
+// depth limit (a hostile header cannot build a deep tree), duplicate keys (nlohmann keeps one
+// silently) and the order of the root keys (the tree is sorted). Not nlohmann's parser
+// callback: its DOM builder rescans the parent object after every object ends, which is
+// quadratic in the number of tensors (a 10 MB header took minutes).
+class HeaderSax {
+ public:
+  explicit HeaderSax(ojson& root) : dom_(root, /*allow_exceptions=*/true) {}
+
+  const std::vector<std::string>& order() const { return order_; }
+  int duplicate_depth() const { return duplicate_depth_; }  // -1: none
+  const std::string& duplicate() const { return duplicate_; }
+
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(ojson::number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(ojson::number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(ojson::number_float_t v, const std::string& s) {
+    return dom_.number_float(v, s);
+  }
+  bool string(std::string& v) { return dom_.string(v); }
+  bool binary(ojson::binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) {
+    Open();
+    keys_.emplace_back();
+    return dom_.start_object(n);
+  }
+  bool key(std::string& k) {
+    if (!keys_.back().insert(k).second && duplicate_depth_ < 0) {
+      duplicate_ = k;
+      duplicate_depth_ = static_cast<int>(depth_);
     }
-    return true;
-  };
+    if (depth_ == 1) order_.push_back(k);
+    return dom_.key(k);
+  }
+  bool end_object() {
+    keys_.pop_back();
+    --depth_;
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) {
+    Open();
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    --depth_;
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t pos, const std::string& token,
+                   const nlohmann::detail::exception& ex) {
+    return dom_.parse_error(pos, token, ex);  // throws ex
+  }
+
+ private:
+  void Open() {
+    if (depth_ >= kMaxJsonDepth) throw JsonTooDeep{};
+    ++depth_;
+  }
+
+  nlohmann::detail::json_sax_dom_parser<ojson> dom_;
+  size_t depth_ = 0;                        // open objects and arrays
+  std::vector<std::set<std::string>> keys_;  // keys of each open object
+  std::vector<std::string> order_;          // root keys in header order
+  std::string duplicate_;
+  int duplicate_depth_ = -1;
+};
+
+// The header is exactly its declared bytes: a JSON object, then only spaces (0x20, the padding
+// the format allows). nlohmann's lexer ends its input at a NUL byte, which let "{...}\0garbage"
+// through, so NUL is refused before parsing. Returns the JSON text without the padding.
+Result<std::string_view> HeaderJsonText(std::span<const std::byte> bytes) {
+  std::string_view s(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  if (s.empty() || s.front() != '{')
+    return Status::Corruption("header is not a JSON object (it must start with '{')");
+  if (size_t nul = s.find('\0'); nul != std::string_view::npos)
+    return Status::Corruption("header has a NUL byte at offset " + std::to_string(nul) +
+                              " of its " + std::to_string(s.size()) + " bytes");
+  const size_t end = s.find_last_not_of(' ') + 1;  // s.front() is '{', so not npos
+  if (s[end - 1] != '}')
+    return Status::Corruption("header is not valid JSON: it must end with '}', followed only by "
+                              "padding spaces (0x20)");
+  return s.substr(0, end);
+}
+
+}  // namespace
+
+Status SafetensorsFile::ParseHeader(std::span<const std::byte> json_bytes) {
+  HCT_ASSIGN_OR_RETURN(std::string_view text, HeaderJsonText(json_bytes));
+  const char* first = text.data();
+  const char* last = first + text.size();
+
   ojson root;
+  HeaderSax sax(root);
   try {
-    root = ojson::parse(first, last, callback, /*allow_exceptions=*/true,
-                        /*ignore_comments=*/false);
+    ojson::sax_parse(first, last, &sax, nlohmann::json::input_format_t::json, /*strict=*/true,
+                     /*ignore_comments=*/false);
   } catch (const JsonTooDeep&) {
     return Status::Corruption("header JSON nests deeper than " + std::to_string(kMaxJsonDepth) +
                               " levels");
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("header is not valid JSON: ") + e.what());
   }
-  if (duplicate_depth == 1)
-    return TensorError(Code::kCorruption, duplicate, "duplicate name in the header");
-  if (duplicate_depth >= 0)
-    return Status::Corruption("header has a duplicate key '" + duplicate + "'");
+  if (sax.duplicate_depth() == 1)
+    return TensorError(Code::kCorruption, sax.duplicate(), "duplicate name in the header");
+  if (sax.duplicate_depth() >= 0)
+    return Status::Corruption("header has a duplicate key '" + sax.duplicate() + "'");
   if (!root.is_object()) return Status::Corruption("header is not a JSON object");
 
   const uint64_t data_size = file_size_ - data_offset_;
   tensors_.reserve(root.size());
-  for (auto it = root.begin(); it != root.end(); ++it) {
-    const std::string& name = it.key();
-    const ojson& v = it.value();
+  for (const std::string& name : sax.order()) {
+    const ojson& v = root.find(name).value();
     if (name == "__metadata__") {
       if (!v.is_object()) return Status::Corruption("__metadata__ is not a JSON object");
       for (auto m = v.begin(); m != v.end(); ++m) {

@@ -85,25 +85,36 @@ Status SafetensorsWriter::Declare(std::string name, DType dtype, std::vector<uin
   return Status::OK();
 }
 
+namespace {
+
+// Compact JSON of the header in declaration order, "__metadata__" first as the reference writer
+// does. Written as text: an ordered_json tree inserts each key by linear search, which made
+// headers of many tensors quadratic. nlohmann still escapes each string (and throws on invalid
+// UTF-8).
+std::string HeaderJson(const std::map<std::string, std::string>& metadata,
+                       const std::vector<TensorInfo>& tensors) {
+  using nlohmann::json;
+  std::string out = "{";
+  if (!metadata.empty()) out += "\"__metadata__\":" + json(metadata).dump();
+  for (const TensorInfo& t : tensors) {
+    if (out.size() > 1) out += ',';
+    out += json(t.name).dump();
+    out += ":{\"dtype\":\"";
+    out += DTypeName(t.dtype);
+    out += "\",\"shape\":" + json(t.shape).dump();
+    out += ",\"data_offsets\":[" + std::to_string(t.data_begin) + "," +
+           std::to_string(t.data_end) + "]}";
+  }
+  return out + "}";
+}
+
+}  // namespace
+
 Status SafetensorsWriter::WriteHeader() {
   Impl& m = *impl_;
-  // ordered_json keeps declaration order; "__metadata__" first as the reference writer does.
-  nlohmann::ordered_json h = nlohmann::ordered_json::object();
-  if (!m.metadata.empty()) {
-    nlohmann::ordered_json md = nlohmann::ordered_json::object();
-    for (const auto& [k, v] : m.metadata) md[k] = v;
-    h["__metadata__"] = std::move(md);
-  }
-  for (const TensorInfo& t : m.tensors) {
-    nlohmann::ordered_json e = nlohmann::ordered_json::object();
-    e["dtype"] = std::string(DTypeName(t.dtype));
-    e["shape"] = t.shape;
-    e["data_offsets"] = {t.data_begin, t.data_end};
-    h[t.name] = std::move(e);
-  }
   std::string json;
   try {
-    json = h.dump();  // throws on names or metadata that are not valid UTF-8
+    json = HeaderJson(m.metadata, m.tensors);  // throws on names or metadata not valid UTF-8
   } catch (const std::exception& e) {
     return Status::InvalidArgument(path() + ": header: " + e.what());
   }
