@@ -34,46 +34,7 @@ Result<std::string> ResolveCacheDir(const std::string& flag) {
       "no cache directory: pass --cache-dir or set HCT_CACHE_DIR, XDG_CACHE_HOME or HOME");
 }
 
-Result<uint64_t> ParseSize(const std::string& text) {
-  auto bad = [&] {
-    return Status::InvalidArgument("size '" + text +
-                                   "': expected a number with an optional unit K, M, G, T, P "
-                                   "(powers of 1024), e.g. 500G");
-  };
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
-    ++i;
-  if (i == 0) return bad();
-  double num = 0;
-  try {
-    size_t used = 0;
-    num = std::stod(text.substr(0, i), &used);
-    if (used != i) return bad();
-  } catch (...) {
-    return bad();
-  }
-  std::string unit;
-  for (size_t j = i; j < text.size(); ++j) {
-    if (text[j] == ' ') continue;
-    unit += static_cast<char>(std::toupper(static_cast<unsigned char>(text[j])));
-  }
-  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();       // "GB" -> "G"
-  if (unit.size() == 2 && unit.back() == 'I') unit.pop_back();      // "GI(B)" -> "G"
-  int shift = 0;
-  if (unit.empty() || unit == "B") {
-    shift = 0;
-  } else if (unit.size() == 1) {
-    const std::string units = "KMGTP";
-    auto pos = units.find(unit[0]);
-    if (pos == std::string::npos) return bad();
-    shift = 10 * static_cast<int>(pos + 1);
-  } else {
-    return bad();
-  }
-  double bytes = std::ldexp(num, shift);
-  if (!(bytes >= 0) || bytes >= 18446744073709551615.0) return bad();
-  return static_cast<uint64_t>(std::llround(bytes));
-}
+// ParseSize moved to formats/size.cc (include/hct/units.h): one parser for the project.
 
 std::string FormatSize(uint64_t bytes) {
   const char* units[] = {"", "K", "M", "G", "T", "P"};

@@ -18,6 +18,7 @@
 #include "hct/safetensors.h"
 #include "runtime/detail/engine.h"
 #include "runtime/detail/sources.h"
+#include "hct/units.h"
 
 #if HCT_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -28,31 +29,10 @@
 namespace hct {
 namespace {
 
-// "64M", "1.5G", "4096", "2GiB" -> bytes (powers of 1024).
-std::optional<uint64_t> ParseBytes(std::string t) {
-  while (!t.empty() && std::isspace(static_cast<unsigned char>(t.back()))) t.pop_back();
-  if (t.empty()) return std::nullopt;
-  size_t i = 0;
-  while (i < t.size() && (std::isdigit(static_cast<unsigned char>(t[i])) || t[i] == '.')) ++i;
-  if (i == 0) return std::nullopt;
-  std::string num = t.substr(0, i), unit = t.substr(i);
-  for (auto& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.ends_with("IB")) unit.resize(unit.size() - 2);
-  else if (unit.size() == 2 && unit[1] == 'B') unit.resize(1);
-  int shift = 0;
-  if (unit.empty() || unit == "B") shift = 0;
-  else if (unit == "K") shift = 10;
-  else if (unit == "M") shift = 20;
-  else if (unit == "G") shift = 30;
-  else if (unit == "T") shift = 40;
-  else return std::nullopt;
-  char* end = nullptr;
-  errno = 0;
-  double v = std::strtod(num.c_str(), &end);
-  if (errno || end != num.c_str() + num.size() || v < 0) return std::nullopt;
-  double bytes = v * double(1ull << shift);
-  if (bytes >= 1.8e19) return std::nullopt;
-  return uint64_t(bytes);
+// "64M", "1.5G", "4096", "2GiB" -> bytes: the project's one size parser (hct/units.h).
+std::optional<uint64_t> ParseBytes(const std::string& t) {
+  auto r = ParseSize(t);
+  return r.ok() ? std::optional<uint64_t>(*r) : std::nullopt;
 }
 
 std::optional<bool> ParseBool(std::string t) {

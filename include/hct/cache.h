@@ -21,6 +21,7 @@
 
 #include "hct/dtype.h"
 #include "hct/status.h"
+#include "hct/units.h"  // ParseSize: the one size parser, in hct::formats
 
 namespace hct {
 
@@ -28,8 +29,6 @@ namespace hct {
 // else $HOME/.cache/hct. InvalidArgument when none of them can be determined.
 Result<std::string> ResolveCacheDir(const std::string& flag);
 
-// "500G", "1.5T", "64M", "4096", "10GiB" -> bytes (powers of 1024; a plain number is bytes).
-Result<uint64_t> ParseSize(const std::string& text);
 // 1536 -> "1.5K"; the inverse of ParseSize up to rounding.
 std::string FormatSize(uint64_t bytes);
 
