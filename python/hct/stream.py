@@ -120,30 +120,23 @@ class Streamer:
     def _place_rest(self, model):
         """Layer weights become empty placeholders (their memory is released); the rest of the
         model moves to the device and gets the file's tensors."""
+        layer_ids = {id(getattr(m, a)) for t in self.targets for m, a, *_ in t}
+        infos = self.rt.infos()
+        sd0 = model.state_dict(keep_vars=True)
+        in_file = {id(t) for n, t in sd0.items() if n in infos}
+        memo = {}  # old tensor -> its replacement, so that tied weights stay tied
         with torch.no_grad():
-            for k in range(self.n):
-                for mod, attr, dtype, _, _ in self.targets[k]:
-                    getattr(mod, attr).data = torch.empty(0, dtype=dtype, device=self.device)
-                for b in self.layers[k].buffers():
-                    b.data = b.data.to(self.device)
-            layer_ids = {id(getattr(m, a)) for t in self.targets for m, a, *_ in t}
+            for mod in model.modules():
+                for store in (mod._parameters, mod._buffers):
+                    for key, t in list(store.items()):
+                        if t is None:
+                            continue
+                        if id(t) not in memo:
+                            memo[id(t)] = self._replacement(t, id(t) in layer_ids,
+                                                            id(t) in in_file)
+                        store[key] = memo[id(t)]
             sd = model.state_dict(keep_vars=True)
             pre = self.prefix + "."
-            infos = self.rt.infos()
-            for name, t in sd.items():
-                if id(t) in layer_ids:
-                    continue
-                if t.is_meta:
-                    # A model built on "meta" (no host copy): only file tensors can fill it.
-                    if name not in infos and not self._tied(sd, name, infos):
-                        raise HCTError(f"{self.rt.path}: '{name}' is on 'meta' and not in the file")
-                    t.data = torch.empty(t.shape, dtype=t.dtype, device=self.device)
-                else:
-                    t.data = t.data.to(self.device)
-            for t in list(model.parameters()) + list(model.buffers()):
-                if id(t) not in layer_ids and t.is_meta:
-                    raise HCTError(f"{self.rt.path}: a tensor of the model is still on 'meta' "
-                                   f"(shape {list(t.shape)}): initialize it before attach")
             for name in self.rt.infos():
                 if name.startswith(pre):
                     continue
@@ -152,10 +145,23 @@ class Streamer:
                 src = self.rt.load(name)
                 sd[name].data.copy_(src.to(sd[name].dtype))
 
-    @staticmethod
-    def _tied(sd, name, infos):
-        t = sd[name]
-        return any(o is t for n, o in sd.items() if n != name and n in infos)
+    def _replacement(self, t, in_layer, in_file):
+        """A layer weight: an empty placeholder on the device (its memory is released); a
+        tensor on 'meta' (a model built without weights): new device memory the file fills;
+        anything else: moved to the device. New objects rather than .data assignment, which
+        torch refuses from 'meta' to 'cuda'."""
+        if in_layer:
+            new = torch.empty(0, dtype=t.dtype, device=self.device)
+        elif t.is_meta:
+            if not in_file:
+                raise HCTError(f"{self.rt.path}: a tensor of the model {list(t.shape)} is on "
+                               "'meta' and not in the file: initialize it before attach")
+            new = torch.empty(t.shape, dtype=t.dtype, device=self.device)
+        else:
+            new = t.detach().to(self.device)
+        if isinstance(t, torch.nn.Parameter):
+            new = torch.nn.Parameter(new, requires_grad=False)
+        return new
 
     def _packed(self, k):
         o = 0

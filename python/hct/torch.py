@@ -13,15 +13,46 @@ def iter_tensors(path, device="cpu", names=None, options=None, progress=None, mo
         infos = rt.infos()
         names = list(infos) if names is None else list(names)
         bar = progress_bar(sum(infos[n][2] for n in names if n in infos), "hct load", progress)
-        for n in names:
-            t = rt.load(n)
-            if bar is not None:
-                bar.update(infos[n][2])
-            yield n, t
+        for group in _groups(names, infos):
+            if any(n not in infos for n in group):
+                raise NotFoundError(f"{rt.path}: no tensor '{next(n for n in group if n not in infos)}'", 2)
+            # One load (one allocation, one event) per group: per-tensor device allocations
+            # and frees cost more than the copies for small tensors.
+            handles = rt.load_many_handles(group)
+            tensors = []
+            try:
+                for n in group:
+                    tensors.append(rt.to_torch(handles[len(tensors)], n))  # frees the handle
+            finally:
+                from ._lib import lib
+                for h in handles[len(tensors) + 1:]:  # after a failure: the ones not reached
+                    lib().hct_tensor_free(h)
+            for n, t in zip(group, tensors):
+                if bar is not None:
+                    bar.update(infos[n][2])
+                yield n, t
         if bar is not None:
             bar.close()
     finally:
         rt.close()
+
+
+GROUP_BYTES = 64 << 20
+
+
+def _groups(names, infos):
+    """Consecutive names of one layer, up to GROUP_BYTES (a larger tensor goes alone)."""
+    group, size, layer = [], 0, None
+    for n in names:
+        b, lay = (infos[n][2], infos[n][3]) if n in infos else (0, None)
+        if group and (lay != layer or size + b > GROUP_BYTES):
+            yield group
+            group, size = [], 0
+        group.append(n)
+        size += b
+        layer = lay
+    if group:
+        yield group
 
 
 def load_file(path, device="cpu", options=None, progress=None, model=None):
