@@ -12,49 +12,30 @@
 #include "convert/detail/progress.h"
 #include "hct/convert.h"
 #include "hct/detail/file.h"
+#include "hct/units.h"
+#include "tools/common/cli.h"
 
 namespace po = boost::program_options;
 
 namespace {
 
-// Exit codes (man/hct-convert.1, EXIT STATUS).
-enum Exit : int {
-  kOk = 0,
-  kUsage = 1,
-  kInputError = 2,
-  kOutputError = 3,
-  kVerifyFailed = 4,
-  kInternalError = 5,
-};
+// Exit codes: the table both tools share (tools/common/cli.h; man/hct-convert.1, EXIT STATUS).
+using hct::cli::kOk;
+using hct::cli::kUsage;
 
 int ExitFor(const hct::Status& s) {
-  using hct::Code;
-  if (hct::IsVerificationFailure(s)) return kVerifyFailed;
-  switch (s.code()) {
-    case Code::kInvalidArgument:
-      return kUsage;
-    case Code::kNotFound:
-    case Code::kCorruption:
-    case Code::kOutOfRange:
-    case Code::kUnsupported:
-      return kInputError;
-    case Code::kAlreadyExists:
-    case Code::kIOError:
-    case Code::kResourceExhausted:
-    case Code::kBusy:
-      return kOutputError;
-    default:
-      return kInternalError;
-  }
+  if (hct::IsVerificationFailure(s)) return hct::cli::kProblems;
+  return hct::cli::ExitFor(s);
 }
 
 int Fail(const hct::Status& s) {
-  std::fprintf(stderr, "hct-convert: error: %s\n", s.ToString().c_str());
+  std::fprintf(stderr, "hct-convert: error: %s\n", hct::cli::Escape(s.ToString()).c_str());
   return ExitFor(s);
 }
 
 int Usage(const std::string& msg) {
-  std::fprintf(stderr, "hct-convert: %s\nTry 'hct-convert --help'.\n", msg.c_str());
+  std::fprintf(stderr, "hct-convert: %s\nTry 'hct-convert --help'.\n",
+               hct::cli::Escape(msg).c_str());
   return kUsage;
 }
 
@@ -67,31 +48,33 @@ const char* kSynopsis =
     "  hct-convert baseline INPUT                     RTN INT8 / INT4-g128 error and bits (JSON)\n"
     "See man hct-convert(1).\n";
 
-// "1M", "512K", "65536" -> elements.
-std::optional<uint64_t> ParseSize(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  size_t pos = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(s, &pos);
-  } catch (...) {
+// Upper bounds of the numeric options: beyond them a value is a typo, not a request, and would
+// only make the tool allocate without bound.
+constexpr uint64_t kMaxChunkElems = uint64_t{1} << 30;
+constexpr int kMaxThreads = 1024;
+constexpr int kMaxTile = 64;
+
+// A whole decimal number in [lo, hi]; nullopt for anything else (sign, garbage, overflow).
+std::optional<long long> ParseInt(const std::string& s, long long lo, long long hi) {
+  if (s.empty() || s.size() > 18 || s.find_first_not_of("0123456789") != std::string::npos)
     return std::nullopt;
-  }
-  std::string suf = s.substr(pos);
-  if (suf == "") return v;
-  if (suf == "K" || suf == "k" || suf == "Ki") return v << 10;
-  if (suf == "M" || suf == "Mi") return v << 20;
-  if (suf == "G" || suf == "Gi") return v << 30;
-  return std::nullopt;
+  const long long v = std::stoll(s);
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
 }
 
+// "16" or "8x32": tile rows and columns, each in 1..kMaxTile.
 bool ParseTile(const std::string& s, int* r, int* c) {
-  int a = 0, b = 0;
-  char x = 0, extra = 0;
-  const int n = std::sscanf(s.c_str(), "%d%c%d%c", &a, &x, &b, &extra);
-  if (n == 1) return *r = *c = a, true;
-  if (n == 3 && (x == 'x' || x == 'X')) return *r = a, *c = b, true;
-  return false;
+  const size_t x = s.find_first_of("xX");
+  const auto a = ParseInt(s.substr(0, x), 1, kMaxTile);
+  const auto b = x == std::string::npos ? a : ParseInt(s.substr(x + 1), 1, kMaxTile);
+  if (!a || !b) return false;
+  *r = static_cast<int>(*a), *c = static_cast<int>(*b);
+  return true;
+}
+
+std::string Range(long long lo, long long hi) {
+  return "in " + std::to_string(lo) + ".." + std::to_string(hi);
 }
 
 struct Common {
@@ -120,8 +103,10 @@ std::optional<int> Parse(int argc, char** argv, po::options_description& desc,
     std::cout << kSynopsis << "\n" << desc;
     return kOk;
   }
-  for (const std::string& n : pos_names)
+  for (const std::string& n : pos_names) {
     if (!vm.count(n)) return Usage("missing " + n);
+    if (vm[n].as<std::string>().empty()) return Usage(n + " is an empty path");
+  }
   return std::nullopt;
 }
 
@@ -197,7 +182,7 @@ int RunConvert(int argc, char** argv) {
   else
     return Usage("--transform must be auto, dct or none, not '" + transform + "'");
   if (!ParseTile(tile, &o.lossy.tile_r, &o.lossy.tile_c))
-    return Usage("--tile must be N or RxC, not '" + tile + "'");
+    return Usage("--tile must be N or RxC, each " + Range(1, kMaxTile) + ", not '" + tile + "'");
   o.lossy.dead_zone = dead_zone;
   if (entropy == "huff")
     o.lossy.entropy = hct::Entropy::kHuffman;
@@ -205,10 +190,13 @@ int RunConvert(int argc, char** argv) {
     o.lossy.entropy = hct::Entropy::kZstd;
   else
     return Usage("--entropy must be huff or zstd, not '" + entropy + "'");
-  const auto chunk_elems = ParseSize(chunk);
-  if (!chunk_elems)
-    return Usage("--chunk-size must be a count like 1M or 262144, not '" + chunk + "'");
+  const auto chunk_elems = hct::ParseSize(chunk, kMaxChunkElems);
+  if (!chunk_elems.ok() || *chunk_elems == 0)
+    return Usage("--chunk-size must be a count like 1M or 262144, " + Range(1, kMaxChunkElems) +
+                 ": " + (chunk_elems.ok() ? "not 0" : chunk_elems.status().message()));
   o.chunk_elems = *chunk_elems;
+  if (c.threads < 0 || c.threads > kMaxThreads)
+    return Usage("--threads must be " + Range(0, kMaxThreads));
   o.zstd_level = zstd_level;
   o.policy.lossless = lossless;
   o.policy.keep = keep;
@@ -248,7 +236,8 @@ int RunDecode(int argc, char** argv) {
   hct::DecodeOptions o;
   o.threads = c.threads;
   o.force = c.force;
-  if (o.threads < 0) return Usage("--threads must be >= 0");
+  if (o.threads < 0 || o.threads > kMaxThreads)
+    return Usage("--threads must be " + Range(0, kMaxThreads));
   hct::detail::ProgressBar bar(!c.quiet && ::isatty(STDERR_FILENO));
   o.progress = [&](const hct::Progress& p) { bar.Update(p); };
   auto rep = hct::DecodeModel(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
@@ -280,6 +269,20 @@ int RunInspect(int argc, char** argv) {
   return kOk;
 }
 
+// The demo model is small by design; sizes outside these ranges would only exhaust memory.
+hct::Status CheckDemoSizes(const hct::DemoModelOptions& o) {
+  auto in = [](const char* name, int v, int lo, int hi) {
+    return v >= lo && v <= hi ? hct::Status::OK()
+                              : hct::Status::InvalidArgument(std::string("--") + name +
+                                                             " must be " + Range(lo, hi));
+  };
+  HCT_RETURN_IF_ERROR(in("layers", o.layers, 1, 256));
+  HCT_RETURN_IF_ERROR(in("hidden", o.hidden, 16, 16384));
+  HCT_RETURN_IF_ERROR(in("vocab", o.vocab, 1, 1 << 20));
+  HCT_RETURN_IF_ERROR(in("shards", o.shards, 1, 64));
+  return hct::Status::OK();
+}
+
 int RunDemoModel(int argc, char** argv) {
   hct::DemoModelOptions o;
   po::options_description d("Demo model options");
@@ -292,6 +295,7 @@ int RunDemoModel(int argc, char** argv) {
       "seed", po::value<uint64_t>(&o.seed)->default_value(o.seed), "random seed");
   po::variables_map vm;
   if (auto r = Parse(argc, argv, d, {"DIR"}, vm)) return *r;
+  if (hct::Status s = CheckDemoSizes(o); !s.ok()) return Usage(s.message());
   o.intermediate = (o.hidden * 8 / 3 + 15) / 16 * 16;
   const std::string dir = vm["DIR"].as<std::string>();
   hct::Status s = hct::WriteDemoModel(dir, o);
@@ -323,7 +327,7 @@ int RunBaseline(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Main(int argc, char** argv) {
   if (argc < 2) {
     std::fputs(kSynopsis, stderr);
     return kUsage;
@@ -344,4 +348,8 @@ int main(int argc, char** argv) {
   if (cmd == "demo-model") return RunDemoModel(argc - 1, argv + 1);
   if (cmd == "convert") return RunConvert(argc - 1, argv + 1);
   return RunConvert(argc, argv);
+}
+
+int main(int argc, char** argv) {
+  return hct::cli::GuardedMain("hct-convert", [&] { return Main(argc, argv); });
 }
