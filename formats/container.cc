@@ -37,6 +37,26 @@ std::string Range(uint64_t a, uint64_t b) {
   return s;
 }
 
+// Sizes a decoder allocates from, checked before anything is: a codec decodes a chunk to its
+// elements' bytes (lossless) or to symbols of at most 16 bits per element (lossy), so
+// decoded_size <= max(element bytes, 2 x elem_count); both are at most kHctMaxChunkBytes.
+// (A checksum-valid index claiming 2^40 decoded bytes, or 2^33 elements in one chunk, made
+// decoders die of std::bad_alloc.)
+Status CheckChunkSizes(DType dtype, const ChunkEntry& c) {
+  const uint64_t bits = static_cast<uint64_t>(DTypeBits(dtype));
+  if (c.elem_count > kHctMaxChunkBytes * 8 / bits)
+    return Status::OutOfRange(std::to_string(c.elem_count) + " elements of " +
+                              std::string(DTypeName(dtype)) + " are more than the " +
+                              std::to_string(kHctMaxChunkBytes) + " bytes a chunk may cover");
+  const uint64_t bytes = (c.elem_count * bits + 7) / 8;  // no overflow: elem_count <= 2^35
+  const uint64_t limit = std::min(kHctMaxChunkBytes, std::max(bytes, 2 * c.elem_count));
+  if (c.decoded_size > limit)
+    return Status::OutOfRange("decoded_size " + std::to_string(c.decoded_size) + " exceeds " +
+                              std::to_string(limit) + " bytes (" + std::to_string(c.elem_count) +
+                              " elements of " + std::string(DTypeName(dtype)) + ")");
+  return Status::OK();
+}
+
 }  // namespace
 
 std::string Hex64(uint64_t v) {
@@ -153,6 +173,7 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
       if (c.decoded_xxh3 != c.xxh3)
         return fail(Status::Corruption("raw chunk decoded_xxh3 differs from its xxh3"));
     }
+    HCT_RETURN_IF_ERROR(fail(CheckChunkSizes(t.dtype, c)));
   }
   if (next_elem != n)
     return Status::Corruption("chunks cover " + std::to_string(next_elem) + " of " +

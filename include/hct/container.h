@@ -38,6 +38,9 @@ inline constexpr uint64_t kHctAlignment = 4096;  // chunk offsets and the header
 inline constexpr uint64_t kHctHeaderSize = 4096;
 inline constexpr uint64_t kHctFooterSize = 48;
 inline constexpr uint64_t kHctMaxIndexSize = 1ull << 30;  // readers refuse larger indexes
+// Most bytes one chunk may decode to, and most bytes of its elements: bounds what a decoder
+// allocates per chunk whatever a crafted index claims (the reference writer's chunks are MiBs).
+inline constexpr uint64_t kHctMaxChunkBytes = 1ull << 32;
 inline constexpr unsigned char kHctMagic[8] = {0x89, 'H', 'C', 'T', '\r', '\n', 0x1a, '\n'};
 // The codec the container implements itself: stored bytes are the decoded bytes.
 inline constexpr std::string_view kRawCodec = "raw";

@@ -210,6 +210,29 @@ std::vector<Case> Cases() {
   v.push_back({"missing_field.hct", Stage::kOpen, Code::kCorruption,
                "tensor 'w': missing required field 'dtype'",
                with([](json& j) { j["tensors"][0].erase("dtype"); })});
+  // Checksum-valid indexes whose sizes would make a decoder allocate without bound (issue 10,
+  // item 6: both ended decode and warm in std::bad_alloc). A non-raw codec, so only the
+  // container's size rules stand between them and a decoder.
+  v.push_back({"chunk_decoded_size.hct", Stage::kOpen, Code::kOutOfRange,
+               "tensor 'b': chunk 0: decoded_size 1099511627776 exceeds 4 bytes",
+               with([](json& j) {
+                 json& b = j["tensors"][1];
+                 b["codec"] = "bytesplit-zstd";
+                 b["chunks"][0]["decoded_size"] = 1ull << 40;
+                 b["decoded_size"] = (1ull << 40) + 1;
+               })});
+  v.push_back({"huge_chunk.hct", Stage::kOpen, Code::kOutOfRange,
+               "tensor 'w': chunk 0: 8589934592 elements of U8 are more than the 4294967296 "
+               "bytes a chunk may cover",
+               with([](json& j) {
+                 json& w = j["tensors"][0];
+                 w["codec"] = "bytesplit-zstd";
+                 w["dtype"] = "U8";
+                 w["shape"] = {1ull << 33};
+                 w["chunks"][0]["elem_count"] = 1ull << 33;
+                 w["chunks"][0]["decoded_size"] = 1ull << 33;
+                 w["decoded_size"] = 1ull << 33;
+               })});
   // Not a failure: a newer minor with fields this reader does not know must be read.
   v.push_back({"newer_minor.hct", Stage::kOk, Code::kOk, "",
                with(
