@@ -7,48 +7,38 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "convert/detail/progress.h"
 #include "hct/cache.h"
+#include "hct/units.h"
+#include "tools/common/cli.h"
 
 namespace po = boost::program_options;
 using nlohmann::json;
 
 namespace {
 
-// Exit codes (man/hct-cache.1).
-enum Exit {
-  kExitOk = 0,
-  kExitProblems = 1,  // verify found problems / evict could not reach its target
-  kExitUsage = 2,
-  kExitNotFound = 3,
-  kExitIO = 4,
-  kExitCorrupt = 5,
-  kExitBusy = 6,
-  kExitFull = 7,
-  kExitOther = 8,
-};
-
-int ExitFor(const hct::Status& s) {
-  switch (s.code()) {
-    case hct::Code::kOk: return kExitOk;
-    case hct::Code::kInvalidArgument: return kExitUsage;
-    case hct::Code::kNotFound: return kExitNotFound;
-    case hct::Code::kIOError: return kExitIO;
-    case hct::Code::kCorruption: return kExitCorrupt;
-    case hct::Code::kBusy: return kExitBusy;
-    case hct::Code::kResourceExhausted: return kExitFull;
-    default: return kExitOther;
-  }
-}
+// Exit codes: the table both tools share (tools/common/cli.h; man/hct-cache.1, EXIT STATUS).
+constexpr int kExitOk = hct::cli::kOk;
+constexpr int kExitProblems = hct::cli::kProblems;
+constexpr int kExitUsage = hct::cli::kUsage;
+// Above this a --threads value is a typo, and would only exhaust memory with thread stacks.
+constexpr int kMaxThreads = 1024;
 
 int Fail(const hct::Status& s) {
-  std::fprintf(stderr, "hct-cache: %s\n", s.ToString().c_str());
-  return ExitFor(s);
+  std::fprintf(stderr, "hct-cache: %s\n", hct::cli::Escape(s.ToString()).c_str());
+  return hct::cli::ExitFor(s);
+}
+
+int UsageError(const std::string& command, const std::string& msg) {
+  std::fprintf(stderr, "hct-cache %s: %s\n", command.c_str(), hct::cli::Escape(msg).c_str());
+  return kExitUsage;
 }
 
 const char* kUsage = R"(usage: hct-cache [--cache-dir DIR] [--json] COMMAND [ARGS]
@@ -74,31 +64,28 @@ std::string Time(int64_t unix_s) {
   return b;
 }
 
+// The progress bar hct-convert draws (convert/detail/progress.h), fed from several warm or
+// verify workers: one lock around it.
 class ProgressBar {
  public:
-  explicit ProgressBar(bool on) : on_(on && ::isatty(2)) {}
-  void Update(uint64_t done, uint64_t total, const std::string& label) {
-    if (!on_) return;
-    auto now = std::chrono::steady_clock::now();
+  ProgressBar(bool on, std::string phase) : bar_(on && ::isatty(2)), phase_(std::move(phase)) {}
+  void Update(uint64_t done, uint64_t total, uint64_t items_done, uint64_t items_total,
+              const std::string& label) {
     std::lock_guard lk(mu_);
-    if (done < total && now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    double f = total ? static_cast<double>(done) / total : 1.0;
-    int w = 30, n = static_cast<int>(f * w);
-    double secs = std::chrono::duration<double>(now - start_).count();
-    std::fprintf(stderr, "\r[%s%s] %3d%% %s/%s %.0f MB/s %-40.40s", std::string(n, '#').c_str(),
-                 std::string(w - n, '.').c_str(), static_cast<int>(f * 100),
-                 hct::FormatSize(done).c_str(), hct::FormatSize(total).c_str(),
-                 secs > 0 ? done / secs / 1e6 : 0.0, label.c_str());
-  }
-  ~ProgressBar() {
-    if (on_) std::fprintf(stderr, "\n");
+    hct::Progress p;
+    p.phase = phase_;
+    p.bytes_done = done, p.bytes_total = total;
+    p.tensors_done = items_done, p.tensors_total = items_total;
+    p.current = hct::cli::Escape(label);
+    p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    bar_.Update(p);
   }
 
  private:
-  bool on_;
+  hct::detail::ProgressBar bar_;
+  std::string phase_;
   std::mutex mu_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 json EntryJson(const hct::EntryInfo& e) {
@@ -118,7 +105,26 @@ const char* KindName(hct::VerifyProblem::Kind k) {
   return "?";
 }
 
-hct::Result<uint64_t> Size(const std::string& s) { return hct::ParseSize(s); }
+// The budget is stored as a signed SQLite integer: larger sizes would be cut (10000P read back
+// as 8192P).
+hct::Result<uint64_t> Size(const std::string& s) {
+  return hct::ParseSize(s, static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+}
+
+// Values the option parser accepts but the tool must not: an empty --cache-dir would fall back
+// to the home cache, an empty --max-size would mean "not given", --threads out of range.
+hct::Status CheckOptions(const po::variables_map& vm,
+                         const po::variables_map& cvm, int threads) {
+  if (vm.count("cache-dir") && vm["cache-dir"].as<std::string>().empty())
+    return hct::Status::InvalidArgument("--cache-dir is an empty path");
+  if (threads < 0 || threads > kMaxThreads)
+    return hct::Status::InvalidArgument("--threads must be in 0.." + std::to_string(kMaxThreads));
+  for (const char* k : {"max-size", "source", "model", "name"})
+    if (cvm.count(k) && cvm[k].as<std::string>().empty())
+      return hct::Status::InvalidArgument(std::string(k) + " is empty");
+  if (cvm.count("max-size")) HCT_RETURN_IF_ERROR(Size(cvm["max-size"].as<std::string>()).status());
+  return hct::Status::OK();
+}
 
 int Run(int argc, char** argv) {
   po::options_description global("global options");
@@ -202,6 +208,8 @@ int Run(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (hct::Status s = CheckOptions(vm, cvm, threads); !s.ok())
+    return UsageError(command, s.message());
   auto dir = hct::ResolveCacheDir(cache_dir);
   if (!dir.ok()) return Fail(dir.status());
   bool read_only = command == "ls" || command == "stat" || (command == "verify" && !repair) ||
@@ -218,14 +226,14 @@ int Run(int argc, char** argv) {
   hct::Cache& cache = **opened;
 
   if (command == "warm") {
-    ProgressBar bar(!as_json);
+    ProgressBar bar(!as_json, "warm");
     hct::WarmOptions wo;
     wo.tensors = tensors;
     wo.threads = threads;
     wo.force = force;
     wo.model_name = name;
     wo.progress = [&](const hct::WarmProgress& p) {
-      bar.Update(p.done_bytes, p.total_bytes, p.current);
+      bar.Update(p.done_bytes, p.total_bytes, p.done_tensors, p.total_tensors, p.current);
     };
     auto r = cache.Warm(source, wo);
     if (!r.ok()) return Fail(r.status());
@@ -255,13 +263,13 @@ int Run(int argc, char** argv) {
       std::fprintf(stderr, "hct-cache verify: --quick and --deep exclude each other\n");
       return kExitUsage;
     }
-    ProgressBar bar(!as_json && deep);
+    ProgressBar bar(!as_json && deep, "verify");
     hct::VerifyOptions vo;
     vo.model = model;
     vo.mode = deep ? hct::VerifyMode::kDeep : hct::VerifyMode::kQuick;
     vo.repair = repair;
     vo.threads = threads;
-    vo.progress = [&](uint64_t d, uint64_t t) { bar.Update(d, t, ""); };
+    vo.progress = [&](uint64_t d, uint64_t t) { bar.Update(d, t, 0, 0, ""); };
     auto r = cache.Verify(vo);
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
@@ -458,13 +466,12 @@ int Run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Run(argc, argv);
-  } catch (const po::error& e) {
-    std::fprintf(stderr, "hct-cache: %s\n%s", e.what(), kUsage);
-    return kExitUsage;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "hct-cache: %s\n", e.what());
-    return kExitOther;
-  }
+  return hct::cli::GuardedMain("hct-cache", [&] {
+    try {
+      return Run(argc, argv);
+    } catch (const po::error& e) {
+      std::fprintf(stderr, "hct-cache: %s\n%s", hct::cli::Escape(e.what()).c_str(), kUsage);
+      return kExitUsage;
+    }
+  });
 }
