@@ -456,7 +456,10 @@ Result<WarmReport> Cache::Impl::WarmImpl(const std::string& source_in, const War
     HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT value FROM config WHERE key = 'max_size'"));
     HCT_ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) return std::optional<uint64_t>();
-    return std::optional<uint64_t>(std::stoull(s.Text(0)));
+    // A hand-edited value ("abc") is a damaged index, not an exception (issue 10 item 17).
+    auto v = ParseSize(s.Text(0));
+    if (!v.ok()) return Status::Corruption("config max_size '" + s.Text(0) + "' is not a size");
+    return std::optional<uint64_t>(*v);
   }();
   HCT_RETURN_IF_ERROR(budget.status());
   if (*budget && only_groups.empty()) {  // a repair restores, it does not evict others

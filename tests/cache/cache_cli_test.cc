@@ -2,6 +2,7 @@
 // (--json parseable, with the documented fields), exit codes of man/hct-cache.1, environment.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -372,6 +373,52 @@ TEST_F(CacheCli, EnvironmentChoosesTheCacheDir) {
       {{"HCT_CACHE_DIR", std::nullopt}, {"XDG_CACHE_HOME", std::nullopt}, {"HOME", t_ / "home"}});
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.Json()["dir"], t_ / "home/.cache/hct");
+}
+
+// Issue 10 item 16: out-of-range values were accepted (an empty --cache-dir fell back to the
+// home cache, 10000P was stored as 8192P, --threads 100000 tried to start the threads).
+TEST_F(CacheCli, OutOfRangeOptionsAreUsageErrors) {
+  ASSERT_EQ(C({"stat"}).rc, 0);  // creates the cache
+  const fs::path home = t_ / "home";
+  CliResult r = Cli({"--cache-dir", "", "stat"}, {{"HOME", home.string()},
+                                                 {"HCT_CACHE_DIR", std::nullopt},
+                                                 {"XDG_CACHE_HOME", std::nullopt}});
+  EXPECT_EQ(r.rc, 2) << r.err;
+  EXPECT_NE(r.err.find("--cache-dir"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(home / ".cache/hct"));
+  for (const char* bad : {"", "abc", "-1", "10000P", "20000P", "18446744073709551616"}) {
+    r = C({"config", "--max-size", bad});
+    EXPECT_EQ(r.rc, 2) << "'" << bad << "': " << r.err;
+    EXPECT_EQ(r.err.find("stoull"), std::string::npos) << r.err;
+    r = C({"evict", "--max-size", bad, "--dry-run"});
+    EXPECT_EQ(r.rc, 2) << "'" << bad << "': " << r.err;
+  }
+  EXPECT_EQ(C({"--json", "config"}).Json()["max_size"], nullptr);  // nothing was stored
+  for (const char* n : {"-5", "100000"}) {
+    r = C({"warm", model_.dir, "--threads", n});
+    EXPECT_EQ(r.rc, 2) << n << ": " << r.err;
+    EXPECT_NE(r.err.find("--threads"), std::string::npos) << r.err;
+    EXPECT_EQ(C({"verify", "--threads", n}).rc, 2);
+  }
+  EXPECT_EQ(C({"--json", "stat"}).Json()["tensors"], 0);
+}
+
+// Issue 10 item 17: a config value edited to 'abc' made warm print only 'stoull'.
+TEST_F(CacheCli, AGarbledConfigValueIsACorruptIndex) {
+  Warm();
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/index.db").c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h, "INSERT OR REPLACE INTO config(key, value) VALUES('max_size', 'abc')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  for (auto args : std::vector<std::vector<std::string>>{{"warm", model_.dir, "--force"},
+                                                         {"config"}}) {
+    CliResult r = C(args);
+    EXPECT_EQ(r.rc, 5) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("max_size"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("stoull"), std::string::npos) << r.err;
+  }
 }
 
 }  // namespace
