@@ -46,14 +46,14 @@ Result<bool> Cache::Impl::DeleteRowFreeingSpace(int64_t id, const std::string& r
 Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
                                            const std::string& protect_model) {
   EvictReport rep;
-  // One evict at a time: two would take each other's per-file locks for readers' leases. On a
-  // full disk that cannot even create the lock file, go on unserialized rather than fail.
   // The model must exist when asked for; once the lock is ours another evict may have emptied it
   // meanwhile, which is no error (nothing left to evict).
   if (!opt.model.empty()) {
     std::lock_guard g(db_mu);
     HCT_RETURN_IF_ERROR(ModelId(opt.model).status());
   }
+  // One evict at a time: two would take each other's per-file locks for readers' leases. On a
+  // full disk that cannot even create the lock file, go on unserialized rather than fail.
   FileLock evict_lock;
   if (!opt.dry_run) {
     auto l = FileLock::Acquire(LocksDir() + "/evict.lock", true, /*wait=*/true);
