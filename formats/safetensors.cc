@@ -166,7 +166,7 @@ namespace {
 // quadratic in the number of tensors (a 10 MB header took minutes).
 class HeaderSax {
  public:
-  explicit HeaderSax(ojson& root) : dom_(root, /*allow_exceptions=*/true) {}
+  explicit HeaderSax(ojson& root) : root_(root), dom_(root, /*allow_exceptions=*/true) {}
 
   const std::vector<std::string>& order() const { return order_; }
   int duplicate_depth() const { return duplicate_depth_; }  // -1: none
@@ -187,7 +187,9 @@ class HeaderSax {
     return dom_.start_object(n);
   }
   bool key(std::string& k) {
-    if (!keys_.back().insert(k).second && duplicate_depth_ < 0) {
+    // Root keys (one per tensor) are looked up in the tree itself rather than copied.
+    const bool dup = depth_ == 1 ? root_.contains(k) : !keys_.back().insert(k).second;
+    if (dup && duplicate_depth_ < 0) {
       duplicate_ = k;
       duplicate_depth_ = static_cast<int>(depth_);
     }
@@ -218,6 +220,7 @@ class HeaderSax {
     ++depth_;
   }
 
+  const ojson& root_;
   nlohmann::detail::json_sax_dom_parser<ojson> dom_;
   size_t depth_ = 0;                        // open objects and arrays
   std::vector<std::set<std::string>> keys_;  // keys of each open object
