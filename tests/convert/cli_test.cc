@@ -9,10 +9,16 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
+
+#include "tools/common/cli.h"
 
 namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
+using namespace hct::cli;  // the exit codes both tools share (man pages, EXIT STATUS)
+// The numbers are documented: a renumbering must be deliberate.
+static_assert(kUsage == 2 && kNotFound == 3 && kCorrupt == 5 && kExists == 8 && kNoSpace == 7);
 
 struct Outcome {
   int code = -1;
@@ -96,19 +102,19 @@ TEST_F(CliTest, ConvertPrintsTableWritesReportAndJson) {
 
 TEST_F(CliTest, ExitCodes) {
   const std::string in = (root_ / "m").string(), out = (root_ / "o").string();
-  EXPECT_EQ(Exec("").code, 1);
+  EXPECT_EQ(Exec("").code, kUsage);
   Outcome r = Exec(in + " " + out + " --no-such-option");
-  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.code, kUsage);
   EXPECT_NE(r.err.find("no-such-option"), std::string::npos) << r.err;
   r = Exec(in + " " + out + " --transform fourier");
-  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.code, kUsage);
   EXPECT_NE(r.err.find("--transform"), std::string::npos) << r.err;
-  EXPECT_EQ(Exec(in + " " + out + " --bits 3 --max-error 0.1").code, 1);
-  EXPECT_EQ(Exec(in).code, 1);  // missing OUTPUT
+  EXPECT_EQ(Exec(in + " " + out + " --bits 3 --max-error 0.1").code, kUsage);
+  EXPECT_EQ(Exec(in).code, kUsage);  // missing OUTPUT
   EXPECT_FALSE(fs::exists(out));
 
   r = Exec((root_ / "absent").string() + " " + out);
-  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(r.code, kNotFound);
   EXPECT_NE(r.err.find("absent"), std::string::npos) << r.err;
 
   // A corrupt shard: input error naming the file.
@@ -120,19 +126,19 @@ TEST_F(CliTest, ExitCodes) {
     f.write("!!!!", 4);  // breaks the JSON header
   }
   r = Exec((root_ / "bad").string() + " " + out);
-  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_EQ(r.code, kCorrupt) << r.err;
   EXPECT_NE(r.err.find("model-00002-of-00002.safetensors"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(out));
 
   ASSERT_EQ(Exec(in + " " + out + " -q").code, 0);
   r = Exec(in + " " + out + " -q");
-  EXPECT_EQ(r.code, 3);
+  EXPECT_EQ(r.code, kExists);
   EXPECT_NE(r.err.find("--force"), std::string::npos) << r.err;
   EXPECT_EQ(Exec(in + " " + out + " -q --force --threads 1").code, 0);
 
   EXPECT_EQ(Exec("--help").code, 0);
   EXPECT_EQ(Exec("decode --help").code, 0);
-  EXPECT_EQ(Exec("inspect " + (root_ / "absent").string()).code, 2);
+  EXPECT_EQ(Exec("inspect " + (root_ / "absent").string()).code, kNotFound);
 }
 
 // Issue 10 item 4: --report overwrote any file, an input shard included.
@@ -141,7 +147,7 @@ TEST_F(CliTest, ReportNeverReplacesInputOrOutputFiles) {
   const fs::path shard = in / "model-00001-of-00002.safetensors";
   const std::string shard_bytes = Slurp(shard);
   Outcome r = Exec(in.string() + " " + out.string() + " -q --report " + shard.string());
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, kUsage) << r.err;
   EXPECT_NE(r.err.find("--report"), std::string::npos) << r.err;
   EXPECT_EQ(Slurp(shard), shard_bytes);
   EXPECT_FALSE(fs::exists(out)) << "refused before converting";
@@ -150,21 +156,21 @@ TEST_F(CliTest, ReportNeverReplacesInputOrOutputFiles) {
   EXPECT_EQ(
       Exec(in.string() + " " + out.string() + " -q --report " + (root_ / "link.json").string())
           .code,
-      1);
+      kUsage);
   EXPECT_EQ(Slurp(shard), shard_bytes);
 
   ASSERT_EQ(Exec(in.string() + " " + out.string() + " -q").code, 0);
   const std::string index = Slurp(out / "model.hct.index.json");
   r = Exec(in.string() + " " + out.string() + " -q --force --report " +
            (out / "model.hct.index.json").string());
-  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_EQ(r.code, kUsage) << r.err;
   EXPECT_EQ(Slurp(out / "model.hct.index.json"), index);
 
   // An existing report is replaced only with --force.
   const fs::path rep = root_ / "rep.json";
   std::ofstream(rep) << "keep me\n";
   r = Exec(in.string() + " " + (root_ / "o2").string() + " -q --report " + rep.string());
-  EXPECT_EQ(r.code, 3) << r.err;
+  EXPECT_EQ(r.code, kExists) << r.err;
   EXPECT_EQ(Slurp(rep), "keep me\n");
   r = Exec(in.string() + " " + (root_ / "o2").string() + " -q --force --report " + rep.string());
   EXPECT_EQ(r.code, 0) << r.err;
@@ -181,15 +187,64 @@ TEST_F(CliTest, OverlapRefusedWhateverTheSpelling) {
        {"decode o o --force -q", "decode o ./o/ --force -q", "decode ./o o/. --force -q",
         "decode o/model-00001-of-00002.hct o --force -q", "decode o o/sub -q",
         "decode o . --force -q"})
-    EXPECT_EQ(run(args), 1) << args;
+    EXPECT_EQ(run(args), kUsage) << args;
   EXPECT_EQ(Slurp(root_ / "o" / "model.hct.index.json"), index);
   EXPECT_TRUE(fs::exists(root_ / "o" / "model-00002-of-00002.hct"));
   for (const char* args :
        {"m m/x -q", "m ./m/x -q", "./m m/./x -q", "m/ m -q --force", "m . -q --force"})
-    EXPECT_EQ(run(args), 1) << args;
+    EXPECT_EQ(run(args), kUsage) << args;
   // A single file's output may sit next to it, however spelled.
   EXPECT_EQ(run("m/model-00001-of-00002.safetensors m/one -q"), 0);
   EXPECT_EQ(run("./m/model-00001-of-00002.safetensors ./m/two -q"), 0);
+}
+
+// Issue 10 items 6 and 16: out-of-range values were accepted (--chunk-size -1 wrapped around,
+// --tile 4294967312 was read as 16) or ended in std::bad_alloc (demo-model --vocab 2147483647).
+TEST_F(CliTest, OutOfRangeOptionsAreUsageErrors) {
+  const std::string io = (root_ / "m").string() + " " + (root_ / "o").string() + " -q ";
+  for (const char* opt :
+       {"--chunk-size -1", "--chunk-size 18446744073709551615", "--chunk-size 0",
+        "--chunk-size ''", "--chunk-size abc", "--chunk-size 2G", "--tile 4294967312",
+        "--tile 0", "--tile 65", "--tile 16x-1", "--tile 8x", "--threads -5",
+        "--threads 100000"}) {
+    Outcome r = Exec(io + opt);
+    EXPECT_EQ(r.code, kUsage) << opt << ": " << r.err;
+    EXPECT_NE(r.err.find(std::string(opt).substr(0, 6)), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(root_ / "o"));
+  EXPECT_EQ(Exec("decode " + (root_ / "x").string() + " " + (root_ / "y").string() +
+                 " --threads 100000").code,
+            kUsage);
+  for (const char* opt : {"--vocab 2147483647", "--hidden 0", "--layers -1", "--shards 0"}) {
+    Outcome r = Exec("demo-model " + (root_ / "d").string() + " " + opt);
+    EXPECT_EQ(r.code, kUsage) << opt << ": " << r.err;
+    EXPECT_EQ(r.err.find("bad_alloc"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(root_ / "d"));
+  // A fractional count and the tile forms still work.
+  EXPECT_EQ(Exec(io + "--chunk-size 1.5K --tile 8x16").code, 0);
+}
+
+// Issue 10 item 17: an empty output path.
+TEST_F(CliTest, EmptyPathsAreUsageErrors) {
+  for (const std::string& args : std::vector<std::string>{
+           (root_ / "m").string() + " ''", "'' " + (root_ / "o").string(), "decode '' x",
+           "inspect ''", "demo-model ''"}) {
+    Outcome r = Exec(args);
+    EXPECT_EQ(r.code, kUsage) << args << ": " << r.err;
+    EXPECT_NE(r.err.find("empty"), std::string::npos) << r.err;
+  }
+}
+
+// Issue 10 item 17: names with control characters are escaped in messages (an ESC in a path
+// reached the terminal as is).
+TEST_F(CliTest, ControlCharactersInNamesAreEscaped) {
+  // sh's printf makes the ESC byte: the test's own source stays printable.
+  Outcome r = Exec("\"$(printf '" + (root_ / "bad").string() + "\\033[2Jname')\" " +
+                   (root_ / "o").string());
+  EXPECT_EQ(r.code, kNotFound) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("bad\\x1b[2Jname"), std::string::npos) << r.err;
 }
 
 }  // namespace
