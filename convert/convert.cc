@@ -106,6 +106,7 @@ json OptionsJson(const ConvertOptions& o, int threads) {
 // One tensor on its way through the encoder.
 struct Job {
   const ModelTensor* mt = nullptr;
+  std::vector<std::byte> bytes;  // read with pread: a mapping dies of SIGBUS if the file shrinks
   std::span<const std::byte> data;
   PolicyDecision policy;
   std::optional<Result<EncodedTensor>> enc;
@@ -143,7 +144,8 @@ Status VerifyOutput(const std::string& dir, const ModelFolder& in, const Convert
     if (stored != tr.metrics.stored_bytes) return fail("stored size differs from the report");
     const ModelTensor* mt = in.Find(tr.name);
     if (!mt) return fail("not in the input");
-    HCT_ASSIGN_OR_RETURN(std::span<const std::byte> orig, in.file(*mt).data(mt->info));
+    std::vector<std::byte> orig(mt->info.num_bytes());
+    HCT_RETURN_IF_ERROR(in.file(*mt).Read(mt->info, orig));
     out.assign(orig.size(), std::byte{0});
     Status st = DecodeTensor(m.files()[ref->file], e, out, pf);
     if (!st.ok()) return fail(st.message());
@@ -163,7 +165,6 @@ Status VerifyOutput(const std::string& dir, const ModelFolder& in, const Convert
                     std::to_string(tr.metrics.rel_rms_error) + ", max " +
                     std::to_string(tr.metrics.max_abs_error) + ")");
     }
-    detail::DropPages(orig.data(), orig.size());
     ++p.tensors_done;
     p.bytes_done += orig.size();
     p.current = tr.name;
@@ -198,7 +199,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
   HCT_RETURN_IF_ERROR(CheckOptions(options));
   const int threads = detail::ResolveThreads(options.threads);
 
-  HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kMmap));
+  HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kPread));
   HCT_RETURN_IF_ERROR(detail::CheckOutputOutsideInput(input, output));
   {
     std::vector<std::string> read = in.shard_names();
@@ -272,7 +273,9 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
           Status st = options.before_tensor(ti.name);
           if (!st.ok()) return file_err(st.WithContext(TensorCtx(ti.name)));
         }
-        HCT_ASSIGN_OR_RETURN(j.data, shard.data(ti));
+        j.bytes.resize(ti.num_bytes());
+        HCT_RETURN_IF_ERROR(shard.Read(ti, j.bytes));
+        j.data = j.bytes;
         j.policy = ChooseCodecClass(ti.name, ti.dtype, ti.shape, options.policy);
       }
       auto encode = [&](Job& j, const ParallelFor& inner) {
@@ -323,7 +326,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
         shard_decoded += ti.num_bytes();
         weight_map[ti.name] = hct_name;
         rep.tensors.push_back(std::move(tr));
-        detail::DropPages(j.data.data(), j.data.size());
+        j.bytes = std::vector<std::byte>();  // free the input now
         j.enc.reset();  // free the chunks now
         ++prog.tensors_done;
         prog.bytes_done += ti.num_bytes();
@@ -410,7 +413,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
 }
 
 Result<BaselineReport> MeasureBaselines(const std::string& input, const PolicyOptions& policy) {
-  HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kMmap));
+  HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kPread));
   BaselineReport r;
   double e8 = 0, e4 = 0, ref = 0, b8 = 0, b4 = 0;
   for (const ModelTensor& mt : in.tensors()) {
@@ -419,7 +422,8 @@ Result<BaselineReport> MeasureBaselines(const std::string& input, const PolicyOp
     auto ctx = [&](const Status& s) {
       return s.WithContext(TensorCtx(ti.name)).WithContext(in.file(mt).path());
     };
-    HCT_ASSIGN_OR_RETURN(std::span<const std::byte> data, in.file(mt).data(ti));
+    std::vector<std::byte> data(ti.num_bytes());
+    HCT_RETURN_IF_ERROR(in.file(mt).Read(ti, data));
     const TensorView v{data, ti.dtype, ti.shape};
     Result<BaselineResult> i8 = RtnInt8PerChannel(v);
     if (!i8.ok()) return ctx(i8.status());
@@ -430,7 +434,6 @@ Result<BaselineReport> MeasureBaselines(const std::string& input, const PolicyOp
     r.elements += ti.num_elements();
     e8 += i8->sum_sq_err, e4 += i4->sum_sq_err, ref += i8->sum_sq_ref;
     b8 += i8->bits_per_weight * n, b4 += i4->bits_per_weight * n;
-    detail::DropPages(data.data(), data.size());
   }
   if (r.elements) {
     r.int8_rel_rms_error = ref > 0 ? std::sqrt(e8 / ref) : 0;

@@ -65,7 +65,8 @@ Status ReadFile::ReadAt(uint64_t offset, std::span<std::byte> dst) const {
       if (errno == EINTR) continue;
       return Status::FromErrno("read", path_, errno);
     }
-    if (n == 0) return Status::OutOfRange(path_ + ": file shrank while reading");
+    if (n == 0)
+      return Status::IOError(path_ + ": file shrank while being read (truncated meanwhile?)");
     done += static_cast<size_t>(n);
   }
   return Status::OK();
