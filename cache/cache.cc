@@ -75,6 +75,9 @@ Status OpenIndex(Cache::Impl* impl) {
   HCT_RETURN_IF_ERROR(detail::ConfigureConnection(impl->db.get(), opt.read_only));
   if (opt.read_only) {
     HCT_ASSIGN_OR_RETURN(impl->schema_version, detail::SchemaVersion(impl->db.get()));
+    if (impl->schema_version == 0)  // a 0-byte file: "migrate" would be the wrong advice
+      return Status::Corruption("cache index " + impl->IndexPath() +
+                                " is empty (no schema): truncated or not an hct cache index");
     if (impl->schema_version != detail::kSchemaVersion)
       return Status::Unsupported("cache index " + impl->IndexPath() + " has schema version " +
                                  std::to_string(impl->schema_version) + ", this build reads " +
@@ -83,6 +86,14 @@ Status OpenIndex(Cache::Impl* impl) {
   } else {
     HCT_RETURN_IF_ERROR(detail::MigrateSchema(impl->db.get()));
     impl->schema_version = detail::kSchemaVersion;
+  }
+  // A dropped table would otherwise surface as an internal "no such table" SQL error.
+  for (const char* t : {"models", "files", "tensors", "config"}) {
+    HCT_ASSIGN_OR_RETURN(int64_t n, impl->db->QueryInt(
+        std::string("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='") + t + "'"));
+    if (n == 0)
+      return Status::Corruption("cache index " + impl->IndexPath() + " has no table '" + t +
+                                "': damaged; move it away to rebuild the cache");
   }
   return Status::OK();
 }

@@ -46,7 +46,8 @@ Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path) {
   if (fs::exists(p / std::string(kHctModelIndexName), ec)) return OpenHctSource(p.string());
   bool has_hct = false, has_st = false;
   for (const auto& e : fs::directory_iterator(p, ec)) {
-    if (!e.is_regular_file()) continue;
+    std::error_code fe;  // an unrelated symlink loop is skipped, as hct-convert does
+    if (!e.is_regular_file(fe)) continue;
     if (e.path().extension() == ".hct") has_hct = true;
     if (e.path().extension() == ".safetensors") has_st = true;
   }

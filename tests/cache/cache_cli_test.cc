@@ -421,5 +421,48 @@ TEST_F(CacheCli, AGarbledConfigValueIsACorruptIndex) {
   }
 }
 
+// Issue 10 item 17: a dropped table was an internal "no such table" SQL error (exit 8), a 0-byte
+// index.db advised a migration.
+TEST_F(CacheCli, ADamagedIndexIsCorruptionNamingWhatIsWrong) {
+  Warm();
+  fs::copy(dir_, t_ / "dropped", fs::copy_options::recursive);
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open((t_ / "dropped/index.db").c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h, "DROP TABLE tensors", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(h);
+  for (auto cmd : std::vector<std::vector<std::string>>{{"stat"}, {"ls"}, {"warm", model_.dir}}) {
+    cmd.insert(cmd.begin(), {"--cache-dir", t_ / "dropped"});
+    CliResult r = Cli(cmd);
+    EXPECT_EQ(r.rc, 5) << cmd[2] << ": " << r.err;
+    EXPECT_NE(r.err.find("no table 'tensors'"), std::string::npos) << r.err;
+  }
+  fs::create_directories(t_ / "zero");
+  std::ofstream(t_ / "zero/index.db").flush();  // 0 bytes
+  CliResult r = Cli({"--cache-dir", t_ / "zero", "stat"});
+  EXPECT_EQ(r.rc, 5) << r.err;
+  EXPECT_NE(r.err.find("empty"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("migrate"), std::string::npos) << r.err;
+}
+
+// Issue 10 item 17: an unrelated symlink loop in a model folder made warm fail with a
+// filesystem exception while hct-convert ignored it; both ignore it now.
+TEST_F(CacheCli, AnUnrelatedSymlinkLoopInTheModelFolderIsIgnored) {
+  fs::create_symlink("loop-b", fs::path(model_.dir) / "loop-a");
+  fs::create_symlink("loop-a", fs::path(model_.dir) / "loop-b");
+  CliResult r = C({"--json", "warm", model_.dir});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.Json()["tensors_written"], model_.all.size());
+}
+
+// Issue 10 item 17: a tensor with an empty name was warmed (and printed as nothing).
+// DISABLED: awaits the safetensors reader's check (formats/safetensors.cc, owned by h3).
+TEST_F(CacheCli, DISABLED_AnEmptyTensorNameIsRejected) {
+  fs::create_directories(t_ / "empty");
+  WriteFakeSafetensors(t_ / "empty/model.safetensors", {{"", "F32", {4}, RandomBytes(16, 3)}});
+  CliResult r = C({"warm", t_ / "empty"});
+  EXPECT_EQ(r.rc, 5) << r.err;
+  EXPECT_NE(r.err.find("empty tensor name"), std::string::npos) << r.err;
+}
+
 }  // namespace
 }  // namespace hct
