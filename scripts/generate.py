@@ -39,7 +39,7 @@ def parse_size(text):
 
 def pick_prefetch(path, budget, device):
     """The largest prefetch (slots - 1) whose slots and non-layer tensors fit `budget`."""
-    rt = Runtime(path, device="cpu")
+    rt = Runtime(path, device="cpu")  # the catalog only (host placement: no GPU memory)
     layer, rest = {}, 0
     for dtype, shape, nbytes, lay in rt.infos().values():
         if lay >= 0:
@@ -53,6 +53,13 @@ def pick_prefetch(path, budget, device):
         sys.exit(f"generate: --gpu-budget {budget} B holds not even one layer ({biggest} B) "
                  f"plus the resident part ({rest} B)")
     return int(min(slots, len(layer)) - 1), rest, biggest, len(layer)
+
+
+def _files(path):
+    if os.path.isdir(path):
+        return [os.path.join(path, f) for f in os.listdir(path)
+                if f.endswith(".safetensors") or f.endswith(".hct")]
+    return [path]
 
 
 def build(config_dir, dtype):
@@ -75,11 +82,13 @@ def encode(cfg, config_dir, text):
     return tok(text)["input_ids"], lambda ids: tok.decode(ids)
 
 
-def run(model, ids, n, device):
+def run(model, ids, n, device, on_start=None):
     x = torch.tensor([ids], device=device)
     with torch.no_grad():
         model.generate(x, max_new_tokens=2, do_sample=False)  # warm-up (kernels, slots)
         torch.cuda.synchronize(device)
+        if on_start:
+            on_start()  # counters start after the warm-up
         t0 = time.perf_counter()
         out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n,
                              min_new_tokens=n, do_sample=False)
@@ -97,6 +106,8 @@ def main():
     ap.add_argument("--config", help="folder with config.json (default: MODEL)")
     ap.add_argument("--device", default="cuda:0")
     ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--resident-budget", default="0",
+                    help="map + register the files for DMA loads, up to SIZE (0: one-shot reads)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("generate: needs a CUDA device (hct.stream's host mode is for tests)")
@@ -107,10 +118,16 @@ def main():
         pf = a.prefetch
     model, cfg = build(config_dir, torch.bfloat16)
     ids, decode = encode(cfg, config_dir, a.prompt)
-    s = hct.stream.attach(model, a.model, prefetch=pf, device=a.device)
-    before = s.bytes_streamed
-    out, secs = run(model, ids, a.max_new_tokens, a.device)
-    streamed = s.bytes_streamed - before
+    opts = {"resident_budget": parse_size(a.resident_budget)}
+    s = hct.stream.attach(model, a.model, prefetch=pf, device=a.device, options=opts)
+    if opts["resident_budget"]:
+        for f in sorted({spec_file for spec_file in _files(a.model)}):
+            s.rt.make_resident(f)
+    start = {}
+    out, secs = run(model, ids, a.max_new_tokens, a.device,
+                    lambda: start.update(bytes=s.bytes_streamed, issue=s.load_seconds))
+    streamed = s.bytes_streamed - start["bytes"]
+    issue0 = start["issue"]
     st = s.stats()
     print(f"text: {a.prompt}{decode(out)!s}")
     print(f"layers {nl}, slots {s.nslots} x {s.slot_bytes / 1e9:.3f} GB, resident part "
@@ -118,7 +135,8 @@ def main():
     print(f"tokens/s {a.max_new_tokens / secs:.2f} ({secs / a.max_new_tokens * 1e3:.1f} ms/token); "
           f"streamed {streamed / 1e9:.2f} GB at {streamed / secs / 1e9:.2f} GB/s; "
           f"GPU memory held {torch.cuda.max_memory_allocated(a.device) / 1e9:.2f} GB peak; "
-          f"pinned staging {st['pinned_staging_bytes'] / 1e6:.0f} MB")
+          f"pinned staging {st['pinned_staging_bytes'] / 1e6:.0f} MB; host time issuing loads "
+          f"{(st['issue_seconds'] - issue0) / secs * 100:.0f}% of the run")
     if a.compare:
         s.detach()
         del model, s

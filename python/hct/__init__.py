@@ -9,7 +9,7 @@ from ._lib import (HCTError, InvalidArgumentError, NotFoundError, CorruptionErro
                    UnsupportedError, OutOfRangeError, AlreadyExistsError, BusyError,
                    ResourceExhaustedError, InternalError)
 from ._core import Runtime, safe_open
-from . import cache  # noqa: F401
+from . import cache, stream, torch  # noqa: F401  (hct.torch is the module, not torch)
 
 
 def library_version():
