@@ -6,47 +6,19 @@
 //         footer whose checksums match, so the JSON and index validation get exercised (random
 //         bytes would almost never pass the index checksum).
 // Every parsed tensor is walked and each chunk read from the buffer.
-#include <xxhash.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
 #include "hct/container.h"
-
-namespace {
-
-void PutLE(unsigned char* p, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
-}
-
-std::vector<std::byte> WrapIndex(const uint8_t* json, size_t n) {
-  const size_t data = 4 * hct::kHctAlignment;  // chunk area: pages at 4096..20480
-  std::vector<std::byte> f(hct::kHctHeaderSize + data + n + hct::kHctFooterSize);
-  auto* u = reinterpret_cast<unsigned char*>(f.data());
-  std::memcpy(u, hct::kHctMagic, 8);
-  PutLE(u + 8, hct::kHctMajorVersion, 2);
-  for (size_t i = 0; i < data; ++i) u[hct::kHctHeaderSize + i] = static_cast<unsigned char>(i * 7);
-  const uint64_t index_off = hct::kHctHeaderSize + data;
-  if (n) std::memcpy(u + index_off, json, n);
-  unsigned char* ft = u + index_off + n;
-  PutLE(ft, index_off, 8);
-  PutLE(ft + 8, n, 8);
-  PutLE(ft + 16, XXH3_64bits(json, n), 8);
-  PutLE(ft + 24, hct::kHctMajorVersion, 2);
-  PutLE(ft + 32, XXH3_64bits(ft, 32), 8);
-  std::memcpy(ft + 40, hct::kHctMagic, 8);
-  return f;
-}
-
-}  // namespace
+#include "hct_fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::vector<std::byte> buf;
   if (data[0] & 1) {
-    buf = WrapIndex(data + 1, size - 1);
+    buf = hct::fuzz::WrapIndex(data + 1, size - 1);
   } else {
     buf.resize(size - 1);
     if (size > 1) std::memcpy(buf.data(), data + 1, size - 1);
