@@ -88,6 +88,9 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+// Names from the index or a source file, printed for a terminal (JSON output escapes itself).
+std::string Esc(const std::string& s) { return hct::cli::Escape(s); }
+
 json EntryJson(const hct::EntryInfo& e) {
   return {{"model", e.model}, {"path", e.path}, {"source_file", e.source_file},
           {"layer", e.layer ? json(*e.layer) : json(nullptr)}, {"size", e.size},
@@ -284,9 +287,9 @@ int Run(int argc, char** argv) {
                 << "\n";
     } else {
       for (const auto& p : r->problems)
-        std::printf("%s %s%s%s: %s%s%s\n", KindName(p.kind), p.path.c_str(),
-                    p.tensor.empty() ? "" : " tensor ", p.tensor.c_str(), p.detail.c_str(),
-                    p.action.empty() ? "" : " -> ", p.action.c_str());
+        std::printf("%s %s%s%s: %s%s%s\n", KindName(p.kind), Esc(p.path).c_str(),
+                    p.tensor.empty() ? "" : " tensor ", Esc(p.tensor).c_str(),
+                    Esc(p.detail).c_str(), p.action.empty() ? "" : " -> ", p.action.c_str());
       std::printf("%s: %llu entries, %llu tensors%s, %zu problems (%.2f s%s)\n",
                   r->ok() ? "ok" : (repair && r->repaired) ? "repaired" : "FAILED", static_cast<unsigned long long>(r->entries_checked),
                   static_cast<unsigned long long>(r->tensors_checked),
@@ -348,7 +351,7 @@ int Run(int argc, char** argv) {
                          {"xxh3", t.xxh3}, {"source_xxh3", t.source_xxh3},
                          {"layer", t.layer ? json(*t.layer) : json(nullptr)}});
         } else {
-          std::printf("%-12s %-50s %-6s %10s  %s@%llu\n", t.model.c_str(), t.name.c_str(),
+          std::printf("%-12s %-50s %-6s %10s  %s@%llu\n", Esc(t.model).c_str(), Esc(t.name).c_str(),
                       std::string(hct::DTypeName(t.dtype)).c_str(),
                       hct::FormatSize(t.length).c_str(), t.path.c_str(),
                       static_cast<unsigned long long>(t.offset));

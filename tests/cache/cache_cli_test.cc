@@ -464,5 +464,19 @@ TEST_F(CacheCli, DISABLED_AnEmptyTensorNameIsRejected) {
   EXPECT_NE(r.err.find("empty tensor name"), std::string::npos) << r.err;
 }
 
+// Issue 10 item 17: names with control characters reached the terminal as is.
+TEST_F(CacheCli, ControlCharactersInTensorNamesArePrintedEscaped) {
+  fs::create_directories(t_ / "odd");
+  // The JSON header spells ESC as \u001b; the tensor's name holds the byte itself.
+  WriteFakeSafetensors(t_ / "odd/model.safetensors",
+                       {{"evil\\u001b[2Jname", "F32", {4}, RandomBytes(16, 3)}});
+  CliResult r = C({"warm", t_ / "odd"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  r = C({"ls", "--tensors"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("evil\\x1b[2Jname"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace hct
