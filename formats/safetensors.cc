@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <utility>
 
 #include "hct/detail/file.h"
@@ -12,16 +11,8 @@
 namespace hct {
 namespace {
 
-// A sorted (std::map) tree: nlohmann::ordered_json finds and inserts keys by linear search,
-// which made parsing quadratic in the number of tensors (a 10 MB header took 23 s). Header order
-// is recorded separately from the parser's key events.
+// Only its SAX interface and value types are used: the header is read without a JSON tree.
 using ojson = nlohmann::json;
-
-// Deeper JSON than this cannot be a valid header (object > tensor > shape array); refusing it
-// early keeps a hostile header from building a deep tree.
-constexpr int kMaxJsonDepth = 8;
-
-struct JsonTooDeep {};
 
 std::string Range(uint64_t b, uint64_t e) {
   std::string s("[");  // appends, not "[" + ..., which trips a GCC 12 -Wrestrict false positive
@@ -57,18 +48,6 @@ Status CheckFileSize(uint64_t file_size) {
     return Status::OutOfRange("file is " + std::to_string(file_size) +
                               " bytes, too short for the 8-byte header length (truncated?)");
   return Status::OK();
-}
-
-// Reads a JSON array of unsigned integers (shape, data_offsets).
-bool ReadU64Array(const ojson& j, std::vector<uint64_t>* out) {
-  if (!j.is_array()) return false;
-  out->clear();
-  out->reserve(j.size());
-  for (const ojson& v : j) {
-    if (!v.is_number_unsigned()) return false;
-    out->push_back(v.get<uint64_t>());
-  }
-  return true;
 }
 
 }  // namespace
@@ -159,74 +138,179 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path, Safetenso
 
 namespace {
 
-// Builds the JSON tree through nlohmann's plain DOM builder and adds what the header needs: a
-// depth limit (a hostile header cannot build a deep tree), duplicate keys (nlohmann keeps one
-// silently) and the order of the root keys (the tree is sorted). Not nlohmann's parser
-// callback: its DOM builder rescans the parent object after every object ends, which is
-// quadratic in the number of tensors (a 10 MB header took minutes).
-class HeaderSax {
+// Shape, dtype and byte range of one entry (the range against the data section's size).
+Status CheckEntry(const TensorInfo& t, uint64_t data_size) {
+const std::string shape_s = ShapeString(t.shape);
+  const std::string dtype_s(DTypeName(t.dtype));
+  auto count = ElementCount(t.shape);
+  if (!count)
+    return TensorError(Code::kOutOfRange, t.name,
+                       "shape " + shape_s + " has more than 2^64 elements");
+  const uint64_t bits = static_cast<uint64_t>(DTypeBits(t.dtype));
+  if (*count > UINT64_MAX / bits)
+    return TensorError(Code::kOutOfRange, t.name,
+                       "shape " + shape_s + " x " + dtype_s + " overflows 64 bits");
+  if (*count * bits % 8 != 0)
+    return TensorError(Code::kCorruption, t.name,
+                       "shape " + shape_s + " x " + dtype_s + " is " +
+                           std::to_string(*count * bits) + " bits, not whole bytes");
+  const uint64_t bytes = *count * bits / 8;
+  if (t.data_end < t.data_begin)
+    return TensorError(
+        Code::kCorruption, t.name,
+        "data_offsets " + Range(t.data_begin, t.data_end) + " end before they begin");
+  if (t.data_end - t.data_begin != bytes)
+    return TensorError(Code::kCorruption, t.name,
+                       "data_offsets " + Range(t.data_begin, t.data_end) +
+                           " do not match shape " + shape_s + " x " + dtype_s + " = " +
+                           std::to_string(bytes) + " bytes");
+  if (t.data_end > data_size)
+    return TensorError(Code::kOutOfRange, t.name,
+                       "data_offsets " + Range(t.data_begin, t.data_end) +
+                           " pass the end of the data section (" + std::to_string(data_size) +
+                           " bytes; truncated?)");
+  return Status::OK();
+}
+
+// Reads the header from nlohmann's SAX events straight into TensorInfo entries, with no JSON
+// tree: a tree costs several allocations per value, and nlohmann's ordered tree and its parser
+// callback are quadratic in the number of keys (a 10 MB header took 23 s, then minutes). No
+// valid header nests deeper than root > entry > shape, so anything deeper is an error where it
+// starts. The first error in header order ends the parse.
+class HeaderReader {
  public:
-  explicit HeaderSax(ojson& root) : root_(root), dom_(root, /*allow_exceptions=*/true) {}
+  HeaderReader(uint64_t data_size, std::vector<TensorInfo>* tensors,
+               std::map<std::string, size_t, std::less<>>* by_name,
+               std::map<std::string, std::string>* metadata)
+      : data_size_(data_size), tensors_(tensors), by_name_(by_name), metadata_(metadata) {}
+  const Status& status() const { return status_; }
 
-  const std::vector<std::string>& order() const { return order_; }
-  int duplicate_depth() const { return duplicate_depth_; }  // -1: none
-  const std::string& duplicate() const { return duplicate_; }
-
-  bool null() { return dom_.null(); }
-  bool boolean(bool v) { return dom_.boolean(v); }
-  bool number_integer(ojson::number_integer_t v) { return dom_.number_integer(v); }
-  bool number_unsigned(ojson::number_unsigned_t v) { return dom_.number_unsigned(v); }
-  bool number_float(ojson::number_float_t v, const std::string& s) {
-    return dom_.number_float(v, s);
+  bool null() { return Other("null"); }
+  bool boolean(bool) { return Other("boolean"); }
+  bool number_integer(ojson::number_integer_t) { return Other("number"); }
+  bool number_float(ojson::number_float_t, const std::string&) { return Other("number"); }
+  bool binary(ojson::binary_t&) { return Other("binary"); }
+  bool number_unsigned(ojson::number_unsigned_t v) {
+    if (depth_ != 3) return Other("number");
+    (field_ == Field::kShape ? cur_.shape : offsets_).push_back(v);
+    return true;
   }
-  bool string(std::string& v) { return dom_.string(v); }
-  bool binary(ojson::binary_t& v) { return dom_.binary(v); }
-  bool start_object(std::size_t n) {
-    Open();
-    keys_.emplace_back();
-    return dom_.start_object(n);
-  }
-  bool key(std::string& k) {
-    // Root keys (one per tensor) are looked up in the tree itself rather than copied.
-    const bool dup = depth_ == 1 ? root_.contains(k) : !keys_.back().insert(k).second;
-    if (dup && duplicate_depth_ < 0) {
-      duplicate_ = k;
-      duplicate_depth_ = static_cast<int>(depth_);
+  bool string(std::string& v) {
+    if (depth_ == 2 && in_meta_) {
+      metadata_->emplace(meta_key_, std::move(v));
+      return true;
     }
-    if (depth_ == 1) order_.push_back(k);
-    return dom_.key(k);
+    if (depth_ != 2 || field_ != Field::kDtype) return Other("string");
+    dtype_ = std::move(v);
+    return true;
   }
-  bool end_object() {
-    keys_.pop_back();
-    --depth_;
-    return dom_.end_object();
-  }
-  bool start_array(std::size_t n) {
-    Open();
-    return dom_.start_array(n);
-  }
-  bool end_array() {
-    --depth_;
-    return dom_.end_array();
-  }
-  bool parse_error(std::size_t pos, const std::string& token,
-                   const nlohmann::detail::exception& ex) {
-    return dom_.parse_error(pos, token, ex);  // throws ex
+  bool start_object(std::size_t) { return Open(true); }
+  bool start_array(std::size_t) { return Open(false); }
+  bool end_object() { return Close(); }
+  bool end_array() { return Close(); }
+  bool key(std::string& k) { return depth_ == 1 ? RootKey(k) : EntryKey(k); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
+    return Fail(Status::Corruption(std::string("header is not valid JSON: ") + ex.what()));
   }
 
  private:
-  void Open() {
-    if (depth_ >= kMaxJsonDepth) throw JsonTooDeep{};
+  enum class Field { kNone, kDtype, kShape, kOffsets };
+
+  bool Fail(Status s) {
+    if (status_.ok()) status_ = std::move(s);
+    return false;
+  }
+  bool FailTensor(Code c, const std::string& msg) {
+    return Fail(TensorError(c, cur_.name, msg));
+  }
+  // A value that is not what its place needs.
+  bool Other(const char* type) {
+    if (depth_ == 1)
+      return in_meta_ ? Fail(Status::Corruption("__metadata__ is not a JSON object"))
+                      : FailTensor(Code::kCorruption, "entry is not a JSON object");
+    if (depth_ == 2 && in_meta_)
+      return Fail(Status::Corruption("__metadata__ value of '" + meta_key_ + "' is a " + type +
+                                     ", not a string"));
+    if (field_ == Field::kDtype) return FailTensor(Code::kCorruption, "dtype is not a string");
+    if (field_ == Field::kShape)
+      return FailTensor(Code::kCorruption,
+                        "shape is not an array of non-negative 64-bit integers");
+    return FailTensor(Code::kCorruption,
+                      "data_offsets is not a pair of non-negative 64-bit integers");
+  }
+  bool Open(bool object) {
+    const bool fits = depth_ == 0 || (depth_ == 1 && object) ||
+                      (depth_ == 2 && !object && !in_meta_ && field_ != Field::kDtype);
+    if (!fits) return Other(object ? "object" : "array");
     ++depth_;
+    return true;
+  }
+  bool Close() {
+    if (--depth_ == 1 && !in_meta_) return FinishEntry();
+    return true;
+  }
+  bool RootKey(std::string& k) {
+    in_meta_ = k == "__metadata__";
+    const bool dup = in_meta_ ? std::exchange(seen_meta_, true) : by_name_->count(k) > 0;
+    cur_ = TensorInfo();
+    cur_.name = std::move(k);
+    if (dup) return FailTensor(Code::kCorruption, "duplicate name in the header");
+    has_dtype_ = has_shape_ = has_offsets_ = false;
+    offsets_.clear();
+    return true;
+  }
+  bool EntryKey(std::string& k) {
+    bool* has = nullptr;
+    if (in_meta_) {
+      if (metadata_->count(k)) return Fail(Status::Corruption("header has a duplicate key '" + k + "'"));
+      meta_key_ = std::move(k);
+      return true;
+    }
+    if (k == "dtype")
+      field_ = Field::kDtype, has = &has_dtype_;
+    else if (k == "shape")
+      field_ = Field::kShape, has = &has_shape_;
+    else if (k == "data_offsets")
+      field_ = Field::kOffsets, has = &has_offsets_;
+    else
+      return FailTensor(Code::kCorruption, "unknown field '" + k + "'");
+    if (std::exchange(*has, true))
+      return Fail(Status::Corruption("header has a duplicate key '" + k + "'"));
+    return true;
+  }
+  bool FinishEntry() {
+    if (!has_dtype_ || !has_shape_ || !has_offsets_)
+      return FailTensor(Code::kCorruption, std::string("missing field '") +
+                                               (!has_dtype_   ? "dtype"
+                                                : !has_shape_ ? "shape"
+                                                              : "data_offsets") +
+                                               "'");
+    auto dt = ParseDType(dtype_);
+    if (!dt) return FailTensor(Code::kUnsupported, "unknown dtype '" + dtype_ + "'");
+    cur_.dtype = *dt;
+    if (offsets_.size() != 2)
+      return FailTensor(Code::kCorruption,
+                        "data_offsets is not a pair of non-negative 64-bit integers");
+    cur_.data_begin = offsets_[0];
+    cur_.data_end = offsets_[1];
+    if (Status s = CheckEntry(cur_, data_size_); !s.ok()) return Fail(std::move(s));
+    by_name_->emplace(cur_.name, tensors_->size());
+    tensors_->push_back(std::move(cur_));
+    return true;
   }
 
-  const ojson& root_;
-  nlohmann::detail::json_sax_dom_parser<ojson> dom_;
-  size_t depth_ = 0;                        // open objects and arrays
-  std::vector<std::set<std::string>> keys_;  // keys of each open object
-  std::vector<std::string> order_;          // root keys in header order
-  std::string duplicate_;
-  int duplicate_depth_ = -1;
+  const uint64_t data_size_;
+  std::vector<TensorInfo>* tensors_;
+  std::map<std::string, size_t, std::less<>>* by_name_;
+  std::map<std::string, std::string>* metadata_;
+  Status status_;
+  size_t depth_ = 0;  // open objects and arrays
+  bool in_meta_ = false, seen_meta_ = false;
+  Field field_ = Field::kNone;
+  std::string meta_key_, dtype_;
+  TensorInfo cur_;  // the entry being read
+  bool has_dtype_ = false, has_shape_ = false, has_offsets_ = false;
+  std::vector<uint64_t> offsets_;
 };
 
 // The header is exactly its declared bytes: a JSON object, then only spaces (0x20, the padding
@@ -253,105 +337,12 @@ Status SafetensorsFile::ParseHeader(std::span<const std::byte> json_bytes) {
   const char* first = text.data();
   const char* last = first + text.size();
 
-  ojson root;
-  HeaderSax sax(root);
-  try {
-    ojson::sax_parse(first, last, &sax, nlohmann::json::input_format_t::json, /*strict=*/true,
-                     /*ignore_comments=*/false);
-  } catch (const JsonTooDeep&) {
-    return Status::Corruption("header JSON nests deeper than " + std::to_string(kMaxJsonDepth) +
-                              " levels");
-  } catch (const std::exception& e) {
-    return Status::Corruption(std::string("header is not valid JSON: ") + e.what());
-  }
-  if (sax.duplicate_depth() == 1)
-    return TensorError(Code::kCorruption, sax.duplicate(), "duplicate name in the header");
-  if (sax.duplicate_depth() >= 0)
-    return Status::Corruption("header has a duplicate key '" + sax.duplicate() + "'");
-  if (!root.is_object()) return Status::Corruption("header is not a JSON object");
-
+  HeaderReader reader(file_size_ - data_offset_, &tensors_, &by_name_, &metadata_);
+  const bool parsed = ojson::sax_parse(first, last, &reader, nlohmann::json::input_format_t::json,
+                                       /*strict=*/true, /*ignore_comments=*/false);
+  if (!reader.status().ok()) return reader.status();
+  if (!parsed) return Status::Corruption("header is not valid JSON");
   const uint64_t data_size = file_size_ - data_offset_;
-  tensors_.reserve(root.size());
-  for (const std::string& name : sax.order()) {
-    const ojson& v = root.find(name).value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) return Status::Corruption("__metadata__ is not a JSON object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string())
-          return Status::Corruption("__metadata__ value of '" + m.key() + "' is a " +
-                                    m.value().type_name() + ", not a string");
-        metadata_.emplace(m.key(), m.value().get<std::string>());
-      }
-      continue;
-    }
-    if (!v.is_object()) return TensorError(Code::kCorruption, name, "entry is not a JSON object");
-    TensorInfo t;
-    t.name = name;
-    const ojson *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
-    for (auto f = v.begin(); f != v.end(); ++f) {
-      if (f.key() == "dtype")
-        dtype = &f.value();
-      else if (f.key() == "shape")
-        shape = &f.value();
-      else if (f.key() == "data_offsets")
-        offsets = &f.value();
-      else
-        return TensorError(Code::kCorruption, name, "unknown field '" + f.key() + "'");
-    }
-    if (!dtype || !shape || !offsets)
-      return TensorError(Code::kCorruption, name,
-                         std::string("missing field '") +
-                             (!dtype   ? "dtype"
-                              : !shape ? "shape"
-                                       : "data_offsets") +
-                             "'");
-    if (!dtype->is_string()) return TensorError(Code::kCorruption, name, "dtype is not a string");
-    auto dt = ParseDType(dtype->get<std::string>());
-    if (!dt)
-      return TensorError(Code::kUnsupported, name,
-                         "unknown dtype '" + dtype->get<std::string>() + "'");
-    t.dtype = *dt;
-    if (!ReadU64Array(*shape, &t.shape))
-      return TensorError(Code::kCorruption, name,
-                         "shape is not an array of non-negative 64-bit integers");
-    std::vector<uint64_t> off;
-    if (!ReadU64Array(*offsets, &off) || off.size() != 2)
-      return TensorError(Code::kCorruption, name,
-                         "data_offsets is not a pair of non-negative 64-bit integers");
-    t.data_begin = off[0];
-    t.data_end = off[1];
-    const std::string shape_s = ShapeString(t.shape);
-    const std::string dtype_s(DTypeName(t.dtype));
-    auto count = ElementCount(t.shape);
-    if (!count)
-      return TensorError(Code::kOutOfRange, name,
-                         "shape " + shape_s + " has more than 2^64 elements");
-    const uint64_t bits = static_cast<uint64_t>(DTypeBits(t.dtype));
-    if (*count > UINT64_MAX / bits)
-      return TensorError(Code::kOutOfRange, name,
-                         "shape " + shape_s + " x " + dtype_s + " overflows 64 bits");
-    if (*count * bits % 8 != 0)
-      return TensorError(Code::kCorruption, name,
-                         "shape " + shape_s + " x " + dtype_s + " is " +
-                             std::to_string(*count * bits) + " bits, not whole bytes");
-    const uint64_t bytes = *count * bits / 8;
-    if (t.data_end < t.data_begin)
-      return TensorError(
-          Code::kCorruption, name,
-          "data_offsets " + Range(t.data_begin, t.data_end) + " end before they begin");
-    if (t.data_end - t.data_begin != bytes)
-      return TensorError(Code::kCorruption, name,
-                         "data_offsets " + Range(t.data_begin, t.data_end) +
-                             " do not match shape " + shape_s + " x " + dtype_s + " = " +
-                             std::to_string(bytes) + " bytes");
-    if (t.data_end > data_size)
-      return TensorError(Code::kOutOfRange, name,
-                         "data_offsets " + Range(t.data_begin, t.data_end) +
-                             " pass the end of the data section (" + std::to_string(data_size) +
-                             " bytes; truncated?)");
-    by_name_.emplace(name, tensors_.size());
-    tensors_.push_back(std::move(t));
-  }
 
   // Coverage: sorted by offset, each tensor must start where the previous one ended.
   data_order_.resize(tensors_.size());
