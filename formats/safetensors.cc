@@ -230,7 +230,8 @@ class HeaderReader {
                       : FailTensor(Code::kCorruption, "entry is not a JSON object");
     if (depth_ == 2 && in_meta_)
       return Fail(Status::Corruption("__metadata__ value of '" + meta_key_ + "' is a " + type +
-                                     ", not a string"));
+                                     ", not a string (the name __metadata__ is reserved for "
+                                     "string metadata; no tensor can have it)"));
     if (field_ == Field::kDtype) return FailTensor(Code::kCorruption, "dtype is not a string");
     if (field_ == Field::kShape)
       return FailTensor(Code::kCorruption,
@@ -255,6 +256,8 @@ class HeaderReader {
     cur_ = TensorInfo();
     cur_.name = std::move(k);
     if (dup) return FailTensor(Code::kCorruption, "duplicate name in the header");
+    // An empty name cannot be asked for, printed or written back (issue 10 item 17).
+    if (!in_meta_ && cur_.name.empty()) return FailTensor(Code::kCorruption, "empty tensor name");
     has_dtype_ = has_shape_ = has_offsets_ = false;
     offsets_.clear();
     return true;

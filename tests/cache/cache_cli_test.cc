@@ -455,8 +455,7 @@ TEST_F(CacheCli, AnUnrelatedSymlinkLoopInTheModelFolderIsIgnored) {
 }
 
 // Issue 10 item 17: a tensor with an empty name was warmed (and printed as nothing).
-// DISABLED: awaits the safetensors reader's check (formats/safetensors.cc, owned by h3).
-TEST_F(CacheCli, DISABLED_AnEmptyTensorNameIsRejected) {
+TEST_F(CacheCli, AnEmptyTensorNameIsRejected) {
   fs::create_directories(t_ / "empty");
   WriteFakeSafetensors(t_ / "empty/model.safetensors", {{"", "F32", {4}, RandomBytes(16, 3)}});
   CliResult r = C({"warm", t_ / "empty"});

@@ -247,4 +247,28 @@ TEST_F(CliTest, ControlCharactersInNamesAreEscaped) {
   EXPECT_NE(r.err.find("bad\\x1b[2Jname"), std::string::npos) << r.err;
 }
 
+// Issue 10 item 17: an empty tensor name was reported by the writer as a usage error (exit 2)
+// and warmed by hct-cache; a tensor named __metadata__ got a message about metadata types only.
+TEST_F(CliTest, EmptyAndReservedTensorNamesAreInputErrors) {
+  auto write = [](const fs::path& p, const std::string& name) {
+    fs::create_directories(p.parent_path());
+    const std::string h =
+        "{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+    std::ofstream f(p, std::ios::binary);
+    const uint64_t n = h.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);  // little-endian hosts only, as the project
+    f << h << std::string(16, '\0');
+  };
+  write(root_ / "e" / "model.safetensors", "");
+  Outcome r = Exec((root_ / "e").string() + " " + (root_ / "o").string() + " -q");
+  EXPECT_EQ(r.code, kCorrupt) << r.err;
+  EXPECT_NE(r.err.find("empty tensor name"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("model.safetensors"), std::string::npos) << r.err;
+  write(root_ / "md" / "model.safetensors", "__metadata__");
+  r = Exec((root_ / "md").string() + " " + (root_ / "o").string() + " -q");
+  EXPECT_EQ(r.code, kCorrupt) << r.err;
+  EXPECT_NE(r.err.find("reserved"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "o"));
+}
+
 }  // namespace
