@@ -14,10 +14,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "convert/detail/progress.h"
 #include "hct/cache.h"
 #include "hct/units.h"
 #include "tools/common/cli.h"
+#include "tools/common/progress.h"
 
 namespace po = boost::program_options;
 using nlohmann::json;
@@ -64,11 +64,11 @@ std::string Time(int64_t unix_s) {
   return b;
 }
 
-// The progress bar hct-convert draws (convert/detail/progress.h), fed from several warm or
-// verify workers: one lock around it.
+// The progress bar both tools draw (tools/common/progress.h), fed from several warm or verify
+// workers: one lock around it.
 class ProgressBar {
  public:
-  ProgressBar(bool on, std::string phase) : bar_(on && ::isatty(2)), phase_(std::move(phase)) {}
+  ProgressBar(bool on, std::string phase) : bar_(on), phase_(std::move(phase)) {}
   void Update(uint64_t done, uint64_t total, uint64_t items_done, uint64_t items_total,
               const std::string& label) {
     std::lock_guard lk(mu_);
@@ -80,9 +80,14 @@ class ProgressBar {
     p.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     bar_.Update(p);
   }
+  // Clears the line before the result is printed.
+  void Finish() {
+    std::lock_guard lk(mu_);
+    bar_.Finish();
+  }
 
  private:
-  hct::detail::ProgressBar bar_;
+  hct::cli::ProgressBar bar_;
   std::string phase_;
   std::mutex mu_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
@@ -239,6 +244,7 @@ int Run(int argc, char** argv) {
       bar.Update(p.done_bytes, p.total_bytes, p.done_tensors, p.total_tensors, p.current);
     };
     auto r = cache.Warm(source, wo);
+    bar.Finish();
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
       std::cout << json{{"model", r->model}, {"entries_written", r->entries_written},
@@ -274,6 +280,7 @@ int Run(int argc, char** argv) {
     vo.threads = threads;
     vo.progress = [&](uint64_t d, uint64_t t) { bar.Update(d, t, 0, 0, ""); };
     auto r = cache.Verify(vo);
+    bar.Finish();
     if (!r.ok()) return Fail(r.status());
     if (as_json) {
       json probs = json::array();

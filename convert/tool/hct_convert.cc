@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "convert/detail/progress.h"
 #include "hct/convert.h"
 #include "hct/detail/file.h"
 #include "hct/units.h"
 #include "tools/common/cli.h"
+#include "tools/common/progress.h"
 
 namespace po = boost::program_options;
 
@@ -203,7 +203,7 @@ int RunConvert(int argc, char** argv) {
   o.threads = c.threads;
   o.force = c.force;
   o.verify = verify;
-  hct::detail::ProgressBar bar(!c.quiet && ::isatty(STDERR_FILENO));
+  hct::cli::ProgressBar bar(!c.quiet);
   o.progress = [&](const hct::Progress& p) { bar.Update(p); };
 
   if (vm.count("report")) {  // before converting: it must not replace an input or output file
@@ -238,7 +238,7 @@ int RunDecode(int argc, char** argv) {
   o.force = c.force;
   if (o.threads < 0 || o.threads > kMaxThreads)
     return Usage("--threads must be " + Range(0, kMaxThreads));
-  hct::detail::ProgressBar bar(!c.quiet && ::isatty(STDERR_FILENO));
+  hct::cli::ProgressBar bar(!c.quiet);
   o.progress = [&](const hct::Progress& p) { bar.Update(p); };
   auto rep = hct::DecodeModel(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
   bar.Finish();

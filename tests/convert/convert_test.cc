@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "convert/detail/progress.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -363,22 +362,6 @@ TEST_F(ConvertTest, SingleFileInputAndInspect) {
   EXPECT_EQ(sf->files.size(), 3u);
   EXPECT_EQ(sf->stored_bytes, sf->decoded_bytes);
   EXPECT_NE(FormatInspect(*ins).find("model.embed_tokens.weight"), std::string::npos);
-}
-
-TEST(ProgressBarTest, RendersCountsBytesRateAndEta) {
-  Progress p;
-  p.phase = "convert";
-  p.tensors_done = 3, p.tensors_total = 10;
-  p.bytes_done = 25'000'000, p.bytes_total = 100'000'000;
-  p.elapsed_s = 5;
-  p.current = "model.layers.0.mlp.up_proj.weight";
-  const std::string line = detail::ProgressBar::Render(p, 200);
-  EXPECT_NE(line.find(" 25%"), std::string::npos) << line;
-  EXPECT_NE(line.find("3/10 tensors"), std::string::npos) << line;
-  EXPECT_NE(line.find("5.0 MB/s"), std::string::npos) << line;
-  EXPECT_NE(line.find("ETA 0:15"), std::string::npos) << line;
-  EXPECT_NE(line.find("up_proj"), std::string::npos) << line;
-  EXPECT_LE(detail::ProgressBar::Render(p, 60).size(), 59u);
 }
 
 // Real weights: lossless is bit-exact and >= 1.45x on kdoc-lm-25m (issue acceptance).

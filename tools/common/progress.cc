@@ -1,5 +1,5 @@
-// ProgressBar (convert/detail/progress.h).
-#include "convert/detail/progress.h"
+// ProgressBar (tools/common/progress.h).
+#include "tools/common/progress.h"
 
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstring>
 
-namespace hct::detail {
+namespace hct::cli {
 namespace {
 
 std::string Clock(double s) {
@@ -30,7 +30,8 @@ int TerminalWidth(FILE* f) {
 
 }  // namespace
 
-ProgressBar::ProgressBar(bool enabled, FILE* out) : enabled_(enabled), out_(out) {}
+ProgressBar::ProgressBar(bool enabled, FILE* out)
+    : enabled_(enabled && ::isatty(::fileno(out))), out_(out) {}
 ProgressBar::~ProgressBar() { Finish(); }
 
 std::string ProgressBar::Render(const Progress& p, int width) {
@@ -77,4 +78,4 @@ void ProgressBar::Finish() {
   last_ = -1;
 }
 
-}  // namespace hct::detail
+}  // namespace hct::cli

@@ -1,4 +1,5 @@
-// A one-line progress bar for terminals (hct-convert): tensors, bytes, rate, ETA.
+// The one progress bar of both tools (hct-convert, hct-cache): a tqdm-like line on a terminal
+// with tensors, bytes, rate, ETA. Tool-only code: the libraries report through callbacks.
 #pragma once
 
 #include <cstdio>
@@ -6,11 +7,12 @@
 
 #include "hct/convert.h"
 
-namespace hct::detail {
+namespace hct::cli {
 
 class ProgressBar {
  public:
-  // Draws on `out` only when `enabled` (the CLI passes isatty(stderr) && !--quiet).
+  // Draws on `out` only when `enabled` and `out` is a terminal (the CLI passes !--quiet).
+  // Not thread-safe: callers that report from several threads hold a lock.
   explicit ProgressBar(bool enabled, FILE* out = stderr);
   ~ProgressBar();
   // Redraws at most 10 times a second (always on the last tensor of a phase).
@@ -27,4 +29,4 @@ class ProgressBar {
   bool drawn_ = false;
 };
 
-}  // namespace hct::detail
+}  // namespace hct::cli
