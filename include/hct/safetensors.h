@@ -55,7 +55,8 @@ struct TensorInfo {
 };
 
 enum class SafetensorsAccess {
-  kMmap,   // map the whole file; data() gives zero-copy spans
+  kMmap,   // map the whole file; data() gives zero-copy spans. A file truncated while mapped
+           // kills the process with SIGBUS on access: tools read with kPread.
   kPread,  // read only the header; tensor bytes come through Read()/ReadAt() (huge files, and
            // later O_DIRECT)
 };
