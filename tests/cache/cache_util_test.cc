@@ -6,21 +6,7 @@
 namespace hct {
 namespace {
 
-TEST(CacheUtil, ParseSize) {
-  EXPECT_EQ(*ParseSize("500G"), 500ull << 30);
-  EXPECT_EQ(*ParseSize("1.5T"), 3ull << 39);
-  EXPECT_EQ(*ParseSize("64M"), 64ull << 20);
-  EXPECT_EQ(*ParseSize("10GiB"), 10ull << 30);
-  EXPECT_EQ(*ParseSize("10gb"), 10ull << 30);
-  EXPECT_EQ(*ParseSize("4096"), 4096u);
-  EXPECT_EQ(*ParseSize("0"), 0u);
-  for (const char* bad : {"", "G", "12X", "-5G", "1.2.3M", "5 GGB"}) {
-    auto r = ParseSize(bad);
-    ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
-  }
-}
-
+// ParseSize is the project-wide parser now: tests/formats/size_test.cc.
 TEST(CacheUtil, FormatSize) {
   EXPECT_EQ(FormatSize(512), "512");
   EXPECT_EQ(FormatSize(1536), "1.50K");
