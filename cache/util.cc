@@ -54,25 +54,4 @@ std::string FormatSize(uint64_t bytes) {
   return buf;
 }
 
-std::optional<int> LayerOfTensor(const std::string& name) {
-  static const char* kKeys[] = {"layers.", "h.", "blocks.", "layer."};
-  // The first component (split on '.') that is one of the keys and is followed by a number.
-  size_t start = 0;
-  while (start < name.size()) {
-    for (const char* key : kKeys) {
-      std::string_view k(key);
-      if (name.compare(start, k.size(), k) != 0) continue;
-      size_t p = start + k.size();
-      size_t q = p;
-      while (q < name.size() && std::isdigit(static_cast<unsigned char>(name[q]))) ++q;
-      if (q > p && q - p <= 9 && (q == name.size() || name[q] == '.'))
-        return std::stoi(name.substr(p, q - p));
-    }
-    size_t dot = name.find('.', start);
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  return std::nullopt;
-}
-
 }  // namespace hct

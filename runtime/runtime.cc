@@ -262,19 +262,8 @@ RuntimeStats Runtime::stats() const { return engine_->stats(); }
 
 // -------------------------------------------------------------------------------- Catalog
 namespace {
-// The layer number after "layers.", "h.", "blocks." or "layer." in a tensor name; -1 otherwise.
-int LayerOf(std::string_view name) {
-  for (std::string_view key : {"layers.", "h.", "blocks.", "layer."}) {
-    for (size_t p = name.find(key); p != std::string_view::npos; p = name.find(key, p + 1)) {
-      if (p != 0 && name[p - 1] != '.') continue;
-      size_t i = p + key.size(), j = i;
-      while (j < name.size() && std::isdigit(static_cast<unsigned char>(name[j]))) ++j;
-      if (j > i && j - i < 9 && (j == name.size() || name[j] == '.'))
-        return std::atoi(std::string(name.substr(i, j - i)).c_str());
-    }
-  }
-  return -1;
-}
+// The layer of a tensor name, -1 when it has none (the project's one rule: hct/safetensors.h).
+int LayerOf(std::string_view name) { return LayerOfTensor(name).value_or(-1); }
 }  // namespace
 
 Result<Catalog> Catalog::FromSafetensors(const std::string& path) {

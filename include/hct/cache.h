@@ -21,6 +21,7 @@
 
 #include "hct/dtype.h"
 #include "hct/status.h"
+#include "hct/safetensors.h"  // LayerOfTensor: the one layer rule, in hct::formats
 #include "hct/units.h"  // ParseSize: the one size parser, in hct::formats
 
 namespace hct {
@@ -31,10 +32,6 @@ Result<std::string> ResolveCacheDir(const std::string& flag);
 
 // 1536 -> "1.5K"; the inverse of ParseSize up to rounding.
 std::string FormatSize(uint64_t bytes);
-
-// The layer number a tensor name belongs to: the integer component after "layers.", "h.",
-// "blocks." or "layer." ("model.layers.12.mlp.up_proj.weight" -> 12). nullopt otherwise.
-std::optional<int> LayerOfTensor(const std::string& name);
 
 // Block checksums: XXH3-64 of each kBlockHashBytes block of a tensor's bytes, counted from the
 // tensor's first byte (the last block may be shorter; an empty tensor has none). Stored per tensor

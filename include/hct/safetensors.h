@@ -180,6 +180,12 @@ Status WriteSafetensors(const std::string& path, std::span<const TensorData> ten
 // A Hugging Face model folder: `model.safetensors`, or shards `model-0000N-of-0000M.safetensors`
 // listed by `model.safetensors.index.json` (its "weight_map": tensor -> shard file), or, without
 // an index, any *.safetensors files. Open() cross-checks the index against the shards.
+// The one layer-numbering rule of the project (cache rows, runtime catalogs, layer streaming):
+// the number after the first name component that is "layers", "h", "blocks" or "layer"
+// ("model.layers.12.mlp.up_proj.weight" -> 12; "transformer.h.3.layers.5.w" -> 3, the outermost
+// block). nullopt when no component matches or the number is missing or over 9 digits.
+std::optional<int> LayerOfTensor(std::string_view name);
+
 struct ModelTensor {
   size_t shard = 0;  // index into shards()
   TensorInfo info;

@@ -14,18 +14,7 @@ TEST(CacheUtil, FormatSize) {
   EXPECT_EQ(FormatSize(20ull << 20), "20.0M");
 }
 
-TEST(CacheUtil, LayerOfTensor) {
-  EXPECT_EQ(LayerOfTensor("model.layers.12.mlp.up_proj.weight"), 12);
-  EXPECT_EQ(LayerOfTensor("transformer.h.3.attn.c_attn.weight"), 3);
-  EXPECT_EQ(LayerOfTensor("blocks.0.norm1.weight"), 0);
-  EXPECT_EQ(LayerOfTensor("encoder.layer.7.output.dense.bias"), 7);
-  EXPECT_EQ(LayerOfTensor("model.embed_tokens.weight"), std::nullopt);
-  EXPECT_EQ(LayerOfTensor("model.layers.x.weight"), std::nullopt);
-  EXPECT_EQ(LayerOfTensor("model.layers.12abc.weight"), std::nullopt);
-  EXPECT_EQ(LayerOfTensor("lm_head.weight"), std::nullopt);
-  // "h." must be a whole component: "path.1" is not layer 1.
-  EXPECT_EQ(LayerOfTensor("path.1.weight"), std::nullopt);
-}
+// LayerOfTensor is the project-wide rule now: tests/formats/layer_rule_test.cc.
 
 TEST(CacheUtil, ResolveCacheDirOrder) {
   ::setenv("HCT_CACHE_DIR", "/a/b", 1);
