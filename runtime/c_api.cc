@@ -12,6 +12,7 @@
 
 #include "hct/cache.h"
 #include "hct/runtime.h"
+#include "hct/units.h"
 
 #ifndef HCT_VERSION_STRING
 #define HCT_VERSION_STRING "0.0.0"
@@ -105,6 +106,9 @@ int hct_runtime_stats(const hct_runtime* rt, hct_stats* out) {
   out->cache_fallbacks = st.cache_fallbacks;
   out->bytes_hct_stored = st.bytes_hct_stored;
   out->bytes_hct_decoded = st.bytes_hct_decoded;
+  out->registered_bytes = st.registered_bytes;
+  out->resident_files = st.resident_files;
+  out->hct_device_scratch_bytes = st.hct_device_scratch_bytes;
   return Ok();
 }
 
@@ -263,6 +267,14 @@ thread_local std::string g_ls;
 extern "C" {
 
 const char* hct_version(void) { return HCT_VERSION_STRING; }
+
+int hct_parse_size(const char* text, uint64_t* out) {
+  if (!text || !out) return Fail(hct::Status::InvalidArgument("hct_parse_size: null argument"));
+  hct::Result<uint64_t> v = hct::ParseSize(text);
+  if (!v.ok()) return Fail(v.status());
+  *out = *v;
+  return Ok();
+}
 
 int hct_options_default(hct_options* out) {
   if (!out) return Fail(hct::Status::InvalidArgument("hct_options_default: null argument"));

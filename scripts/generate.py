@@ -28,15 +28,6 @@ import hct.stream  # noqa: E402
 from hct._core import Runtime  # noqa: E402
 
 
-def parse_size(text):
-    """"4G", "4GB", "4GiB", "512M", "4096": powers of 1024."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("B").removesuffix("I")
-    if t and t[-1] in units:
-        return int(float(t[:-1]) * units[t[-1]])
-    return int(t)
-
-
 def pick_prefetch(path, budget, device):
     """The largest prefetch (slots - 1) whose slots and non-layer tensors fit `budget`."""
     rt = Runtime(path, device="cpu")  # the catalog only (host placement: no GPU memory)
@@ -112,13 +103,13 @@ def main():
     if not torch.cuda.is_available():
         sys.exit("generate: needs a CUDA device (hct.stream's host mode is for tests)")
     config_dir = a.config or a.model
-    budget = parse_size(a.gpu_budget)
+    budget = hct.parse_size(a.gpu_budget)
     pf, rest, layer_bytes, nl = pick_prefetch(a.model, budget, a.device)
     if a.prefetch is not None:
         pf = a.prefetch
     model, cfg = build(config_dir, torch.bfloat16)
     ids, decode = encode(cfg, config_dir, a.prompt)
-    opts = {"resident_budget": parse_size(a.resident_budget)}
+    opts = {"resident_budget": hct.parse_size(a.resident_budget)}
     s = hct.stream.attach(model, a.model, prefetch=pf, device=a.device, options=opts)
     if opts["resident_budget"]:
         for f in sorted({spec_file for spec_file in _files(a.model)}):

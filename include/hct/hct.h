@@ -70,6 +70,9 @@ typedef struct {
   uint64_t pinned_staging_bytes;
   uint64_t loads_resident, loads_one_shot, loads_hct, loads_cache, cache_fallbacks;
   uint64_t bytes_hct_stored, bytes_hct_decoded;
+  /* Host and device memory held: registered (resident) file bytes and files, device scratch of
+   * the compressed path. */
+  uint64_t registered_bytes, resident_files, hct_device_scratch_bytes;
 } hct_stats;
 int hct_runtime_stats(const hct_runtime* rt, hct_stats* out);
 void hct_close(hct_runtime* rt);
@@ -103,6 +106,10 @@ const char* hct_code_name(int code);
 
 /* The library version, "MAJOR.MINOR.PATCH" (static storage). */
 const char* hct_version(void);
+
+/* Parses a size written by a person ("4GiB", "512M", "1.5T", "4096"; powers of 1024) with the
+ * rule every HCT tool and HCT_* variable uses. Returns HCT_INVALID_ARGUMENT for anything else. */
+int hct_parse_size(const char* text, uint64_t* out);
 
 /* Runtime settings as a struct (the fields of hct::RuntimeOptions; see libhct(3) for the matching
  * HCT_* variables). Fill with hct_options_default (built-in defaults) or hct_options_from_env

@@ -18,6 +18,16 @@ def library_version():
     return lib().hct_version().decode()
 
 
+def parse_size(text):
+    """A size written by a person ("4GiB", "512M", "1.5T", "4096"; powers of 1024) parsed by the
+    library's one rule (the tools' and HCT_* variables'); InvalidArgumentError otherwise."""
+    import ctypes
+    from ._lib import check, lib
+    v = ctypes.c_uint64()
+    check(lib().hct_parse_size(str(text).encode(), ctypes.byref(v)), f"size {text!r}")
+    return v.value
+
+
 def library_path():
     from ._lib import lib
     return lib().path
@@ -27,4 +37,4 @@ __version__ = "0.1.0"
 __all__ = ["safe_open", "Runtime", "HCTError", "InvalidArgumentError", "NotFoundError",
            "CorruptionError", "HCTIOError", "UnsupportedError", "OutOfRangeError",
            "AlreadyExistsError", "BusyError", "ResourceExhaustedError", "InternalError",
-           "library_version", "library_path"]
+           "library_version", "library_path", "parse_size"]

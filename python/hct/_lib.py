@@ -103,7 +103,8 @@ class Options(ctypes.Structure):
 class Stats(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint64) for n in (
         "pinned_staging_bytes", "loads_resident", "loads_one_shot", "loads_hct", "loads_cache",
-        "cache_fallbacks", "bytes_hct_stored", "bytes_hct_decoded")]
+        "cache_fallbacks", "bytes_hct_stored", "bytes_hct_decoded", "registered_bytes",
+        "resident_files", "hct_device_scratch_bytes")]
 
 
 PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p)
@@ -113,6 +114,7 @@ _PP = ctypes.POINTER(ctypes.c_void_p)
 _S = ctypes.c_char_p
 _SIGNATURES = {
     "hct_version": ([], _S),
+    "hct_parse_size": ([_S, ctypes.POINTER(ctypes.c_uint64)], ctypes.c_int),
     "hct_options_default": ([ctypes.POINTER(Options)], ctypes.c_int),
     "hct_options_from_env": ([ctypes.POINTER(Options)], ctypes.c_int),
     "hct_open_ex": ([_S, ctypes.POINTER(Options), _PP], ctypes.c_int),

@@ -207,3 +207,24 @@ def test_gpu_missing_tensor(small_model):
     with hct.safe_open(small_model[0], device="cuda:0") as f:
         with pytest.raises(hct.NotFoundError, match="absent"):
             f.get_tensor("absent")
+
+
+def test_parse_size_is_the_library_rule():
+    # Python callers (scripts/generate.py --gpu-budget) get the tools' spelling and its errors.
+    assert hct.parse_size("4GiB") == 4 << 30
+    assert hct.parse_size("512M") == 512 << 20
+    assert hct.parse_size("1.5K") == 1536
+    assert hct.parse_size("4096") == 4096
+    for bad in ("", "-1", "4X", "20000P", "abc"):  # 20000P > 2^64
+        with pytest.raises(hct.InvalidArgumentError):
+            hct.parse_size(bad)
+
+
+def test_stats_report_host_memory(small_model):
+    path, _ = small_model
+    with hct.safe_open(path, device="cpu") as f:
+        st = f.runtime.stats()
+    for k in ("pinned_staging_bytes", "registered_bytes", "resident_files",
+              "hct_device_scratch_bytes"):
+        assert k in st
+    assert st["registered_bytes"] == 0 and st["resident_files"] == 0  # no resident budget
