@@ -34,10 +34,12 @@ import hct  # noqa: E402  (HCT_LIBRARY is read when the library is first used)
 SHAPE = dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64,
              num_key_value_heads=8, vocab_size=32000, max_position_embeddings=4096,
              rms_norm_eps=1e-5, tie_word_embeddings=False)
+TINY = dict(SHAPE, hidden_size=256, intermediate_size=768, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=1000)  # --tiny: a smoke test of this script
 
 
 # -- building the model ---------------------------------------------------------------------
-def make_model(work, layers):
+def make_model(work, layers, shape):
     import torch
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -45,7 +47,7 @@ def make_model(work, layers):
     if os.path.exists(os.path.join(src, "model.safetensors.index.json")):
         return src
     os.makedirs(src, exist_ok=True)
-    cfg = LlamaConfig(num_hidden_layers=layers, **SHAPE)
+    cfg = LlamaConfig(num_hidden_layers=layers, **shape)
     cfg.save_pretrained(src)
     with torch.device("meta"):
         meta = LlamaForCausalLM(cfg)
@@ -242,6 +244,7 @@ def main():
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--budget", default="4GiB")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--tiny", action="store_true", help="a small shape (smoke test)")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -251,7 +254,7 @@ def main():
         return run_mode(a)
     os.makedirs(a.work, exist_ok=True)
     t0 = time.perf_counter()
-    src = make_model(a.work, a.layers)
+    src = make_model(a.work, a.layers, TINY if a.tiny else SHAPE)
     print(f"model: {src} ({time.perf_counter() - t0:.1f} s)", flush=True)
     _, _, times = convert_and_warm(a.work, src, a.bin)
     print(f"setup: {times}", flush=True)
@@ -277,11 +280,11 @@ def report(r):
     for m in ("whole", "accelerate", "hct-cache", "hct-files", "hct-st"):
         if m not in r:
             continue
-        x = r[m]
-        gbps = x.get("GBps")
-        print(f"| {m} | {x['step_s']:.3f} | {gbps and f'{gbps:.1f}' or '-'} | "
-              f"{(gbps and ceil) and f'{gbps / ceil:.2f}x' or '-'} | "
-              f"{acc and f'{acc / x['step_s']:.2f}x' or '-'} |")
+        step, gbps = r[m]["step_s"], r[m].get("GBps")
+        rate = f"{gbps:.1f}" if gbps else "-"
+        frac = f"{gbps / ceil:.2f}x" if gbps and ceil else "-"
+        speed = f"{acc / step:.2f}x" if acc else "-"
+        print(f"| {m} | {step:.3f} | {rate} | {frac} | {speed} |")
     if ceil:
         print(f"pinned copy ceiling (same run): {ceil:.1f} GB/s")
 
