@@ -223,7 +223,7 @@ int RunConvert(int argc, char** argv) {
   if (c.json)
     std::cout << j.dump(2) << "\n";
   else if (!c.quiet)
-    std::cout << hct::FormatReportTable(*rep);
+    std::cout << hct::cli::EscapeText(hct::FormatReportTable(*rep));
   return kOk;
 }
 
@@ -248,7 +248,7 @@ int RunDecode(int argc, char** argv) {
   } else if (!c.quiet) {
     std::printf("decoded %llu tensors into %zu safetensors file%s in %s (%.1f MB, %.2f s)\n",
                 (unsigned long long)rep->tensors, rep->files.size(),
-                rep->files.size() == 1 ? "" : "s", rep->output.c_str(), rep->output_bytes / 1e6,
+                rep->files.size() == 1 ? "" : "s", hct::cli::Escape(rep->output).c_str(), rep->output_bytes / 1e6,
                 rep->seconds);
   }
   return kOk;
@@ -265,7 +265,7 @@ int RunInspect(int argc, char** argv) {
   if (json)
     std::cout << hct::InspectToJson(*rep).dump(2) << "\n";
   else
-    std::cout << hct::FormatInspect(*rep);
+    std::cout << hct::cli::EscapeText(hct::FormatInspect(*rep));
   return kOk;
 }
 
@@ -300,7 +300,7 @@ int RunDemoModel(int argc, char** argv) {
   const std::string dir = vm["DIR"].as<std::string>();
   hct::Status s = hct::WriteDemoModel(dir, o);
   if (!s.ok()) return Fail(s);
-  std::printf("wrote demo model to %s\n", dir.c_str());
+  std::printf("wrote demo model to %s\n", hct::cli::Escape(dir).c_str());
   return kOk;
 }
 

@@ -46,6 +46,13 @@ TEST(CliGuard, ExceptionsBecomeDocumentedExitCodes) {
 }
 
 // Issue 10 item 17: names with control characters reached the terminal as is.
+// Report tables keep their layout while a crafted name inside them cannot inject escapes.
+TEST(CliEscape, TextKeepsLineBreaks) {
+  EXPECT_EQ(EscapeText("name  bytes\nw\x1b[2J  4\n"), "name  bytes\nw\\x1b[2J  4\n");
+  EXPECT_EQ(EscapeText(""), "");
+  EXPECT_EQ(EscapeText("a\rb"), "a\\rb");
+}
+
 TEST(CliEscape, ControlCharacters) {
   EXPECT_EQ(Escape("a\nb\tc\x1b[0m\\"), "a\\nb\\tc\\x1b[0m\\\\");
   EXPECT_EQ(Escape(std::string_view("a\0b", 3)), "a\\x00b");

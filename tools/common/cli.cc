@@ -40,6 +40,19 @@ std::string Escape(std::string_view s) {
   return out;
 }
 
+std::string EscapeText(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t start = 0; start <= text.size();) {
+    size_t nl = text.find('\n', start);
+    out += Escape(text.substr(start, nl == std::string_view::npos ? nl : nl - start));
+    if (nl == std::string_view::npos) break;
+    out += '\n';
+    start = nl + 1;
+  }
+  return out;
+}
+
 int GuardedMain(const char* tool, const std::function<int()>& body) {
   try {
     return body();

@@ -31,6 +31,8 @@ int ExitFor(const Status& s);
 // `s` with control characters (and backslash) written as \n, \t, \xNN, so that a crafted
 // tensor or file name cannot move the cursor or hide text in a terminal or a log.
 std::string Escape(std::string_view s);
+// Escape() of each line of a multi-line text (a report table), keeping its line breaks.
+std::string EscapeText(std::string_view text);
 
 // Runs `body` and turns an exception that escaped it into a message and an exit code:
 // std::bad_alloc -> kNoSpace, anything else -> kInternal. `tool` prefixes the message.
