@@ -247,6 +247,30 @@ TEST_F(CliTest, ControlCharactersInNamesAreEscaped) {
   EXPECT_NE(r.err.find("bad\\x1b[2Jname"), std::string::npos) << r.err;
 }
 
+// Issue 10 item 17: names inside the text report and inspect tables were printed raw, so a
+// crafted tensor name could clear the screen; they are escaped, the table keeps its lines.
+TEST_F(CliTest, ControlCharactersInTensorNamesAreEscapedInTables) {
+  const std::string name = "w\\u001b[2J";  // JSON's spelling of ESC: the name holds the byte
+  const std::string h =
+      "{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+  fs::create_directories(root_ / "esc");
+  {
+    std::ofstream f(root_ / "esc" / "model.safetensors", std::ios::binary);
+    const uint64_t n = h.size();
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f << h << std::string(16, '\0');
+  }
+  Outcome conv = Exec((root_ / "esc").string() + " " + (root_ / "esc_out").string());
+  ASSERT_EQ(conv.code, 0) << conv.err;
+  Outcome ins = Exec("inspect " + (root_ / "esc_out").string());
+  ASSERT_EQ(ins.code, 0) << ins.err;
+  for (const Outcome* r : {&conv, &ins}) {
+    EXPECT_EQ(r->out.find('\x1b'), std::string::npos) << r->out;
+    EXPECT_NE(r->out.find("w\\x1b[2J"), std::string::npos) << r->out;
+    EXPECT_NE(r->out.find('\n'), std::string::npos);  // still a table of lines
+  }
+}
+
 // Issue 10 item 17: an empty tensor name was reported by the writer as a usage error (exit 2)
 // and warmed by hct-cache; a tensor named __metadata__ got a message about metadata types only.
 TEST_F(CliTest, EmptyAndReservedTensorNamesAreInputErrors) {
