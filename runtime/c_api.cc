@@ -302,6 +302,12 @@ int hct_open_cache_ex(const char* cache_dir, const char* model, const hct_option
   return OpenWith(hct::Catalog::FromCache(cache_dir, model ? model : ""), opt, out);
 }
 
+int hct_open_hct_ex(const char* path, const char* cache_dir, const hct_options* opt,
+                    hct_runtime** out) {
+  if (!path || !out) return Fail(hct::Status::InvalidArgument("hct_open_hct_ex: null argument"));
+  return OpenWith(hct::Catalog::FromHct(path, cache_dir ? cache_dir : ""), opt, out);
+}
+
 int hct_load_many(hct_runtime* rt, const char* const* names, int64_t n, void* stream, void* dst,
                   uint64_t dst_bytes, hct_tensor** out) {
   if (!rt || (n > 0 && (!names || !out)) || n < 0)

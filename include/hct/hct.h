@@ -131,6 +131,10 @@ int hct_options_from_env(hct_options* out);
 int hct_open_ex(const char* path, const hct_options* opt, hct_runtime** out);
 int hct_open_cache_ex(const char* cache_dir, const char* model, const hct_options* opt,
                       hct_runtime** out);
+/* hct_open_hct with explicit settings: an HCT file or folder whose tensors load from the warm
+ * cache at cache_dir (NULL or "": none) while their entries are there and valid. */
+int hct_open_hct_ex(const char* path, const char* cache_dir, const hct_options* opt,
+                    hct_runtime** out);
 
 /* Loads n tensors into one buffer (dst, or allocated when NULL), sharing one event; out[i] gets
  * names[i]'s handle. On failure no handle is handed out. */

@@ -104,9 +104,10 @@ def _is_cache(path):
 class Runtime:
     """One libhct runtime over a model: a safetensors file or Hugging Face folder, an HCT file
     or folder, or a warm cache directory (`model` picks the cache's model; None: its only one).
-    Tensors it hands out outlive it."""
+    Tensors it hands out outlive it. `cache_dir`: for an HCT file or folder, the warm cache whose
+    entries of this source are loaded instead of decoding (where present and valid)."""
 
-    def __init__(self, path, device="cpu", options=None, model=None):
+    def __init__(self, path, device="cpu", options=None, model=None, cache_dir=None):
         self.path = os.fspath(path)
         self.device_kind, self.device_index = parse_device(device)
         if self.device_kind == "cuda" and not torch.cuda.is_available():
@@ -114,7 +115,10 @@ class Runtime:
         opt = make_options(device, options, self.path)
         h = ctypes.c_void_p()
         L = lib()
-        if _is_cache(self.path):
+        if cache_dir is not None and not _is_cache(self.path):
+            rc = L.hct_open_hct_ex(self.path.encode(), os.fspath(cache_dir).encode(),
+                                   ctypes.byref(opt), ctypes.byref(h))
+        elif _is_cache(self.path):
             rc = L.hct_open_cache_ex(self.path.encode(), model.encode() if model else None,
                                      ctypes.byref(opt), ctypes.byref(h))
         else:
@@ -252,10 +256,12 @@ class safe_open:
     """Mirror of safetensors.safe_open: `with hct.safe_open(path, "pt", device="cuda:0") as f:`
     then f.keys(), f.get_tensor(name), f.get_slice(name)[a:b], f.metadata()."""
 
-    def __init__(self, path, framework="pt", device="cpu", options=None, model=None):
+    def __init__(self, path, framework="pt", device="cpu", options=None, model=None,
+                 cache_dir=None):
         if framework not in ("pt", "torch"):
             raise _lib.InvalidArgumentError(f"framework {framework!r}: only 'pt' is supported")
-        self._rt = Runtime(path, device=device, options=options, model=model)
+        self._rt = Runtime(path, device=device, options=options, model=model,
+                           cache_dir=cache_dir)
 
     def __enter__(self):
         return self

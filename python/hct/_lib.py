@@ -119,6 +119,7 @@ _SIGNATURES = {
     "hct_options_from_env": ([ctypes.POINTER(Options)], ctypes.c_int),
     "hct_open_ex": ([_S, ctypes.POINTER(Options), _PP], ctypes.c_int),
     "hct_open_cache_ex": ([_S, _S, ctypes.POINTER(Options), _PP], ctypes.c_int),
+    "hct_open_hct_ex": ([_S, _S, ctypes.POINTER(Options), _PP], ctypes.c_int),
     "hct_close": ([_P], None),
     "hct_on_device": ([_P], ctypes.c_int),
     "hct_runtime_stats": ([_P, ctypes.POINTER(Stats)], ctypes.c_int),

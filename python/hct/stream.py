@@ -59,10 +59,10 @@ class _Events:
 class Streamer:
     """The state of one attach(); see the module doc. `stats()` gives bytes streamed and time."""
 
-    def __init__(self, model, path, prefetch=1, device="cuda:0", options=None):
+    def __init__(self, model, path, prefetch=1, device="cuda:0", options=None, cache_dir=None):
         if prefetch < 0:
             raise HCTError(f"prefetch {prefetch} must be >= 0")
-        self.rt = Runtime(path, device=device, options=options)
+        self.rt = Runtime(path, device=device, options=options, cache_dir=cache_dir)
         self.device = self.rt.device
         self.on_device = self.rt.on_device
         self.ev = _Events(self.on_device)
@@ -256,9 +256,10 @@ class Streamer:
         self.hooks = []
 
 
-def attach(model, path, prefetch=1, device="cuda:0", options=None):
+def attach(model, path, prefetch=1, device="cuda:0", options=None, cache_dir=None):
     """Streams `model`'s decoder layers from `path` (safetensors, HCT or a warm cache dir) in
     prefetch + 1 device slots; returns the Streamer (keep it: stats(), detach())."""
-    s = Streamer(model, path, prefetch=prefetch, device=device, options=options)
+    s = Streamer(model, path, prefetch=prefetch, device=device, options=options,
+                 cache_dir=cache_dir)
     model._hct_streamer = s
     return s

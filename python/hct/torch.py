@@ -5,15 +5,18 @@ from ._lib import HCTError, NotFoundError
 import torch as _torch
 
 
-def iter_tensors(path, device="cpu", names=None, options=None, progress=None, model=None):
+def iter_tensors(path, device="cpu", names=None, options=None, progress=None, model=None,
+                 cache_dir=None, group_bytes=None):
     """Yields (name, tensor) in catalog order (or `names` order) as each one is loaded; on the
-    GPU each tensor is ordered on torch's current stream."""
-    rt = Runtime(path, device=device, options=options, model=model)
+    GPU each tensor is ordered on torch's current stream. Tensors of one layer load together in
+    groups of up to `group_bytes` (default GROUP_BYTES), one allocation each. `cache_dir`: see
+    Runtime."""
+    rt = Runtime(path, device=device, options=options, model=model, cache_dir=cache_dir)
     try:
         infos = rt.infos()
         names = list(infos) if names is None else list(names)
         bar = progress_bar(sum(infos[n][2] for n in names if n in infos), "hct load", progress)
-        for group in _groups(names, infos):
+        for group in _groups(names, infos, group_bytes or GROUP_BYTES):
             if any(n not in infos for n in group):
                 raise NotFoundError(f"{rt.path}: no tensor '{next(n for n in group if n not in infos)}'", 2)
             # One load (one allocation, one event) per group: per-tensor device allocations
@@ -37,15 +40,16 @@ def iter_tensors(path, device="cpu", names=None, options=None, progress=None, mo
         rt.close()
 
 
-GROUP_BYTES = 64 << 20
+GROUP_BYTES = 64 << 20   # iter_tensors: memory is released per group as tensors are dropped
+FILE_GROUP_BYTES = 2 << 30  # load_file keeps everything: fewer, larger loads keep the I/O busy
 
 
-def _groups(names, infos):
-    """Consecutive names of one layer, up to GROUP_BYTES (a larger tensor goes alone)."""
+def _groups(names, infos, limit):
+    """Consecutive names of one layer, up to `limit` bytes (a larger tensor goes alone)."""
     group, size, layer = [], 0, None
     for n in names:
         b, lay = (infos[n][2], infos[n][3]) if n in infos else (0, None)
-        if group and (lay != layer or size + b > GROUP_BYTES):
+        if group and (lay != layer or size + b > limit):
             yield group
             group, size = [], 0
         group.append(n)
@@ -55,18 +59,19 @@ def _groups(names, infos):
         yield group
 
 
-def load_file(path, device="cpu", options=None, progress=None, model=None):
+def load_file(path, device="cpu", options=None, progress=None, model=None, cache_dir=None):
     """{name: tensor} of every tensor of `path` (safetensors file or folder, HCT file or folder,
     or a warm cache directory), like safetensors.torch.load_file."""
     return dict(iter_tensors(path, device=device, options=options, progress=progress,
-                             model=model))
+                             model=model, cache_dir=cache_dir, group_bytes=FILE_GROUP_BYTES))
 
 
 def _shares_loaded(t, loaded):
     return any(t.data_ptr() == u.data_ptr() and t.device == u.device for u in loaded)
 
 
-def load_model(model, path, strict=True, device=None, options=None, progress=None):
+def load_model(model, path, strict=True, device=None, options=None, progress=None,
+               cache_dir=None):
     """Loads `path` into `model`'s parameters and buffers by state_dict name. A parameter that
     is contiguous, on `device`, of the same dtype and size is loaded straight into its memory
     (no copy); others get a copy. strict: keys missing from the file (other than tied weights
@@ -76,7 +81,7 @@ def load_model(model, path, strict=True, device=None, options=None, progress=Non
     if device is None:
         first = next(iter(sd.values()), None)
         device = first.device if first is not None and first.device.type != "meta" else "cpu"
-    rt = Runtime(path, device=device, options=options)
+    rt = Runtime(path, device=device, options=options, cache_dir=cache_dir)
     try:
         infos = rt.infos()
         unexpected = [n for n in infos if n not in sd]

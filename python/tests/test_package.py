@@ -228,3 +228,40 @@ def test_stats_report_host_memory(small_model):
               "hct_device_scratch_bytes"):
         assert k in st
     assert st["registered_bytes"] == 0 and st["resident_files"] == 0  # no resident budget
+
+
+def _hct_convert():
+    lib = os.environ.get("HCT_LIBRARY", "")
+    exe = os.path.join(os.path.dirname(os.path.dirname(lib)), "convert", "hct-convert")
+    if not os.path.exists(exe):
+        pytest.skip("hct-convert not next to HCT_LIBRARY's build")
+    return exe
+
+
+def test_hct_folder_uses_the_cache_and_falls_back(tmp_path, small_model):
+    # An HCT folder with cache_dir loads warm tensors from the cache; a corrupt entry falls back
+    # to the compressed source (never served), and either way the values are the HCT decode's.
+    import subprocess
+    path, ts = small_model
+    out = str(tmp_path / "hct")
+    subprocess.run([_hct_convert(), path, out, "--lossless", "-q"], check=True)
+    plain = ht.load_file(out)
+    assert torch.equal(plain["model.layers.0.w"], ts["model.layers.0.w"])  # lossless
+    cache = str(tmp_path / "cache")
+    hct.cache.warm(cache, out)
+    with hct.safe_open(out, cache_dir=cache) as f:
+        got = {k: f.get_tensor(k) for k in f.keys()}
+        st = f.runtime.stats()
+    assert st["loads_cache"] > 0 and st["cache_fallbacks"] == 0
+    for k in plain:
+        assert torch.equal(got[k], plain[k]), k
+    for f in glob.glob(os.path.join(cache, "entries", "**", "*.safetensors"), recursive=True):
+        b = bytearray(open(f, "rb").read())
+        b[-1] ^= 0xFF  # the last tensor byte of each entry
+        open(f, "wb").write(bytes(b))
+    with hct.safe_open(out, cache_dir=cache) as f:
+        got = {k: f.get_tensor(k) for k in f.keys()}
+        st = f.runtime.stats()
+    assert st["cache_fallbacks"] > 0
+    for k in plain:
+        assert torch.equal(got[k], plain[k]), k
