@@ -524,7 +524,7 @@ def item5():
     for label, v in specs:
         for o in (opts if not G.quick else opts[:2]):
             c = Case(5, f"f32-{label}-{'_'.join(o) or 'default'}")
-            vals = [rng.gauss(0, 1) * (v if v is not None and v == v and abs(v) != float("inf")
+            vals = [rng.uniform(-1, 1) * (v if v is not None and v == v and abs(v) != float("inf")
                                        else 1.0) for _ in range(64 * 64)]
             if v is None:
                 vals[7] = 3.3e38
@@ -701,12 +701,12 @@ def item8():
         "empty": b"",
         "not-object": b"[1,2]",
         "bom": b"\xef\xbb\xbf" + hdr,
-        "escaped-nul-name": b'{"w\\u0000x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
+        "escaped-nul-name (expect 0 or 5)": b'{"w\\u0000x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
     }
     for label, h in variants.items():
         c = Case(8, f"header-{label}")
         write(c.p("in", "model.safetensors"), struct.pack("<Q", len(h)) + h + f32([1.0, 2.0]))
-        exp = {0} if label == "trailing-spaces" else {5}
+        exp = {0} if label == "trailing-spaces" else {0, 5} if "expect 0 or 5" in label else {5}
         out, cache = c.p("out"), c.p("cache")
         c.tool(["convert", "inspect", "in/model.safetensors"], expect=exp, ctl_check=True)
         c.tool(["convert", "in", out, "-q"], owned=[out], expect=exp)
@@ -790,8 +790,8 @@ def item10():
     fsmode = None
     cmds = [["evict", "--all"], ["gc"], ["evict", "--model", "src"], ["evict", "--max-size", "0"],
             ["stat"], ["ls"], ["verify"], ["config", "--max-size", "1M"], ["warm", "SRC", "--force"]]
-    expect = {"evict": {0}, "gc": {0}, "stat": {0}, "ls": {0}, "verify": {0, 1}, "config": {0, 4},
-              "warm": {0, 4}}
+    expect = {"evict": {0}, "gc": {0}, "stat": {0}, "ls": {0}, "verify": {0, 1}, "config": {0, 4, 7},
+              "warm": {0, 4, 7}}
     for cmd in cmds:
         c = Case(10, f"fullfs-{'-'.join(cmd)}")
         fs = c.p("fs")
@@ -832,7 +832,7 @@ def item10():
                 import resource
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
                 resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
-        c.tool(["convert", "in", out, "-q"], owned=[out], expect={4}, preexec=pre)
+        c.tool(["convert", "in", out, "-q"], owned=[out], expect={4, 7}, preexec=pre)
         if os.path.exists(out):
             c.fail("(e) failed convert on a full disk left an output")
     finally:
@@ -900,6 +900,7 @@ def item12():
     """Two source files with the same stem in a model index."""
     c = Case(12, "same-stem-a-b")
     rng = random.Random(G.seed + 12)
+    os.makedirs(c.p("h"))
     for sub, prefix in (("a", "model"), ("b", "model2")):
         write(c.p("st", sub, "model.safetensors"), st_bytes(tiny_tensors(rng, 2, 16, prefix)))
         c.tool(["convert", os.path.join("st", sub), os.path.join("h", sub + "_tmpout"), "-q"],
@@ -1057,7 +1058,7 @@ def item16():
     conv += [["--dead-zone", v] for v in ("0.5", "-0.1", "nan")]
     conv += [["--zstd-level", v] for v in ("100", "-1000000", "x")]
     conv += [["--retention", v] for v in ("0", "2", "nan")]
-    conv += [["--transform", "fft"], ["--entropy", "gzip"], ["--bits", "3", "--max-error", "0.1"]]
+    conv += [["--transform", "fft"], ["--chunk-size", "1.5"], ["--entropy", "gzip"], ["--bits", "3", "--max-error", "0.1"]]
     for o in conv:
         c = Case(16, "convert " + " ".join(o))
         copy_fix(c, "tiny", "in")
