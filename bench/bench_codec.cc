@@ -15,10 +15,10 @@
 
 #include <boost/program_options.hpp>
 
-#include "convert/detail/dct.h"
-#include "convert/detail/zstd_util.h"
+#include "codec/detail/dct.h"
+#include "codec/detail/zstd_util.h"
 #include "hct/codec.h"
-#include "tests/convert/codec_weights.h"
+#include "tests/codec/codec_weights.h"
 
 namespace po = boost::program_options;
 using namespace hct;

@@ -11,10 +11,10 @@
 #include <string>
 #include <thread>
 
-#include "convert/detail/codec_internal.h"
-#include "convert/detail/float_convert.h"
-#include "convert/detail/huff.h"
-#include "convert/detail/zstd_util.h"
+#include "codec/detail/codec_internal.h"
+#include "codec/detail/float_convert.h"
+#include "codec/detail/huff.h"
+#include "codec/detail/zstd_util.h"
 
 namespace hct {
 

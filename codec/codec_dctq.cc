@@ -7,11 +7,11 @@
 #include <string>
 #include <utility>
 
-#include "convert/detail/codec_internal.h"
-#include "convert/detail/dct.h"
-#include "convert/detail/huff.h"
-#include "convert/detail/quant.h"
-#include "convert/detail/zstd_util.h"
+#include "codec/detail/codec_internal.h"
+#include "codec/detail/dct.h"
+#include "codec/detail/huff.h"
+#include "codec/detail/quant.h"
+#include "codec/detail/zstd_util.h"
 
 namespace hct::detail {
 namespace {

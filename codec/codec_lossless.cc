@@ -4,8 +4,8 @@
 
 #include <xxhash.h>
 
-#include "convert/detail/codec_internal.h"
-#include "convert/detail/zstd_util.h"
+#include "codec/detail/codec_internal.h"
+#include "codec/detail/zstd_util.h"
 
 namespace hct::detail {
 namespace {

@@ -1,7 +1,7 @@
-// Tiled orthonormal DCT in matrix form (convert/detail/dct.h). Measured faster than FFTW's
-// REDFT10/01 for 8/16/32-point tiles (bench/codec.cc --dct-bench), and it is what the GPU
+// Tiled orthonormal DCT in matrix form (codec/detail/dct.h). Measured faster than FFTW's
+// REDFT10/01 for 8/16/32-point tiles (bench/bench_codec.cc --dct-bench), and it is what the GPU
 // kernel does too: the same basis, float32 accumulation.
-#include "convert/detail/dct.h"
+#include "codec/detail/dct.h"
 
 #include <array>
 #include <cmath>

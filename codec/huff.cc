@@ -1,6 +1,6 @@
 // "dctq-huff" payloads: canonical length-limited Huffman code, independent sub-streams
-// (convert/detail/huff.h, docs/hct-format.md §5).
-#include "convert/detail/huff.h"
+// (codec/detail/huff.h, docs/hct-format.md §5).
+#include "codec/detail/huff.h"
 
 #include <algorithm>
 #include <cstring>

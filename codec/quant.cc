@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "convert/detail/quant.h"
+#include "codec/detail/quant.h"
 #include "hct/codec.h"
 
 // x86-64: AVX2 clones of the hot loops, chosen at load time.

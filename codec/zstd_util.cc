@@ -1,9 +1,9 @@
-// zstd helpers (convert/detail/zstd_util.h). The literal-mode switch is an experimental zstd
+// zstd helpers (codec/detail/zstd_util.h). The literal-mode switch is an experimental zstd
 // parameter, hence ZSTD_STATIC_LINKING_ONLY; it is only used for measurements.
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
-#include "convert/detail/zstd_util.h"
+#include "codec/detail/zstd_util.h"
 
 #include <memory>
 #include <string>

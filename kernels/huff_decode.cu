@@ -19,7 +19,7 @@ namespace hct::detail {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kL = 11;  // max code length (convert/detail/huff.h kHuffMaxLen)
+constexpr int kL = 11;  // max code length (codec/detail/huff.h kHuffMaxLen)
 constexpr int kTable = 1 << kL;
 constexpr uint32_t kHeader = 136;
 constexpr uint16_t kNoCode = 0xFFFF;

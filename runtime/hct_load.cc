@@ -21,7 +21,7 @@
 #include <map>
 #include <thread>
 
-#include "convert/detail/huff.h"
+#include "codec/detail/huff.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
 #include "runtime/detail/engine.h"

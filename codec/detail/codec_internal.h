@@ -1,4 +1,4 @@
-// Internals shared by the codec sources (convert/codec*.cc).
+// Internals shared by the codec sources (codec/codec*.cc).
 #pragma once
 
 #include <algorithm>
@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "convert/detail/quant.h"
+#include "codec/detail/quant.h"
 #include "hct/codec.h"
 
 namespace hct::detail {

@@ -35,7 +35,7 @@ struct Quantizer {
 };
 
 // Sum of squared quantization errors of n coefficients (vectorized, fixed summation order, so
-// deterministic; convert/quant.cc).
+// deterministic; codec/quant.cc).
 double QuantError(const float* y, uint64_t n, const Quantizer& qz);
 
 // Sums for ErrorAccumulator: x.x, e.e, x.y, y.y and max |e| over n values (e = x - y).

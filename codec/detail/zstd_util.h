@@ -11,7 +11,7 @@ namespace hct::detail {
 
 // minMatch 7 (the largest): on dctq symbols and on the BF16 exponent plane it gave smaller
 // output (3.40 vs 3.42 bits/symbol; lossless kdoc 1.471x vs 1.465x) and faster coding than the
-// level-1 default (bench/codec.cc, docs/hct-format.md §5). Frames stay plain zstd frames.
+// level-1 default (bench/bench_codec.cc, docs/hct-format.md §5). Frames stay plain zstd frames.
 inline constexpr int kCodecMinMatch = 7;
 
 struct ZstdSettings {

@@ -59,7 +59,7 @@ Status ValidateDctqDecode(const DctqDecodeArgs& a);
 Status LaunchDctqDecode(const DctqDecodeArgs& a, GpuStream stream);
 
 // Re-interleaves the byte planes of "bytesplit-zstd" into words, bit-exact (the inverse of the
-// codec's split, convert/codec_lossless.cc; its params give word_bytes and rotate_bits):
+// codec's split, codec/codec_lossless.cc; its params give word_bytes and rotate_bits):
 //   w = sum_p planes[p * plane_stride + i] << (8 * (word_bytes - 1 - p))
 //       (plane 0 = most significant byte, the exponent byte after the rotation)
 //   word i = rotate_right(w, rotate_bits)   (word_bytes * 8 bits wide), stored little-endian.

@@ -1,4 +1,4 @@
-// dctq-huff: the Huffman sub-stream payload (convert/detail/huff.h) and the codec around it.
+// dctq-huff: the Huffman sub-stream payload (codec/detail/huff.h) and the codec around it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -7,7 +7,7 @@
 #include <random>
 
 #include "symbol_test_util.h"
-#include "convert/detail/huff.h"
+#include "codec/detail/huff.h"
 #include "hct/codec.h"
 
 namespace hct {

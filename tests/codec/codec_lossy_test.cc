@@ -9,8 +9,8 @@
 #include <xxhash.h>
 #include <zstd.h>
 
-#include "convert/detail/dct.h"
-#include "convert/detail/float_convert.h"
+#include "codec/detail/dct.h"
+#include "codec/detail/float_convert.h"
 #include "hct/codec.h"
 
 namespace hct {

@@ -8,7 +8,7 @@
 
 #include <xxhash.h>
 
-#include "convert/detail/float_convert.h"
+#include "codec/detail/float_convert.h"
 #include "hct/codec.h"
 
 namespace hct {

@@ -3,7 +3,7 @@
 
 #include <cstdlib>
 
-#include "convert/codec_weights.h"
+#include "tests/codec/codec_weights.h"
 #include "hct/codec.h"
 
 namespace hct {

@@ -339,7 +339,7 @@ TEST(DctqDecodeGpu, IdentityIsBitExact) {
 
 // ---- Byte-plane merge ---------------------------------------------------------------------
 
-// The codec's split (docs/hct-format.md §5, convert/codec_lossless.cc): plane p holds byte
+// The codec's split (docs/hct-format.md §5, codec/codec_lossless.cc): plane p holds byte
 // (W-1-p) of the word rotated left by `rot`.
 std::vector<uint8_t> Split(const std::vector<uint8_t>& words, int wb, int rot) {
   const size_t n = words.size() / wb;

@@ -15,7 +15,7 @@
 
 #include "symbol_test_util.h"
 #include "gpu_test_util.h"
-#include "convert/detail/huff.h"
+#include "codec/detail/huff.h"
 #include "hct/kernels.h"
 
 namespace hct {

@@ -23,7 +23,7 @@ struct cufft_tag {};
 struct cublas_tag {};
 struct posix_tag {};
 
-// "ZSTD_decompress(dst, n, src, m) failed: Corrupted block detected [convert/codec.cc:42]"
+// "ZSTD_decompress(dst, n, src, m) failed: Corrupted block detected [codec/codec.cc:42]"
 inline Status CallFailed(Code code, std::string_view call, std::string_view what,
                          const char* file, int line) {
   std::string m;

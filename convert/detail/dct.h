@@ -1,3 +1,0 @@
-// Temporary forwarder (the codec moved to codec/); removed in the next commit.
-#pragma once
-#include "codec/detail/dct.h"
