@@ -1,4 +1,4 @@
-// HctModel (HCT model folders), DecodeTensor and DecodeModel (HCT -> safetensors).
+// DecodeModel (HCT -> safetensors).
 #include <algorithm>
 #include <filesystem>
 #include <set>
@@ -17,14 +17,6 @@ using nlohmann::json;
 
 namespace {
 
-bool EndsWith(std::string_view s, std::string_view suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
-}
-
-bool SkipForHct(const std::string& rel) {
-  return EndsWith(rel, ".hct") || rel == kHctModelIndexName;
-}
-
 // source_file comes from the input: each must name a distinct file inside the output. Checked
 // before anything is created.
 Status CheckSourceNames(const HctModel& m) {
@@ -39,126 +31,6 @@ Status CheckSourceNames(const HctModel& m) {
 }
 
 }  // namespace
-
-Result<HctModel> HctModel::Open(const std::string& path) {
-  HctModel m;
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (ec || st.type() == fs::file_type::not_found)
-    return Status::NotFound(path + ": no such file or folder");
-  if (fs::is_regular_file(st)) {
-    m.dir_ = fs::path(path).parent_path().string();
-    if (m.dir_.empty()) m.dir_ = ".";
-    HCT_ASSIGN_OR_RETURN(HctFile f, HctFile::Open(path));
-    m.names_.push_back(fs::path(path).filename().string());
-    m.files_.push_back(std::move(f));
-  } else {
-    m.dir_ = path;
-    const std::string index_path = (fs::path(path) / kHctModelIndexName).string();
-    if (fs::exists(index_path, ec)) {
-      HCT_ASSIGN_OR_RETURN(std::string text, detail::ReadTextFile(index_path));
-      m.index_ = json::parse(text, nullptr, /*allow_exceptions=*/false);
-      if (m.index_.is_discarded() || !m.index_.is_object() ||
-          m.index_.value("format", "") != "hct-model" || !m.index_.contains("files") ||
-          !m.index_["files"].is_array() || !m.index_.contains("weight_map") ||
-          !m.index_["weight_map"].is_object())
-        return Status::Corruption(index_path + ": not an HCT model index");
-      if (m.index_.value("version", 0) != 1)
-        return Status::Unsupported(index_path + ": index version " + m.index_["version"].dump() +
-                                   " (this build reads 1)");
-      for (const json& f : m.index_["files"]) {
-        if (!f.is_object() || !f.contains("file") || !f["file"].is_string())
-          return Status::Corruption(index_path + ": bad \"files\" entry " + f.dump());
-        const std::string name = f["file"].get<std::string>();
-        if (!detail::IsContainedRelativePath(name))
-          return Status::Corruption(index_path + ": unsafe file name '" + name + "'");
-        HCT_ASSIGN_OR_RETURN(HctFile hf, HctFile::Open((fs::path(path) / name).string()));
-        m.names_.push_back(name);
-        m.files_.push_back(std::move(hf));
-      }
-    } else {
-      fs::directory_iterator it(path, ec), end;
-      if (ec) return Status::FromErrno("opendir", path, ec.value());
-      std::vector<std::string> names;
-      for (; it != end; it.increment(ec))
-        if (it->is_regular_file() && EndsWith(it->path().filename().string(), ".hct"))
-          names.push_back(it->path().filename().string());
-      std::sort(names.begin(), names.end());
-      if (names.empty()) return Status::NotFound(path + ": no .hct files and no index");
-      for (const std::string& name : names) {
-        HCT_ASSIGN_OR_RETURN(HctFile hf, HctFile::Open((fs::path(path) / name).string()));
-        m.names_.push_back(name);
-        m.files_.push_back(std::move(hf));
-      }
-    }
-    HCT_ASSIGN_OR_RETURN(m.other_files_, detail::ListOtherFiles(path, &SkipForHct));
-  }
-  for (size_t i = 0; i < m.files_.size(); ++i) {
-    auto it = m.files_[i].metadata().find("source_file");
-    m.sources_.push_back(
-        it != m.files_[i].metadata().end() ? it->second : detail::SafetensorsNameFor(m.names_[i]));
-    for (const TensorEntry& e : m.files_[i].tensors()) {
-      if (!m.by_name_.emplace(e.name, m.refs_.size()).second)
-        return Status::Corruption(m.files_[i].path() + ": tensor '" + e.name +
-                                  "' is also in another file of the model");
-      m.refs_.push_back({i, &e});
-    }
-  }
-  if (!m.index_.empty()) {
-    const std::string index_path = (fs::path(path) / kHctModelIndexName).string();
-    const json& wm = m.index_["weight_map"];
-    for (auto it = wm.begin(); it != wm.end(); ++it) {
-      const Ref* r = m.Find(it.key());
-      if (!r || !it.value().is_string() || m.names_[r->file] != it.value().get<std::string>())
-        return Status::Corruption(index_path + ": tensor '" + it.key() + "' is not in " +
-                                  it.value().dump());
-    }
-    if (wm.size() != m.refs_.size())
-      return Status::Corruption(index_path + ": weight_map lists " + std::to_string(wm.size()) +
-                                " tensors, the files hold " + std::to_string(m.refs_.size()));
-  }
-  return m;
-}
-
-const HctModel::Ref* HctModel::Find(std::string_view name) const {
-  auto it = by_name_.find(name);
-  return it == by_name_.end() ? nullptr : &refs_[it->second];
-}
-
-Status DecodeTensor(const HctFile& f, const TensorEntry& t, std::span<std::byte> out,
-                    const ParallelFor& pf) {
-  const std::string ctx = f.path() + ": tensor '" + t.name + "'";
-  HCT_ASSIGN_OR_RETURN(uint64_t total, detail::BytesOf(t.dtype, t.num_elements, ctx));
-  if (out.size() != total)
-    return Status::InvalidArgument(ctx + ": output buffer has " + std::to_string(out.size()) +
-                                   " bytes, the tensor " + std::to_string(total));
-  Result<ChunkDecoder> dec = ChunkDecoder::Create(t.codec, t.codec_params, t.dtype);
-  if (!dec.ok()) return dec.status().WithContext(ctx);
-  std::vector<Status> st(t.chunks.size());
-  auto body = [&](size_t i) {
-    const ChunkEntry& c = t.chunks[i];
-    Result<uint64_t> off = detail::BytesOf(t.dtype, c.elem_offset, "chunk offset");
-    Result<uint64_t> len = detail::BytesOf(t.dtype, c.elem_count, "chunk size");
-    if (!off.ok() || !len.ok() || *off + *len > out.size()) {
-      st[i] = Status::Corruption("chunk " + std::to_string(i) + " lies outside the tensor");
-      return;
-    }
-    std::vector<std::byte> stored(c.stored_size);
-    st[i] = f.ReadChunk(t, i, stored);
-    if (st[i].ok())
-      st[i] = dec->Decode(stored,
-                          ChunkMeta(c.decoded_size, c.decoded_xxh3, c.elem_offset, c.elem_count),
-                          out.subspan(*off, *len));
-    if (!st[i].ok()) st[i] = std::move(st[i]).WithContext("chunk " + std::to_string(i));
-  };
-  if (pf)
-    pf(t.chunks.size(), body);
-  else
-    for (size_t i = 0; i < t.chunks.size(); ++i) body(i);
-  for (Status& s : st)
-    if (!s.ok()) return std::move(s).WithContext(ctx);
-  return Status::OK();
-}
 
 Result<DecodeReport> DecodeModel(const std::string& input, const std::string& output,
                                  const DecodeOptions& options) {
@@ -229,13 +101,16 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
   }
   buf.clear();
   buf.shrink_to_fit();
-  const bool had_index = m.index().is_object() && m.index().contains("metadata") &&
-                         m.index()["metadata"].value("source_has_index", false);
+  json index_meta = m.index_metadata_json().empty()
+                        ? json::object()
+                        : json::parse(m.index_metadata_json(), nullptr, /*allow_exceptions=*/false);
+  if (!index_meta.is_object()) index_meta = json::object();
+  const bool had_index = index_meta.value("source_has_index", false);
   if (m.files().size() > 1 || had_index) {
     json meta = json::object();
-    if (m.index().contains("metadata") && m.index()["metadata"].contains("source_index_metadata") &&
-        m.index()["metadata"]["source_index_metadata"].is_object())
-      meta = m.index()["metadata"]["source_index_metadata"];
+    if (index_meta.contains("source_index_metadata") &&
+        index_meta["source_index_metadata"].is_object())
+      meta = index_meta["source_index_metadata"];
     meta["total_size"] = total_size;
     json idx = {{"metadata", meta}, {"weight_map", weight_map}};
     HCT_RETURN_IF_ERROR(detail::WriteTextFile(

@@ -183,30 +183,12 @@ json DecodeReportToJson(const DecodeReport& r) {
           {"seconds", r.seconds}};
 }
 
-namespace {
-
-bool LooksLikeHct(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) {
-    if (fs::exists(fs::path(path) / kHctModelIndexName, ec)) return true;
-    for (const auto& e : fs::directory_iterator(path, ec))
-      if (e.path().extension() == ".hct") return true;
-    return false;
-  }
-  Result<detail::ReadFile> f = detail::ReadFile::Open(path);
-  if (!f.ok() || f->size() < 8) return false;
-  unsigned char magic[8];
-  if (!f->ReadAt(0, std::as_writable_bytes(std::span(magic))).ok()) return false;
-  return std::equal(magic, magic + 8, kHctMagic);
-}
-
-}  // namespace
-
 Result<InspectReport> Inspect(const std::string& path) {
   InspectReport r;
   r.path = path;
   std::error_code ec;
-  if (LooksLikeHct(path)) {
+  // The one model-kind rule (hct/model.h): a folder with both .hct and .safetensors is HCT.
+  if (DetectModelKind(path) == ModelKind::kHct) {
     HCT_ASSIGN_OR_RETURN(HctModel m, HctModel::Open(path));
     r.kind = fs::is_directory(path, ec) ? "hct-model" : "hct-file";
     for (size_t i = 0; i < m.files().size(); ++i) {

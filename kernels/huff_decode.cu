@@ -13,15 +13,16 @@
 // 4-8 blocks cannot fill a GPU, and the per-thread decode is a latency-bound dependent chain.
 #include <cstdint>
 
+#include "hct/detail/huff_format.h"
 #include "kernels/detail/gpu_common.cuh"
 
 namespace hct::detail {
 namespace {
 
 constexpr int kThreads = 128;
-constexpr int kL = 11;  // max code length (codec/detail/huff.h kHuffMaxLen)
+constexpr int kL = kHuffMaxLen;  // max code length (hct/detail/huff_format.h)
 constexpr int kTable = 1 << kL;
-constexpr uint32_t kHeader = 136;
+constexpr uint32_t kHeader = uint32_t(kHuffHeaderBytes);
 constexpr uint16_t kNoCode = 0xFFFF;
 
 __device__ __forceinline__ uint32_t LdWord(const uint32_t* w, uint64_t i, uint64_t nwords) {
@@ -175,7 +176,7 @@ __device__ __forceinline__ void HuffDecodeBlock(const uint8_t* __restrict__ payl
   // (4) Decode this thread's sub-stream: symbols k, k + S, k + 2S, ... (S = nstreams), so at
   // each step the lanes of a warp write adjacent bytes (one coalesced store). The first
   // n mod S sub-streams hold one symbol more.
-  const uint32_t cnt = n / nstreams + (k < n % nstreams ? 1u : 0u);
+  const uint32_t cnt = HuffSubstreamCount(n, nstreams, k);
   if (my_size > uint64_t(cnt) * kL || (single && my_size != 0)) {
     if (error) atomicOr(error, kHuffErrorHeader);
     return;

@@ -21,7 +21,7 @@
 #include <map>
 #include <thread>
 
-#include "codec/detail/huff.h"
+#include "hct/detail/huff_format.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
 #include "runtime/detail/engine.h"

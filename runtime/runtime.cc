@@ -14,7 +14,7 @@
 #include <map>
 
 #include "hct/cache.h"
-#include "hct/convert.h"
+#include "hct/model.h"
 #include "hct/safetensors.h"
 #include "runtime/detail/engine.h"
 #include "runtime/detail/sources.h"
@@ -433,24 +433,8 @@ Result<Catalog> Catalog::FromHct(const std::string& path, const std::string& cac
 }
 
 Result<Catalog> Catalog::Open(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  bool hct = false;
-  if (fs::is_directory(path, ec)) {
-    if (fs::exists(fs::path(path) / std::string(kHctModelIndexName), ec)) {
-      hct = true;
-    } else {
-      bool any_st = false, any_hct = false;
-      for (const auto& e : fs::directory_iterator(path, ec)) {
-        any_st = any_st || e.path().extension() == ".safetensors";
-        any_hct = any_hct || e.path().extension() == ".hct";
-      }
-      hct = any_hct && !any_st;
-    }
-  } else {
-    hct = fs::path(path).extension() == ".hct";
-  }
-  return hct ? FromHct(path) : FromSafetensors(path);
+  // The one model-kind rule (hct/model.h): a folder with both .hct and .safetensors is HCT.
+  return DetectModelKind(path) == ModelKind::kHct ? FromHct(path) : FromSafetensors(path);
 }
 
 int Catalog::num_layers() const {

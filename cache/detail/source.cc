@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <set>
 
-#include "hct/convert.h"
+#include "hct/model.h"
 
 namespace hct::detail {
 
@@ -38,21 +38,12 @@ Result<std::unique_ptr<TensorSource>> OpenSource(const std::string& path) {
   fs::path p = fs::absolute(path, ec);
   if (ec || !fs::exists(p, ec))
     return Status::NotFound(path + ": no such file or folder");
-  if (fs::is_regular_file(p, ec)) {
-    if (p.extension() == ".hct") return OpenHctSource(p.string());
-    return OpenSafetensorsSource(p.string());
+  // The one model-kind rule (hct/model.h): a folder with both .hct and .safetensors is HCT.
+  switch (DetectModelKind(p.string())) {
+    case ModelKind::kHct: return OpenHctSource(p.string());
+    case ModelKind::kSafetensors: return OpenSafetensorsSource(p.string());
+    case ModelKind::kNone: break;
   }
-  // An HCT model index may name files in subfolders ("a/model.hct"): it decides on its own.
-  if (fs::exists(p / std::string(kHctModelIndexName), ec)) return OpenHctSource(p.string());
-  bool has_hct = false, has_st = false;
-  for (const auto& e : fs::directory_iterator(p, ec)) {
-    std::error_code fe;  // an unrelated symlink loop is skipped, as hct-convert does
-    if (!e.is_regular_file(fe)) continue;
-    if (e.path().extension() == ".hct") has_hct = true;
-    if (e.path().extension() == ".safetensors") has_st = true;
-  }
-  if (has_hct) return OpenHctSource(p.string());
-  if (has_st) return OpenSafetensorsSource(p.string());
   return Status::NotFound(path + ": holds no .safetensors or .hct model files");
 }
 

@@ -4,7 +4,8 @@
 #include <filesystem>
 
 #include "cache/detail/source.h"
-#include "hct/convert.h"
+#include "hct/codec.h"
+#include "hct/model.h"
 
 namespace hct::detail {
 namespace {

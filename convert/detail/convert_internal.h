@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hct/convert.h"
+#include "hct/detail/model_files.h"
 #include "hct/status.h"
 
 namespace hct::detail {
@@ -63,23 +64,9 @@ Status CopyFileSynced(const std::string& src, const std::string& dst);
 
 // Writes `text` to `path` (new file, fsynced).
 Status WriteTextFile(const std::string& path, std::string_view text);
-Result<std::string> ReadTextFile(const std::string& path);
-
-// "model-00001-of-00004.safetensors" -> "model-00001-of-00004.hct" (any other name: + ".hct").
-std::string HctNameFor(const std::string& shard_name);
-// Inverse, for HCT files without recorded source: "x.hct" -> "x.safetensors".
-std::string SafetensorsNameFor(const std::string& hct_name);
-
-// Non-weight files of a folder (relative, sorted, recursive, hidden entries skipped), leaving
-// out names for which skip() is true.
-Result<std::vector<std::string>> ListOtherFiles(const std::string& dir,
-                                                bool (*skip)(const std::string& rel));
 
 // Drops the pages of [p, p + n) from this process (file-backed read-only mappings re-read on
 // the next access): keeps the resident set of a streamed conversion small.
 void DropPages(const void* p, uint64_t n);
-
-// Bytes of n elements of dtype, or Corruption.
-Result<uint64_t> BytesOf(DType dtype, uint64_t n, std::string_view what);
 
 }  // namespace hct::detail

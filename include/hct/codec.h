@@ -213,6 +213,14 @@ Result<BaselineResult> RtnInt8PerChannel(const TensorView& t);
 // s = max|x|/7, q = clamp(round(x/s), -8, 7), one 16-bit scale per group: bits = 4 + 16/group.
 Result<BaselineResult> RtnInt4Group(const TensorView& t, int group = 128);
 
+// ---- Whole tensors of an HCT file ------------------------------------------------------------
+class HctFile;       // hct/container.h
+struct TensorEntry;  // hct/container.h
+// Decodes tensor `t` of `f` into `out` (exactly elements x dtype bytes), chunks in parallel with
+// `pf` (empty: serial). Verifies stored and decoded checksums; errors name the file and tensor.
+Status DecodeTensor(const HctFile& f, const TensorEntry& t, std::span<std::byte> out,
+                    const ParallelFor& pf = {});
+
 // ---- Helpers ----------------------------------------------------------------------------------
 // Element -> float conversion for BF16/F16/F32 (Unsupported otherwise).
 Status ToFloat(std::span<const std::byte> src, DType dtype, std::span<float> dst);

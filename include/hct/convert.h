@@ -43,11 +43,11 @@
 #include "hct/codec.h"
 #include "hct/container.h"
 #include "hct/dtype.h"
+#include "hct/model.h"  // HctModel, kHctModelIndexName (hct::formats)
 #include "hct/status.h"
 
 namespace hct {
 
-inline constexpr std::string_view kHctModelIndexName = "model.hct.index.json";
 inline constexpr std::string_view kConverterName = "hct-convert 0.1.0";
 
 // The documented default quality target: an average of kDefaultBits bits per weight for each
@@ -155,41 +155,6 @@ bool IsVerificationFailure(const Status& s);
 // existing file only with `force`. InvalidArgument or AlreadyExists naming FILE otherwise.
 Status CheckReportPath(const std::string& report, const std::string& input,
                        const std::string& output, bool force);
-
-// An HCT model folder (or a single .hct file, as a one-file model).
-class HctModel {
- public:
-  static Result<HctModel> Open(const std::string& path);
-
-  const std::string& dir() const { return dir_; }
-  const std::vector<std::string>& file_names() const { return names_; }  // relative to dir()
-  const std::vector<HctFile>& files() const { return files_; }
-  // Original shard names ("model-00001-of-00004.safetensors"), parallel to files().
-  const std::vector<std::string>& source_names() const { return sources_; }
-  // Every non-weight file in dir() (relative, sorted), as for ModelFolder.
-  const std::vector<std::string>& other_files() const { return other_files_; }
-  const nlohmann::json& index() const { return index_; }  // {} for a single file
-  struct Ref {
-    size_t file = 0;
-    const TensorEntry* entry = nullptr;
-  };
-  // All tensors: file order, then the file's order.
-  const std::vector<Ref>& tensors() const { return refs_; }
-  const Ref* Find(std::string_view name) const;
-
- private:
-  std::string dir_;
-  std::vector<std::string> names_, sources_, other_files_;
-  std::vector<HctFile> files_;
-  nlohmann::json index_ = nlohmann::json::object();
-  std::vector<Ref> refs_;
-  std::map<std::string, size_t, std::less<>> by_name_;
-};
-
-// Decodes tensor `t` of `f` into `out` (t.decoded_size... i.e. elements x dtype bytes), chunks
-// in parallel with `pf` (empty: serial). Verifies stored and decoded checksums.
-Status DecodeTensor(const HctFile& f, const TensorEntry& t, std::span<std::byte> out,
-                    const ParallelFor& pf = {});
 
 struct DecodeOptions {
   int threads = 0;  // 0: all cores

@@ -8,7 +8,7 @@
 #include "hct/cache.h"
 #include "hct/codec.h"
 #include "hct/container.h"
-#include "hct/convert.h"
+#include "hct/model.h"
 
 namespace hct::detail {
 
