@@ -11,12 +11,6 @@
 namespace hct::detail {
 namespace fs = std::filesystem;
 
-namespace {
-Status FsError(std::string_view op, const std::string& path, const std::error_code& ec) {
-  return Status::FromErrno(op, path, ec.value());
-}
-}  // namespace
-
 Result<std::string> ReadTextFile(const std::string& path) {
   HCT_ASSIGN_OR_RETURN(ReadFile in, ReadFile::Open(path));
   std::string s(in.size(), '\0');
@@ -43,9 +37,9 @@ Result<std::vector<std::string>> ListOtherFiles(const std::string& dir,
   std::vector<std::string> out;
   std::error_code ec;
   fs::recursive_directory_iterator it(dir, ec), end;
-  if (ec) return FsError("opendir", dir, ec);
+  if (ec) return Status::FromErrno("opendir", dir, ec.value());
   for (; it != end; it.increment(ec)) {
-    if (ec) return FsError("readdir", dir, ec);
+    if (ec) return Status::FromErrno("readdir", dir, ec.value());
     const std::string name = it->path().filename().string();
     if (!name.empty() && name[0] == '.') {
       if (it->is_directory(ec)) it.disable_recursion_pending();

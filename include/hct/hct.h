@@ -56,7 +56,8 @@ typedef struct {
 
 /* Opens a safetensors file or a Hugging Face folder of them, or an HCT model (a folder written
  * by hct-convert, a folder of .hct files, or one .hct file: tensors are decoded on the way, on
- * the GPU when there is one). */
+ * the GPU when there is one). A folder holding both .hct and .safetensors files is HCT, as for
+ * hct-cache and hct-convert (DetectModelKind, hct/model.h). */
 int hct_open(const char* path, hct_runtime** out);
 /* Opens model `model` of the warm cache at `cache_dir` (model NULL or "": the cache's only
  * model). Entry files are leased while tensors load and while they are loaded. */

@@ -239,7 +239,7 @@ class Catalog {
   // tensors that the cache holds for this source (the model whose source is `path`) load from
   // the cache while their entries are there and valid, the others from the HCT files.
   static Result<Catalog> FromHct(const std::string& path, const std::string& cache_dir = "");
-  // Safetensors or HCT, by looking at `path`.
+  // Safetensors or HCT by DetectModelKind (hct/model.h): a folder with both is HCT.
   static Result<Catalog> Open(const std::string& path);
   static Catalog FromSpecs(std::vector<TensorSpec> specs);
 
