@@ -213,7 +213,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
   rep.input = input;
   rep.output = stage.final_path();
   rep.threads = threads;
-  rep.options = OptionsJson(options, threads);
+  rep.options_json = OptionsJson(options, threads).dump();
   rep.skipped_files = in.unreferenced_weight_files();
 
   EncodeOptions base;

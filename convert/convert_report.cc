@@ -89,7 +89,7 @@ std::string FormatReportTable(const ConvertReport& r) {
   return o.str();
 }
 
-json ReportToJson(const ConvertReport& r) {
+static json ReportJsonValue(const ConvertReport& r) {
   json tensors = json::array();
   for (const TensorReport& t : r.tensors) {
     const QualityMetrics& m = t.metrics;
@@ -119,7 +119,8 @@ json ReportToJson(const ConvertReport& r) {
   return {{"input", r.input},
           {"output", r.output},
           {"converter", kConverterName},
-          {"options", r.options},
+          {"options", r.options_json.empty() ? json::object()
+                                           : json::parse(r.options_json, nullptr, false)},
           {"threads", r.threads},
           {"seconds", r.seconds},
           {"encode_seconds", r.encode_seconds},
@@ -172,7 +173,7 @@ Status CheckReportPath(const std::string& report, const std::string& input,
   return Status::OK();
 }
 
-json DecodeReportToJson(const DecodeReport& r) {
+static json DecodeReportJsonValue(const DecodeReport& r) {
   return {{"input", r.input},
           {"output", r.output},
           {"tensors", r.tensors},
@@ -276,7 +277,7 @@ std::string FormatInspect(const InspectReport& r) {
   return o.str();
 }
 
-json InspectToJson(const InspectReport& r) {
+static json InspectJsonValue(const InspectReport& r) {
   json ts = json::array();
   for (const InspectTensor& t : r.tensors) {
     json j = {{"name", t.name},
@@ -301,5 +302,9 @@ json InspectToJson(const InspectReport& r) {
           {"ratio", r.file_bytes ? double(r.decoded_bytes) / r.file_bytes : 0},
           {"tensors", ts}};
 }
+
+std::string ReportToJson(const ConvertReport& r) { return ReportJsonValue(r).dump(2); }
+std::string DecodeReportToJson(const DecodeReport& r) { return DecodeReportJsonValue(r).dump(2); }
+std::string InspectToJson(const InspectReport& r) { return InspectJsonValue(r).dump(2); }
 
 }  // namespace hct

@@ -118,10 +118,10 @@ void AddCommon(po::options_description& d, Common& c) {
       "json", po::bool_switch(&c.json), "print a JSON summary on stdout instead of the table");
 }
 
-hct::Status WriteReport(const std::string& path, const nlohmann::json& j, bool overwrite) {
+hct::Status WriteReport(const std::string& path, const std::string& json, bool overwrite) {
   HCT_ASSIGN_OR_RETURN(hct::detail::AtomicFile f,
                        hct::detail::AtomicFile::Create(path, overwrite));
-  const std::string s = j.dump(2) + "\n";
+  const std::string s = json + "\n";
   HCT_RETURN_IF_ERROR(f.Append(s.data(), s.size()));
   return f.Commit();
 }
@@ -215,13 +215,13 @@ int RunConvert(int argc, char** argv) {
       hct::Convert(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
   bar.Finish();
   if (!rep.ok()) return Fail(rep.status());
-  const nlohmann::json j = hct::ReportToJson(*rep);
+  const std::string j = hct::ReportToJson(*rep);
   if (!report.empty()) {
     hct::Status s = WriteReport(report, j, c.force);
     if (!s.ok()) return Fail(s.WithContext("--report"));
   }
   if (c.json)
-    std::cout << j.dump(2) << "\n";
+    std::cout << j << "\n";
   else if (!c.quiet)
     std::cout << hct::cli::EscapeText(hct::FormatReportTable(*rep));
   return kOk;
@@ -244,7 +244,7 @@ int RunDecode(int argc, char** argv) {
   bar.Finish();
   if (!rep.ok()) return Fail(rep.status());
   if (c.json) {
-    std::cout << hct::DecodeReportToJson(*rep).dump(2) << "\n";
+    std::cout << hct::DecodeReportToJson(*rep) << "\n";
   } else if (!c.quiet) {
     std::printf("decoded %llu tensors into %zu safetensors file%s in %s (%.1f MB, %.2f s)\n",
                 (unsigned long long)rep->tensors, rep->files.size(),
@@ -263,7 +263,7 @@ int RunInspect(int argc, char** argv) {
   auto rep = hct::Inspect(vm["PATH"].as<std::string>());
   if (!rep.ok()) return Fail(rep.status());
   if (json)
-    std::cout << hct::InspectToJson(*rep).dump(2) << "\n";
+    std::cout << hct::InspectToJson(*rep) << "\n";
   else
     std::cout << hct::cli::EscapeText(hct::FormatInspect(*rep));
   return kOk;

@@ -35,7 +35,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,7 +131,7 @@ struct ConvertReport {
   ConvertTotals totals;
   std::vector<std::string> copied_files;   // relative to input
   std::vector<std::string> skipped_files;  // weight files the input index does not reference
-  nlohmann::json options;                  // effective settings, for the report
+  std::string options_json;  // effective settings (a JSON object as text), for the report
   int threads = 1;
   double seconds = 0;         // whole conversion
   double encode_seconds = 0;  // reading + encoding + writing tensors
@@ -191,12 +190,12 @@ struct InspectReport {
 };
 Result<InspectReport> Inspect(const std::string& path);
 
-// Text and JSON renderings (the CLI prints these).
+// Text and JSON renderings (the CLI prints these); the JSON ones are indented by 2, no newline.
 std::string FormatReportTable(const ConvertReport& r);
-nlohmann::json ReportToJson(const ConvertReport& r);
+std::string ReportToJson(const ConvertReport& r);
 std::string FormatInspect(const InspectReport& r);
-nlohmann::json InspectToJson(const InspectReport& r);
-nlohmann::json DecodeReportToJson(const DecodeReport& r);
+std::string InspectToJson(const InspectReport& r);
+std::string DecodeReportToJson(const DecodeReport& r);
 
 // RTN baselines over the tensors the policy would make lossy (measurements, docs/QUALITY.md):
 // aggregate relative RMS error (sqrt of summed squared errors over summed squares) and average
