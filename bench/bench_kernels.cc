@@ -22,7 +22,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "hct/detail/check_cuda.h"
+#include "bench/bench_check_cublas.h"
 #endif
 
 namespace po = boost::program_options;

@@ -3,8 +3,8 @@
 //   HCT_CHECK(zstd, n = ZSTD_decompress(...));   // returns a Status from the caller on error
 //   Status s = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(...));  // same check, as a value
 //
-// `lib` is one of zstd, sqlite, fftw, cuda, cufft, cublas, posix. The matching
-// `detail/check_<lib>.h` defines how that library reports failure; the resulting Status
+// `lib` is one of zstd, sqlite, cuda, posix (and cublas in the benchmarks). The matching
+// `detail/check_<lib>.h` (bench/bench_check_cublas.h) defines how that library reports failure; the resulting Status
 // (Code::kInternal, or kIOError for posix) records the call text, file and line.
 #pragma once
 
@@ -17,9 +17,7 @@ namespace hct::detail {
 
 struct zstd_tag {};
 struct sqlite_tag {};
-struct fftw_tag {};
 struct cuda_tag {};
-struct cufft_tag {};
 struct cublas_tag {};
 struct posix_tag {};
 

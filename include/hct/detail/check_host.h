@@ -1,4 +1,4 @@
-// Check rules for the host libraries: zstd, SQLite, FFTW and POSIX calls.
+// Check rules for the host libraries: zstd, SQLite and POSIX calls.
 #pragma once
 
 #include <cerrno>
@@ -36,13 +36,6 @@ inline Status CheckCall(sqlite_tag, int rc, const char* call, const char* file, 
   return CallFailed(code, call, sqlite3_errstr(rc), file, line);
 }
 #endif
-
-// FFTW planners return a null plan on failure.
-template <class Plan>
-inline Status CheckCall(fftw_tag, Plan* plan, const char* call, const char* file, int line) {
-  if (plan != nullptr) return Status::OK();
-  return CallFailed(Code::kInternal, call, "planner returned no plan", file, line);
-}
 
 // POSIX calls return -1 and set errno.
 template <class Int>
