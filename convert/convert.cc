@@ -195,6 +195,12 @@ bool IsVerificationFailure(const Status& s) {
 
 Result<ConvertReport> Convert(const std::string& input, const std::string& output,
                               const ConvertOptions& options) {
+  return detail::ConvertWithHooks(input, output, options, {});
+}
+
+Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const std::string& output,
+                                               const ConvertOptions& options,
+                                               const ConvertHooks& hooks) {
   detail::Stopwatch clock;
   HCT_RETURN_IF_ERROR(CheckOptions(options));
   const int threads = detail::ResolveThreads(options.threads);
@@ -269,8 +275,8 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
       }
       for (Job& j : batch) {
         const TensorInfo& ti = j.mt->info;
-        if (options.before_tensor) {
-          Status st = options.before_tensor(ti.name);
+        if (hooks.before_tensor) {
+          Status st = hooks.before_tensor(ti.name);
           if (!st.ok()) return file_err(st.WithContext(TensorCtx(ti.name)));
         }
         j.bytes.resize(ti.num_bytes());
@@ -402,7 +408,7 @@ Result<ConvertReport> Convert(const std::string& input, const std::string& outpu
     rep.copied_files.push_back(rel);
   }
 
-  if (options.before_verify) options.before_verify(stage.path());
+  if (hooks.before_verify) hooks.before_verify(stage.path());
   if (options.verify) {
     HCT_RETURN_IF_ERROR(VerifyOutput(stage.path(), in, rep, pf, options.progress, clock));
     rep.verified = true;

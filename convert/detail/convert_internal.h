@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,16 @@
 #include "hct/status.h"
 
 namespace hct::detail {
+
+// Test hooks of Convert() (not public API; tests call ConvertWithHooks, Convert passes none).
+struct ConvertHooks {
+  // Called before each tensor is encoded; a non-OK Status aborts the conversion.
+  std::function<Status(std::string_view tensor)> before_tensor;
+  // Called with the staging folder once everything is written, before --verify.
+  std::function<void(const std::string& staging_dir)> before_verify;
+};
+Result<ConvertReport> ConvertWithHooks(const std::string& input, const std::string& output,
+                                       const ConvertOptions& options, const ConvertHooks& hooks);
 
 // 0 -> all cores.
 int ResolveThreads(int threads);

@@ -88,10 +88,6 @@ struct ConvertOptions {
   bool force = false;   // replace an existing output folder
   bool verify = false;  // decode what was written and check it before the rename
   ProgressFn progress;  // optional
-  // Test hook: called before each tensor is encoded; a non-OK Status aborts the conversion.
-  std::function<Status(std::string_view tensor)> before_tensor;
-  // Test hook: called with the staging folder once everything is written, before --verify.
-  std::function<void(const std::string& staging_dir)> before_verify;
 };
 
 struct TensorReport {

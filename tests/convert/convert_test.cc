@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "convert/detail/convert_internal.h"
 #include "hct/safetensors.h"
 
 namespace hct {
@@ -193,7 +194,8 @@ TEST_F(ConvertTest, VerifyCatchesACorruptedOutputAndLeavesNothing) {
   const fs::path in = MakeModel(), out = root_ / "out";
   ConvertOptions o = Quiet();
   o.verify = true;
-  o.before_verify = [](const std::string& dir) {
+  detail::ConvertHooks hooks;
+  hooks.before_verify = [](const std::string& dir) {
     // Flip one byte of the first chunk of the first tensor (offset 4096).
     std::fstream f(fs::path(dir) / "model-00001-of-00003.hct",
                    std::ios::in | std::ios::out | std::ios::binary);
@@ -204,7 +206,7 @@ TEST_F(ConvertTest, VerifyCatchesACorruptedOutputAndLeavesNothing) {
     f.seekp(4100);
     f.write(&c, 1);
   };
-  auto rep = Convert(in.string(), out.string(), o);
+  auto rep = detail::ConvertWithHooks(in.string(), out.string(), o, hooks);
   ASSERT_FALSE(rep.ok());
   EXPECT_TRUE(IsVerificationFailure(rep.status())) << rep.status().ToString();
   EXPECT_NE(rep.status().message().find("model-00001-of-00003.hct"), std::string::npos);
@@ -257,12 +259,13 @@ TEST_F(ConvertTest, FailureInTheMiddleLeavesNoOutput) {
   const fs::path in = MakeModel(), out = root_ / "out";
   ConvertOptions o = Quiet();
   int seen = 0;
-  o.before_tensor = [&](std::string_view name) {
+  detail::ConvertHooks hooks;
+  hooks.before_tensor = [&](std::string_view name) {
     ++seen;
     if (name == "model.layers.1.mlp.up_proj.weight") return Status::IOError("injected failure");
     return Status::OK();
   };
-  auto rep = Convert(in.string(), out.string(), o);
+  auto rep = detail::ConvertWithHooks(in.string(), out.string(), o, hooks);
   ASSERT_FALSE(rep.ok());
   EXPECT_GT(seen, 5);  // the first shards were written before the failure
   EXPECT_EQ(rep.status().code(), Code::kIOError);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "convert/detail/convert_internal.h"
 #include "hct/convert.h"
 #include "hct/safetensors.h"
 
@@ -30,11 +31,12 @@ TEST(ConvertTruncation, ShardShrinkingMidConvertIsAnIoErrorNamingTheFile) {
   ConvertOptions o;
   o.threads = 1;
   o.policy.lossless = true;
-  o.before_tensor = [&](std::string_view name) {
+  detail::ConvertHooks hooks;
+  hooks.before_tensor = [&](std::string_view name) {
     if (name == "b") fs::resize_file(in, fs::file_size(in) - (1 << 19));
     return Status::OK();
   };
-  Result<ConvertReport> r = Convert(in.string(), (root / "out").string(), o);
+  Result<ConvertReport> r = detail::ConvertWithHooks(in.string(), (root / "out").string(), o, hooks);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Code::kIOError) << r.status().ToString();
   EXPECT_NE(r.status().message().find(in.string()), std::string::npos) << r.status().ToString();
