@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages HCT needs to build and test. Idempotent; quiet when done.
+# Installs the Debian 12 packages HCT needs to build and test (libfftw3-dev only for
+# hct_bench_codec's DCT comparison; optional). Idempotent; quiet when done.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git
       libzstd-dev libfftw3-dev libsqlite3-dev libboost-program-options-dev libxxhash-dev
