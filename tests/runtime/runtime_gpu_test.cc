@@ -143,7 +143,7 @@ TEST(GpuLoadTest, LayerStreamingWithPrefetch) {
 TEST(GpuLoadTest, CorruptedEntryRefused) {
   REQUIRE_GPU();
   auto f = MakeFile(TempDir("gpu_corrupt") + "/a.bin", 200000, 14);
-  test::FlipByte(f.path, f.specs[9].offset + f.specs[9].length / 2);
+  test::FlipByte(f.path, f.specs[9].file()->offset + f.specs[9].length / 2);
   for (int mode = 0; mode < 3; ++mode) {
     auto o = SmallRing(mode == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
     if (mode == 2) o.resident_budget = 64ull << 20;
@@ -161,10 +161,12 @@ TEST(GpuLoadTest, CorruptedEntryRefused) {
 void AddBlocks(test::TestFile& f, uint64_t block) {
   for (size_t i = 0; i < f.specs.size(); ++i) {
     TensorSpec& s = f.specs[i];
-    s.block_bytes = block;
-    s.block_xxh3.clear();
-    for (uint64_t o = 0; o < s.length; o += block)
-      s.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    test::EditRange(s, [&](FileRange& r) {
+      r.block_bytes = block;
+      r.block_xxh3.clear();
+      for (uint64_t o = 0; o < s.length; o += block)
+        r.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    });
   }
 }
 
@@ -174,7 +176,7 @@ TEST_P(GpuLoad, BlockChecksumsEveryDTypeBitExact) {
   AddBlocks(f, 16 << 10);
   uint64_t total = 0;
   for (TensorSpec& s : f.specs) {
-    s.xxh3.reset();  // only the blocks verify
+    test::EditRange(s, [](FileRange& r) { r.xxh3.reset(); });  // only the blocks verify
     total += s.length;
   }
   auto o = SmallRing(GetParam() == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
@@ -202,7 +204,7 @@ TEST_P(GpuLoad, BlockChecksumsEveryDTypeBitExact) {
   EXPECT_EQ((*rt2)->stats().bytes_verified, total);
   // Without checksums too (the plain buffered path in steps).
   std::vector<TensorSpec> plain = f.specs;
-  for (TensorSpec& p : plain) p.block_xxh3.clear();
+  for (TensorSpec& p : plain) test::EditRange(p, [](FileRange& r) { r.block_xxh3.clear(); });
   auto raw = (*rt2)->LoadMany(plain, s);
   ASSERT_TRUE(raw.ok()) << raw.status().ToString();
   for (size_t i = 0; i < f.specs.size(); ++i) EXPECT_EQ(ToHost((*raw)[i]), f.bytes[i]);
@@ -213,7 +215,7 @@ TEST(GpuLoadTest, CorruptedBlockRefused) {
   REQUIRE_GPU();
   auto f = MakeFile(TempDir("gpu_corrupt_block") + "/a.bin", 200000, 16);
   AddBlocks(f, 16 << 10);
-  test::FlipByte(f.path, f.specs[9].offset + 3 * (16 << 10) + 7);
+  test::FlipByte(f.path, f.specs[9].file()->offset + 3 * (16 << 10) + 7);
   for (int mode = 0; mode < 3; ++mode) {
     auto o = SmallRing(mode == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
     o.chunk_bytes = 64 << 10;

@@ -56,7 +56,7 @@ TEST(HctLoadHost, MatchesCpuDecoder) {
     for (size_t i = 0; i < f.descs.size(); ++i) {
       const TensorSpec* s = cat->Find(f.descs[i].name);
       ASSERT_NE(s, nullptr);
-      EXPECT_TRUE(s->compressed());
+      EXPECT_TRUE(s->has_compressed_source() && !s->from_cache() && !s->file());
       auto t = (*rt)->Load(*s);
       ASSERT_TRUE(t.ok()) << t.status().ToString();
       auto want = test::CpuDecoded(f.path, f.descs[i].name);
@@ -170,7 +170,7 @@ TEST(CacheLoadHost, LoadsLeasesAndRecordsAccess) {
     for (size_t i = 0; i < m.names.size(); ++i) {
       const TensorSpec* s = cat->Find(m.names[i]);
       ASSERT_NE(s, nullptr);
-      ASSERT_TRUE(s->xxh3.has_value());
+      ASSERT_TRUE(s->file() && s->file()->xxh3.has_value());
       auto t = (*rt)->Load(*s);
       ASSERT_TRUE(t.ok()) << t.status().ToString();
       EXPECT_EQ(Bytes(*t), m.data[i]);
@@ -181,7 +181,7 @@ TEST(CacheLoadHost, LoadsLeasesAndRecordsAccess) {
     // Hold layer 0: its entry must survive an evict, from this process and from another one.
     auto held = (*rt)->LoadMany(layer0);
     ASSERT_TRUE(held.ok());
-    entry0 = layer0[0].path;
+    entry0 = layer0[0].path();
     {
       auto other = Cache::Open(m.cache_dir);
       ASSERT_TRUE(other.ok());
@@ -229,7 +229,7 @@ TEST(CacheLoadHost, CorruptEntryRefused) {
   auto cat = Catalog::FromCache(m.cache_dir, "");
   ASSERT_TRUE(cat.ok());
   const TensorSpec& s = *cat->Find(m.names[2]);
-  test::FlipByte(s.path, s.offset + s.length / 2);
+  test::FlipByte(s.path(), s.file()->offset + s.length / 2);
   for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
     RuntimeOptions o = HostOpts();
     o.o_direct = od;
@@ -268,8 +268,8 @@ TEST(CacheLoadHost, HctWithCachePrefersWarmEntriesAndFallsBack) {
   auto cat = Catalog::FromHct(dir + "/model", cache_dir);
   ASSERT_TRUE(cat.ok()) << cat.status().ToString();
   for (const auto& s : cat->tensors()) {
-    EXPECT_NE(s.cache, nullptr) << s.name << " not served by the cache";
-    EXPECT_NE(s.hct, nullptr);
+    EXPECT_TRUE(s.from_cache()) << s.name << " not served by the cache";
+    EXPECT_TRUE(s.has_compressed_source());
   }
   {
     auto rt = Runtime::Create(HostOpts());
@@ -280,7 +280,7 @@ TEST(CacheLoadHost, HctWithCachePrefersWarmEntriesAndFallsBack) {
   }
   {  // A corrupt entry: the batch is decoded from the HCT file instead.
     const TensorSpec& s = *cat->Find(f.descs[2].name);
-    test::FlipByte(s.path, s.offset + 3);
+    test::FlipByte(s.path(), s.file()->offset + 3);
     auto rt = Runtime::Create(HostOpts());
     ASSERT_TRUE(rt.ok());
     check_all(**rt, *cat);

@@ -59,10 +59,12 @@ INSTANTIATE_TEST_SUITE_P(Modes, HostLoad,
 void AddBlocks(TestFileRef f, uint64_t block) {
   for (size_t i = 0; i < f.specs.size(); ++i) {
     TensorSpec& s = f.specs[i];
-    s.block_bytes = block;
-    s.block_xxh3.clear();
-    for (uint64_t o = 0; o < s.length; o += block)
-      s.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    test::EditRange(s, [&](FileRange& r) {
+      r.block_bytes = block;
+      r.block_xxh3.clear();
+      for (uint64_t o = 0; o < s.length; o += block)
+        r.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    });
   }
 }
 
@@ -71,7 +73,7 @@ TEST_P(HostLoad, BlockChecksumsEveryDTypeBitExact) {
   AddBlocks(f, 4096);  // 4096-byte blocks fit the 8 KiB slots even at unaligned offsets
   uint64_t total = 0;
   for (TensorSpec& s : f.specs) {
-    s.xxh3.reset();  // only the blocks can verify
+    test::EditRange(s, [](FileRange& r) { r.xxh3.reset(); });  // only the blocks can verify
     total += s.length;
   }
   auto rt = Runtime::Create(SmallRing(GetParam(), true));
@@ -93,7 +95,7 @@ TEST(HostLoadTest, CorruptedBlockNamesTensorAndBlock) {
   AddBlocks(f, 4096);
   const TensorSpec& s = f.specs[9];
   ASSERT_GT(s.length, 3u * 4096);
-  test::FlipByte(f.path, s.offset + 2 * 4096 + 5);
+  test::FlipByte(f.path, s.file()->offset + 2 * 4096 + 5);
   auto check = [&](const Status& st) {
     EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
     EXPECT_NE(st.message().find("tensor '" + s.name + "'"), std::string::npos) << st.ToString();
@@ -129,9 +131,10 @@ TEST(HostLoadTest, BlocksThatDoNotFitASlotFallBackToWholeHash) {
   // whole-tensor XXH3 verifies (in piece order), and a bad block count is ignored the same way.
   auto f = MakeFile(TempDir("blocks_fallback") + "/a.bin", 40000, 13);
   AddBlocks(f, 8192);
-  f.specs[4].block_bytes = 4096;  // count no longer matches: ignored
+  test::EditRange(f.specs[4], [](FileRange& r) { r.block_bytes = 4096; });  // count no longer
+  // matches: ignored
   const TensorSpec& s = f.specs[9];
-  test::FlipByte(f.path, s.offset + 5);
+  test::FlipByte(f.path, s.file()->offset + 5);
   auto rt = Runtime::Create(SmallRing(ODirectMode::kOn, true));
   ASSERT_TRUE(rt.ok());
   auto bad = (*rt)->Load(s);
@@ -162,7 +165,7 @@ TEST(HostLoadTest, CallerMemory) {
 TEST(HostLoadTest, CorruptedTensorRefused) {
   auto f = MakeFile(TempDir("corrupt") + "/a.bin", 40000, 3);
   const TensorSpec& s = f.specs[9];
-  test::FlipByte(f.path, s.offset + s.length - 1);  // the last chunk: checked at the end
+  test::FlipByte(f.path, s.file()->offset + s.length - 1);  // the last chunk: checked at the end
   for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
     auto rt = Runtime::Create(SmallRing(od, true));
     ASSERT_TRUE(rt.ok());
@@ -190,12 +193,12 @@ TEST(HostLoadTest, BadSpecs) {
   auto rt = Runtime::Create(SmallRing(ODirectMode::kAuto, true));
   ASSERT_TRUE(rt.ok());
   TensorSpec s = f.specs[0];
-  s.path += ".missing";
+  test::EditRange(s, [](FileRange& r) { r.path += ".missing"; });
   auto r = (*rt)->Load(s);
   EXPECT_EQ(r.status().code(), Code::kNotFound);
   EXPECT_NE(r.status().message().find(s.name), std::string::npos);
   s = f.specs.back();
-  s.offset += 1u << 20;
+  test::EditRange(s, [](FileRange& r) { r.offset += 1u << 20; });
   r = (*rt)->Load(s);
   EXPECT_EQ(r.status().code(), Code::kOutOfRange) << r.status().ToString();
   s = f.specs[12];  // F32
@@ -239,7 +242,7 @@ TEST(HostLoadTest, ResidentAndFallback) {
 
 TEST(HostLoadTest, ResidentCorruptionRefused) {
   auto f = MakeFile(TempDir("rescorrupt") + "/a.bin", 20000, 6);
-  test::FlipByte(f.path, f.specs[4].offset);
+  test::FlipByte(f.path, f.specs[4].file()->offset);
   auto o = SmallRing(ODirectMode::kOff, true);
   o.resident_budget = 64ull << 20;
   auto rt = Runtime::Create(o);
@@ -276,7 +279,7 @@ TEST(HostLoadTest, LayerStreamingWithPrefetch) {
 
 TEST(HostLoadTest, LayerStreamingCorruptLayer) {
   auto f = MakeFile(TempDir("layers_bad") + "/a.bin", 8000, 8, 5, 3);
-  test::FlipByte(f.path, f.specs[3 * 3 + 1].offset + 7);
+  test::FlipByte(f.path, f.specs[3 * 3 + 1].file()->offset + 7);
   auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
   ASSERT_TRUE(rt.ok());
   Catalog cat = Catalog::FromSpecs(f.specs);

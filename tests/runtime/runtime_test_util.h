@@ -68,14 +68,16 @@ inline TestFile MakeFile(const std::string& path, uint64_t approx_bytes, uint32_
     s.shape = ShapeFor(size_t(i), approx_bytes / (1 + i % 3));
     uint64_t elems = uint64_t(s.shape[0] * s.shape[1]);
     s.length = *DTypeBytes(dt, elems);
-    s.path = path;
-    s.offset = all.size();
+    FileRange range;
+    range.path = path;
+    range.offset = all.size();
     s.layer = layers > 0 ? i / per_layer : -1;
     s.name = layers > 0 ? "model.layers." + std::to_string(s.layer) + ".w" + std::to_string(i)
                         : "t" + std::to_string(i) + "." + std::string(DTypeName(dt));
     std::vector<unsigned char> b(s.length);
     for (auto& x : b) x = static_cast<unsigned char>(rng());
-    s.xxh3 = XXH3_64bits(b.data(), b.size());
+    range.xxh3 = XXH3_64bits(b.data(), b.size());
+    s.source = FileSource(std::move(range));
     all.insert(all.end(), b.begin(), b.end());
     junk(1 + rng() % 5000);
     f.specs.push_back(s);
@@ -84,6 +86,14 @@ inline TestFile MakeFile(const std::string& path, uint64_t approx_bytes, uint32_
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(all.data()),
                                               std::streamsize(all.size()));
   return f;
+}
+
+// Replaces the byte range of `s` (a plain file range) by `f` applied to a copy of it.
+template <class F>
+inline void EditRange(TensorSpec& s, F&& f) {
+  FileRange r = *s.file();
+  f(r);
+  s.source = FileSource(std::move(r));
 }
 
 // Flips one byte of `path` at `offset`.
