@@ -101,6 +101,7 @@ TEST(HostLoadTest, CorruptedBlockNamesTensorAndBlock) {
     EXPECT_NE(st.message().find("tensor '" + s.name + "'"), std::string::npos) << st.ToString();
     EXPECT_NE(st.message().find("block 2 "), std::string::npos) << st.ToString();
     EXPECT_NE(st.message().find(f.path), std::string::npos) << st.ToString();
+    EXPECT_TRUE(test::IsChecksumFailure(st, f.path, s.name));
   };
   for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
     auto rt = Runtime::Create(SmallRing(od, true));
@@ -175,6 +176,7 @@ TEST(HostLoadTest, CorruptedTensorRefused) {
     EXPECT_NE(t.status().message().find("tensor '" + s.name + "'"), std::string::npos)
         << t.status().ToString();
     EXPECT_NE(t.status().message().find("checksum mismatch"), std::string::npos);
+    EXPECT_TRUE(test::IsChecksumFailure(t.status(), f.path, s.name));
     // The neighbours still load, and the batch that holds the bad tensor fails as a whole.
     EXPECT_TRUE((*rt)->Load(f.specs[8]).ok());
     EXPECT_EQ((*rt)->LoadMany(f.specs).status().code(), Code::kCorruption);
@@ -250,6 +252,7 @@ TEST(HostLoadTest, ResidentCorruptionRefused) {
   auto t = (*rt)->Load(f.specs[4]);
   EXPECT_EQ(t.status().code(), Code::kCorruption);
   EXPECT_NE(t.status().message().find(f.specs[4].name), std::string::npos);
+  EXPECT_TRUE(test::IsChecksumFailure(t.status(), f.path, f.specs[4].name));
   EXPECT_TRUE((*rt)->Load(f.specs[5]).ok());
 }
 

@@ -1,6 +1,7 @@
 // Shared helpers of the runtime tests: files of random tensors with independent checksums.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <xxhash.h>
 
 #include <cstdio>
@@ -94,6 +95,20 @@ inline void EditRange(TensorSpec& s, F&& f) {
   FileRange r = *s.file();
   f(r);
   s.source = FileSource(std::move(r));
+}
+
+// True when `st` is the one form of a checksum failure (runtime/detail/verify.h):
+//   <file>: tensor '<name>': [<part>: ]checksum mismatch: XXH3 <16 hex>, expected <16 hex>
+inline ::testing::AssertionResult IsChecksumFailure(const Status& st, const std::string& file,
+                                                    const std::string& tensor) {
+  const std::string head = file + ": tensor '" + tensor + "': ";
+  const std::string& m = st.message();
+  const size_t at = m.find("checksum mismatch: XXH3 ");
+  if (st.code() != Code::kCorruption || m.compare(0, head.size(), head) != 0 ||
+      at == std::string::npos || m.find(", expected ", at) != at + 24 + 16)
+    return ::testing::AssertionFailure() << "not a checksum failure of " << head << ": "
+                                         << st.ToString();
+  return ::testing::AssertionSuccess();
 }
 
 // Flips one byte of `path` at `offset`.
