@@ -82,16 +82,25 @@ Result<std::shared_ptr<void>> Engine::Allocate(uint64_t bytes) {
   return std::shared_ptr<void>(p, [pl, dev](void* q) { FreeMemory(pl, dev, q); });
 }
 
+Status Engine::Prepare() {
+  std::lock_guard<std::mutex> l(mu_);
+  return compressed_->Prepare();
+}
+
 Status Engine::Prepare(std::span<const TensorSpec> specs) {
   std::lock_guard<std::mutex> l(mu_);
   bool compressed = false;
+  uint64_t read_bytes = 0;
   for (const TensorSpec& s : specs) {
     if (!s.source) continue;
-    compressed = compressed || s.source->hct != nullptr;
+    if (s.source->hct) {
+      compressed = true;
+      read_bytes = std::max(read_bytes, compressed_->ReadBytesFor(*s.source->hct));
+    }
     // Resident files are mapped and registered now (a refusal shows in the stats as on a load).
     if (s.source->range) (void)resident_->Use(s.source->range->path);
   }
-  if (compressed) HCT_RETURN_IF_ERROR(compressed_->Prepare());
+  if (compressed) HCT_RETURN_IF_ERROR(compressed_->Prepare(read_bytes));
   return Status::OK();
 }
 
@@ -115,29 +124,25 @@ RuntimeStats Engine::stats() const {
   return stats_;
 }
 
-// The memory the tensors land in: the caller's (its on_release called when the last handle is
-// gone), or a new allocation.
+// The memory the tensors land in: the caller's, or a new allocation (freed with the buffer).
+// target.on_release is attached by LoadMany once the load succeeded: after a failed load the
+// caller still owns its memory (e.g. a streamer slot it returns itself).
 Result<std::shared_ptr<Buffer>> Engine::Target(const LoadTarget& target, uint64_t total) {
   auto buf = std::make_shared<Buffer>();
   buf->placement = placement_;
   buf->device = device_;
-  std::function<void()> on_release = target.on_release;
   if (target.dst) {
     if (target.dst_bytes < total)
       return Status::InvalidArgument("destination holds " + std::to_string(target.dst_bytes) +
                                      " bytes, the tensors need " + std::to_string(total));
     buf->ptr = target.dst;
     buf->bytes = target.dst_bytes;
-    if (on_release) buf->release = [on_release](Buffer&) { on_release(); };
     return buf;
   }
   HCT_ASSIGN_OR_RETURN(buf->ptr, AllocateMemory(placement_, device_, total));
   ++stats_.buffer_allocations;
   buf->bytes = total;
-  buf->release = [on_release](Buffer& x) {
-    FreeMemory(x.placement, x.device, x.ptr);
-    if (on_release) on_release();
-  };
+  buf->release = [](Buffer& x) { FreeMemory(x.placement, x.device, x.ptr); };
   return buf;
 }
 
@@ -221,6 +226,12 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
 #endif
   HCT_RETURN_IF_ERROR(st);
   Record(plan, served);
+  if (target.on_release) {
+    buf->release = [free = std::move(buf->release), done = target.on_release](Buffer& x) {
+      if (free) free(x);
+      done();
+    };
+  }
   state->keep = std::move(plan.leases);
   state->buffer = buf;
   std::vector<LoadedTensor> out;

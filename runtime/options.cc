@@ -47,30 +47,20 @@ Result<RuntimeOptions> RuntimeOptions::FromEnv(RuntimeOptions o) {
     if (!v) return std::nullopt;
     return std::string(v);
   };
-  auto size = [&](const char* k, uint64_t* dst) -> Status {
+  // Overlays *dst with variable k when it is set; `parse` gives nullopt for a bad value.
+  auto overlay = [&](const char* k, auto* dst, auto parse, const char* want) -> Status {
     if (auto v = env(k)) {
-      auto b = ParseBytes(*v);
-      if (!b) return BadEnv(k, *v, "a size such as 256M or 4G");
-      *dst = *b;
+      auto x = parse(*v);
+      if (!x) return BadEnv(k, *v, want);
+      *dst = *x;
     }
     return Status::OK();
   };
-  auto integer = [&](const char* k, int* dst) -> Status {
-    if (auto v = env(k)) {
-      auto n = ParseInt(*v);
-      if (!n) return BadEnv(k, *v, "an integer");
-      *dst = *n;
-    }
-    return Status::OK();
+  auto size = [&](const char* k, uint64_t* dst) {
+    return overlay(k, dst, ParseBytes, "a size such as 256M or 4G");
   };
-  auto boolean = [&](const char* k, bool* dst) -> Status {
-    if (auto v = env(k)) {
-      auto b = ParseBool(*v);
-      if (!b) return BadEnv(k, *v, "on or off");
-      *dst = *b;
-    }
-    return Status::OK();
-  };
+  auto integer = [&](const char* k, int* dst) { return overlay(k, dst, ParseInt, "an integer"); };
+  auto boolean = [&](const char* k, bool* dst) { return overlay(k, dst, ParseBool, "on or off"); };
   HCT_RETURN_IF_ERROR(size("HCT_STAGING_BYTES", &o.staging_bytes));
   HCT_RETURN_IF_ERROR(size("HCT_CHUNK_BYTES", &o.chunk_bytes));
   HCT_RETURN_IF_ERROR(size("HCT_COMPRESSED_SLOT_BYTES", &o.hct_slot_bytes));

@@ -126,6 +126,7 @@ class EngineRuntime final : public Runtime {
     return e_->LoadMany(specs, stream, target);
   }
   Result<std::shared_ptr<void>> Allocate(uint64_t bytes) override { return e_->Allocate(bytes); }
+  Status Prepare() override { return e_->Prepare(); }
   Status Prepare(std::span<const TensorSpec> specs) override { return e_->Prepare(specs); }
   Status MakeResident(const std::string& path) override { return e_->MakeResident(path); }
   bool IsResident(const std::string& path) const override { return e_->IsResident(path); }

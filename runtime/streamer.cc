@@ -130,14 +130,12 @@ Result<StreamedLayer> Streamer::LoadLayer(int k, int slot) {
   t.dst_bytes = pool_->slot_bytes;
   std::shared_ptr<SlotPool> keep = pool_;
   StreamHandle st = stream_;
+  // Called once the layer is dropped; not by a failed load (LoadTarget::on_release).
   t.on_release = [keep, slot, st] { keep->Release(slot, st); };
   t.wait_before = pool_->free_events.empty() ? nullptr : pool_->free_events[size_t(slot)];
   auto r = rt_->LoadInto(layers_[size_t(k)], stream_, t);
   if (!r.ok()) {
-    // Nothing holds the slot: it is free again.
-    std::lock_guard<std::mutex> l(pool_->mu);
-    pool_->free.push_back(slot);
-    pool_->cv.notify_all();
+    t.on_release();  // nothing holds the slot: it is free again
     return r.status().WithContext("layer " + std::to_string(k));
   }
   StreamedLayer layer;

@@ -1,8 +1,8 @@
 // hct/runtime.h: streaming tensors from files (cache entries or safetensors) to the GPU, or to
 // host memory when there is no GPU (same API).
 //
-// A load reads bytes [offset, offset+length) of a file (a TensorSpec) into device memory that the
-// caller gives or the runtime allocates. Two engines:
+// A load reads a tensor (a TensorSpec: what it is, and its source) into device memory that the
+// caller gives or the runtime allocates. Byte ranges (FileRange) load two ways:
 //  - resident: the file is mmapped and cudaHostRegister'ed (read-only) once, within
 //    RuntimeOptions::resident_budget of locked memory; every load is then one cudaMemcpyAsync
 //    straight from the page cache (DMA, no CPU copy).
@@ -10,9 +10,11 @@
 //    ring of pinned staging buffers allocated once (staging_bytes), each chunk copied to the GPU
 //    with cudaMemcpyAsync on `streams` internal streams while the next chunks are read. Pinned
 //    memory stays within the ring whatever the model size.
-// Checksums are verified on the way: block checksums (TensorSpec::block_xxh3) by each I/O thread
-// for the pieces it read, in parallel; otherwise the whole-tensor XXH3-64 (TensorSpec::xxh3) in
-// piece order. A mismatch is Code::kCorruption naming the tensor and no handle is handed out.
+// Checksums are verified on the way: block checksums (FileRange::block_xxh3) by each I/O thread
+// for the pieces it read, in parallel; otherwise the whole-tensor XXH3-64 (FileRange::xxh3) in
+// piece order. A mismatch is Code::kCorruption "<file>: tensor '<name>': ... checksum mismatch"
+// and no handle is handed out. The library never prints: problems come back as Status, and
+// what it worked around (a refused registration, a cache fallback) in RuntimeStats.
 //
 // Ordering: Load() returns once every copy is enqueued (the file reads of a one-shot load are done
 // by then; the DMA may still run). The handle's event is recorded on the caller's stream after
@@ -169,7 +171,8 @@ struct LoadTarget {
   void* dst = nullptr;  // caller memory of dst_bytes (device for kDevice); null: allocated
   uint64_t dst_bytes = 0;
   // Called once when the last handle of the load (LoadedTensor, DLPack export) is gone, from
-  // the thread that drops it (e.g. to return a slot of the caller's pool).
+  // the thread that drops it (e.g. to return a slot of the caller's pool). Not called when the
+  // load fails: the memory is then the caller's again at once.
   std::function<void()> on_release;
   // A cudaEvent_t that the copies must follow too (besides the caller's stream); may be null.
   EventHandle wait_before = nullptr;
@@ -239,9 +242,14 @@ class Runtime {
   // Memory in this runtime's placement (device memory on a GPU), freed when the last copy of
   // the pointer is dropped; e.g. the slots of a LayerStreamer.
   virtual Result<std::shared_ptr<void>> Allocate(uint64_t bytes) = 0;
-  // The one-time setup that loads of `specs` would otherwise do on first use: the compressed
-  // path's pinned ring, device scratch and decode threads when a spec has a compressed source,
-  // and (resident_budget > 0) mapping and registering their files. Counted in the setup_* stats.
+  // The one-time setup that loads would otherwise do on first use, made now so that the first
+  // load includes none of it (Create already made the raw ring, the copy streams and the io
+  // threads): the compressed path's decode threads, its pinned ring and (GPU) its device
+  // scratch. Counted in the setup_* stats; a second call does nothing.
+  virtual Status Prepare() = 0;
+  // The setup that loads of `specs` need, only that: the compressed path's resources (as
+  // Prepare()) when a spec has a compressed source, with the decode threads' read buffers sized
+  // for these tensors' chunks, and (resident_budget > 0) mapping and registering their files.
   virtual Status Prepare(std::span<const TensorSpec> specs) = 0;
 
   // Maps and registers `path` now (resident mode), verifying nothing yet. ResourceExhausted when

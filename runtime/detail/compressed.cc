@@ -34,7 +34,7 @@ CompressedLoader::~CompressedLoader() {
 #endif
 }
 
-Status CompressedLoader::Prepare() {
+Status CompressedLoader::Prepare(uint64_t read_bytes) {
   if (!pool_) {
     const double t0 = NowSeconds();
     const int n = env_.opt.decode_threads > 0
@@ -78,7 +78,21 @@ Status CompressedLoader::Prepare() {
     CountSetup(env_.stats, t0, ring_->bytes());
   }
 #endif
+  if (read_bytes > 0) {
+    const double t0 = NowSeconds();
+    for (int w = 0; w < int(read_bufs_.size()); ++w)
+      HCT_RETURN_IF_ERROR(ReadBuffer(w, read_bytes).status());
+    if (grown_count_ > 0) env_.stats.setup_seconds += NowSeconds() - t0;
+    CountGrowth();
+  }
   return Status::OK();
+}
+
+uint64_t CompressedLoader::ReadBytesFor(const HctRef& h) const {
+  if (env_.gpu() && h.decoder.codec() == kCodecDctqHuff) return 0;  // read into the ring
+  uint64_t most = 0;
+  for (const ChunkEntry& c : h.entry->chunks) most = std::max(most, CoverBytes(c.offset, c.stored_size));
+  return most;
 }
 
 Result<std::byte*> CompressedLoader::ReadBuffer(int w, uint64_t bytes) {
@@ -88,8 +102,16 @@ Result<std::byte*> CompressedLoader::ReadBuffer(int w, uint64_t bytes) {
     rb.first = static_cast<std::byte*>(std::aligned_alloc(kAlign, AlignUp(bytes)));
     rb.second = rb.first ? bytes : 0;
     if (!rb.first) return Status::ResourceExhausted("read buffer of " + std::to_string(bytes));
+    grown_bytes_ += AlignUp(bytes);
+    ++grown_count_;
   }
   return rb.first;
+}
+
+// Growths are counted in the setup stats (the time is in the load that grew them).
+void CompressedLoader::CountGrowth() {
+  env_.stats.setup_bytes += grown_bytes_.exchange(0);
+  env_.stats.setup_allocations += grown_count_.exchange(0);
 }
 
 namespace {
@@ -413,7 +435,9 @@ Status CompressedLoader::Load(const ReadPlan& plan, std::span<const size_t> whic
   HCT_RETURN_IF_ERROR(Prepare());
   CompressedRun run(env_, *this, plan, dst);
   run.Cut(which);
-  HCT_RETURN_IF_ERROR(run.Run());
+  Status st = run.Run();
+  CountGrowth();
+  HCT_RETURN_IF_ERROR(st);
   for (size_t i : which) {
     ++env_.stats.loads_hct;
     env_.stats.bytes_hct_decoded += plan.reads[i].length();

@@ -36,6 +36,7 @@ class Engine {
   Result<std::vector<LoadedTensor>> LoadMany(std::span<const TensorSpec> specs,
                                              StreamHandle stream, const LoadTarget& target);
   Result<std::shared_ptr<void>> Allocate(uint64_t bytes);
+  Status Prepare();
   Status Prepare(std::span<const TensorSpec> specs);
   Status MakeResident(const std::string& path);
   bool IsResident(const std::string& path) const;

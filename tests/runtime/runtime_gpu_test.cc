@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "gpu_test_util.h"
 #include "hct/runtime.h"
@@ -112,9 +113,7 @@ TEST(GpuLoadTest, LayerStreamingWithPrefetch) {
   o.staging_bytes = 1 << 20;
   auto rt = Runtime::Create(o);
   ASSERT_TRUE(rt.ok());
-  Catalog cat = Catalog::FromSpecs(f.specs);
-  std::vector<std::vector<TensorSpec>> layers;
-  for (int i = 0; i < cat.num_layers(); ++i) layers.push_back(cat.Layer(i));
+  auto layers = test::LayersOf(f.specs);
   cudaStream_t s;
   ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
   auto ls = LayerStreamer::Create(rt->get(), layers, 2, s);
@@ -136,6 +135,52 @@ TEST(GpuLoadTest, LayerStreamingWithPrefetch) {
     }
   }
   EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+  ls->reset();
+  cudaStreamDestroy(s);
+}
+
+// Restart on the GPU: three passes give the same bytes from the same device slots, and no pass
+// after the first allocates anything (pinned rings, device scratch, slots: the setup counters).
+TEST(GpuLoadTest, LayerStreamerRestartReusesSlotsAndRings) {
+  REQUIRE_GPU();
+  auto f = MakeFile(TempDir("gpu_restart") + "/a.bin", 256u << 10, 31, 6, 3);
+  auto o = SmallRing(ODirectMode::kAuto, false);
+  o.chunk_bytes = 64 << 10;
+  o.staging_bytes = 256 << 10;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  auto ls = LayerStreamer::Create(rt->get(), layers, 1, s);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  const RuntimeStats created = (*rt)->stats();
+  EXPECT_GT(created.pinned_staging_bytes, 0u);
+  EXPECT_EQ(created.buffer_allocations, 2u);
+  std::set<void*> slots;
+  for (int pass = 0; pass < 3; ++pass) {
+    if (pass > 0) ASSERT_TRUE((*ls)->Restart().ok());
+    for (int i = 0; i < 6; ++i) {
+      auto layer = (*ls)->Next();
+      ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+      ASSERT_EQ(layer->index, i);
+      slots.insert(layer->tensors[0].data());
+      for (size_t k = 0; k < layer->tensors.size(); ++k) {
+        std::vector<unsigned char> h(layer->tensors[k].bytes());
+        ASSERT_EQ(cudaMemcpyAsync(h.data(), layer->tensors[k].data(), h.size(),
+                                  cudaMemcpyDeviceToHost, s), cudaSuccess);
+        ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+        EXPECT_TRUE(h == f.bytes[size_t(i) * 3 + k]) << "pass " << pass << " layer " << i;
+      }
+    }
+    EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+    const RuntimeStats now = (*rt)->stats();
+    EXPECT_EQ(now.setup_allocations, created.setup_allocations) << "pass " << pass;
+    EXPECT_EQ(now.setup_bytes, created.setup_bytes);
+    EXPECT_EQ(now.buffer_allocations, created.buffer_allocations);
+    EXPECT_EQ(now.pinned_staging_bytes, created.pinned_staging_bytes);
+  }
+  EXPECT_EQ(slots.size(), 2u);
   ls->reset();
   cudaStreamDestroy(s);
 }

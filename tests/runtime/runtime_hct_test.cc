@@ -124,6 +124,63 @@ TEST(HctLoadHost, LayerStreamingOverHct) {
   EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
 }
 
+TEST(HctLoadHost, PrepareDoesTheSetupAndRestartAddsNone) {
+  const std::string dir = TempDir("hct_prepare");
+  auto f = test::MakeHctFile(dir + "/model.hct", test::DefaultDescs());
+  ASSERT_EQ(f.codecs.size(), f.descs.size());
+  auto cat = Catalog::FromHct(f.path);
+  ASSERT_TRUE(cat.ok());
+  {  // Prepare(): the decode threads now; a second call adds nothing.
+    auto rt = Runtime::Create(HostOpts());
+    ASSERT_TRUE(rt.ok());
+    const RuntimeStats created = (*rt)->stats();
+    ASSERT_TRUE((*rt)->Prepare().ok());
+    const RuntimeStats prepared = (*rt)->stats();
+    EXPECT_GT(prepared.setup_allocations, created.setup_allocations);
+    ASSERT_TRUE((*rt)->Prepare().ok());
+    EXPECT_EQ((*rt)->stats().setup_allocations, prepared.setup_allocations);
+  }
+  // Prepare(specs): with the read buffers sized for these tensors, loading them allocates
+  // nothing more.
+  auto rt = Runtime::Create(HostOpts());
+  ASSERT_TRUE(rt.ok());
+  const uint64_t created_bytes = (*rt)->stats().setup_bytes;
+  ASSERT_TRUE((*rt)->Prepare(cat->tensors()).ok());
+  const RuntimeStats prepared = (*rt)->stats();
+  EXPECT_GT(prepared.setup_bytes, created_bytes);  // the read buffers
+  auto all = (*rt)->LoadMany(cat->tensors());
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ((*rt)->stats().setup_allocations, prepared.setup_allocations);
+  EXPECT_EQ((*rt)->stats().setup_bytes, prepared.setup_bytes);
+  all->clear();
+  // A streamer over the same runtime: two passes, the same bytes, no setup and no allocation
+  // after its two slots.
+  auto ls = LayerStreamer::Create(rt->get(), {cat->Layer(0), cat->Layer(1)}, 1, nullptr);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  const RuntimeStats streaming = (*rt)->stats();
+  EXPECT_EQ(streaming.buffer_allocations, prepared.buffer_allocations + 1 + 2);
+  std::vector<std::vector<std::byte>> first;
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass) ASSERT_TRUE((*ls)->Restart().ok());
+    size_t n = 0;
+    for (int k = 0; k < 2; ++k) {
+      auto layer = (*ls)->Next();
+      ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+      for (const auto& t : layer->tensors) {
+        EXPECT_EQ(Bytes(t), test::CpuDecoded(f.path, t.spec().name)) << t.spec().name;
+        if (pass == 0) first.push_back(Bytes(t));
+        else EXPECT_EQ(Bytes(t), first[n]) << t.spec().name;
+        ++n;
+      }
+    }
+    EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+  }
+  const RuntimeStats after = (*rt)->stats();
+  EXPECT_EQ(after.setup_allocations, streaming.setup_allocations);
+  EXPECT_EQ(after.setup_bytes, streaming.setup_bytes);
+  EXPECT_EQ(after.buffer_allocations, streaming.buffer_allocations);
+}
+
 // ----------------------------------------------------------------------------- cache
 struct CachedModel {
   std::string cache_dir, source;

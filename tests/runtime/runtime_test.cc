@@ -280,14 +280,91 @@ TEST(HostLoadTest, LayerStreamingWithPrefetch) {
   EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
 }
 
+// The setup counters of `st`: Restart and later passes must leave them as they are.
+std::vector<uint64_t> SetupCounts(const RuntimeStats& st) {
+  return {st.setup_allocations, st.setup_bytes, st.buffer_allocations, st.pinned_staging_bytes,
+          st.hct_device_scratch_bytes};
+}
+
+TEST(HostLoadTest, LayerStreamerRestartReusesSlotsAndRings) {
+  auto f = MakeFile(TempDir("restart") + "/a.bin", 12000, 21, /*layers=*/5, /*per_layer=*/3);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kAuto, true));
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  auto ls = LayerStreamer::Create(rt->get(), layers, /*prefetch=*/1, nullptr);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  const RuntimeStats created = (*rt)->stats();
+  EXPECT_EQ(created.buffer_allocations, 2u);  // the two slots
+  EXPECT_GT(created.setup_allocations, 0u);   // the ring, at Create
+  std::set<void*> slots;
+  for (int pass = 0; pass < 3; ++pass) {
+    if (pass > 0) ASSERT_TRUE((*ls)->Restart().ok());
+    for (int i = 0; i < 5; ++i) {
+      auto layer = (*ls)->Next();
+      ASSERT_TRUE(layer.ok()) << "pass " << pass << ": " << layer.status().ToString();
+      EXPECT_EQ(layer->index, i);
+      ASSERT_EQ(layer->tensors.size(), 3u);
+      for (size_t k = 0; k < 3; ++k) ExpectBytes(layer->tensors[k], f.bytes[size_t(i) * 3 + k]);
+      slots.insert(layer->tensors[0].data());
+    }
+    EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+    EXPECT_EQ(SetupCounts((*rt)->stats()), SetupCounts(created)) << "pass " << pass;
+  }
+  EXPECT_EQ(slots.size(), 2u);  // the same two slots in every pass
+  EXPECT_EQ((*rt)->stats().loads_one_shot, 15u * 3u);
+}
+
+TEST(HostLoadTest, LayerStreamerRestartMidPassKeepsHeldLayers) {
+  auto f = MakeFile(TempDir("restart_mid") + "/a.bin", 12000, 22, 4, 2);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  auto ls = LayerStreamer::Create(rt->get(), layers, 2, nullptr);
+  ASSERT_TRUE(ls.ok());
+  ASSERT_TRUE((*ls)->Next().ok());
+  auto held = (*ls)->Next();  // layer 1, held across the restart
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->index, 1);
+  ASSERT_TRUE((*ls)->Restart().ok());
+  for (int i = 0; i < 4; ++i) {  // two slots left for the whole pass
+    auto layer = (*ls)->Next();
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    EXPECT_EQ(layer->index, i);
+    for (size_t k = 0; k < 2; ++k) ExpectBytes(layer->tensors[k], f.bytes[size_t(i) * 2 + k]);
+    for (size_t k = 0; k < 2; ++k) ExpectBytes(held->tensors[k], f.bytes[2 + k]);
+  }
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+  EXPECT_EQ((*rt)->stats().buffer_allocations, 3u);
+}
+
+TEST(HostLoadTest, LayerStreamerRestartClearsAnError) {
+  auto f = MakeFile(TempDir("restart_err") + "/a.bin", 8000, 23, 4, 2);
+  const uint64_t at = f.specs[2 * 2].file()->offset + 3;  // layer 2
+  test::FlipByte(f.path, at);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  auto ls = LayerStreamer::Create(rt->get(), layers, 1, nullptr);
+  ASSERT_TRUE(ls.ok());
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*ls)->Next().ok());
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kCorruption);
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kCorruption);  // the error stays
+  test::FlipByte(f.path, at);                                     // repaired
+  ASSERT_TRUE((*ls)->Restart().ok());
+  for (int i = 0; i < 4; ++i) {
+    auto layer = (*ls)->Next();
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    EXPECT_EQ(layer->index, i);
+    ExpectBytes(layer->tensors[0], f.bytes[size_t(i) * 2]);
+  }
+}
+
 TEST(HostLoadTest, LayerStreamingCorruptLayer) {
   auto f = MakeFile(TempDir("layers_bad") + "/a.bin", 8000, 8, 5, 3);
   test::FlipByte(f.path, f.specs[3 * 3 + 1].file()->offset + 7);
   auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
   ASSERT_TRUE(rt.ok());
-  Catalog cat = Catalog::FromSpecs(f.specs);
-  std::vector<std::vector<TensorSpec>> layers;
-  for (int i = 0; i < 5; ++i) layers.push_back(cat.Layer(i));
+  auto layers = test::LayersOf(f.specs);
   auto ls = LayerStreamer::Create(rt->get(), layers, 1, nullptr);
   ASSERT_TRUE(ls.ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE((*ls)->Next().ok());

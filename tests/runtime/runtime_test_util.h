@@ -111,6 +111,14 @@ inline ::testing::AssertionResult IsChecksumFailure(const Status& st, const std:
   return ::testing::AssertionSuccess();
 }
 
+// The layers 0..n-1 of `specs` as a Catalog cuts them (what a LayerStreamer takes).
+inline std::vector<std::vector<TensorSpec>> LayersOf(const std::vector<TensorSpec>& specs) {
+  Catalog cat = Catalog::FromSpecs(specs);
+  std::vector<std::vector<TensorSpec>> layers;
+  for (int i = 0; i < cat.num_layers(); ++i) layers.push_back(cat.Layer(i));
+  return layers;
+}
+
 // Flips one byte of `path` at `offset`.
 inline void FlipByte(const std::string& path, uint64_t offset) {
   std::fstream io(path, std::ios::in | std::ios::out | std::ios::binary);
