@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "hct/hct.h"
@@ -436,6 +438,35 @@ TEST(RuntimeOptionsTest, FromEnv) {
 }
 
 // A safetensors file through the Catalog and the C API.
+// The settings are documented once (docs/runtime.md "Settings"): every variable of that table is
+// read by FromEnv (a bad value fails naming it), and libhct(3) names the same set.
+TEST(RuntimeOptionsTest, SettingsTableIsTheOneFromEnvReads) {
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string doc = slurp(std::string(HCT_SOURCE_DIR) + "/docs/runtime.md");
+  const std::string man = slurp(std::string(HCT_SOURCE_DIR) + "/man/libhct.3");
+  const size_t from = doc.find("## Settings");
+  ASSERT_NE(from, std::string::npos);
+  const std::string table = doc.substr(from, doc.find("\n## ", from + 1) - from);
+  std::set<std::string> vars;
+  for (size_t at = table.find("| HCT_"); at != std::string::npos;
+       at = table.find("| HCT_", at + 1)) {
+    const size_t b = at + 2, e = table.find(' ', b);
+    vars.insert(table.substr(b, e - b));
+  }
+  EXPECT_EQ(vars.size(), 13u);
+  for (const std::string& v : vars) {
+    setenv(v.c_str(), "not-a-value", 1);
+    auto r = RuntimeOptions::FromEnv();
+    unsetenv(v.c_str());
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << v << " is not read by FromEnv";
+    EXPECT_NE(r.status().message().find(v), std::string::npos) << r.status().ToString();
+    EXPECT_NE(man.find("\\fB" + v + "\\fR"), std::string::npos) << v << " missing in libhct.3";
+  }
+}
+
 TEST(CApiTest, SafetensorsOpenLookupLoadExport) {
   std::string dir = TempDir("capi");
   std::vector<uint16_t> a(64 * 32), b(3 * 5);
