@@ -79,9 +79,11 @@ std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
   for (auto& s : specs)
     for (size_t i = 0; i < ts.size(); ++i)
       if (s.name == ts[i].name) {
-        s.xxh3 = hashes[i];
-        s.block_xxh3 = blocks[i];
-        s.block_bytes = hct::kBlockHashBytes;
+        hct::FileRange r = *s.file();
+        r.xxh3 = hashes[i];
+        r.block_xxh3 = blocks[i];
+        r.block_bytes = hct::kBlockHashBytes;
+        s.source = hct::FileSource(std::move(r));
       }
   return specs;
 }
@@ -300,7 +302,11 @@ int main(int argc, char** argv) {
     std::vector<hct::TensorSpec> keep;
     if (!blocks) {
       keep = specs;
-      for (auto& s : specs) s.block_xxh3.clear();
+      for (auto& s : specs) {
+        hct::FileRange r = *s.file();
+        r.block_xxh3.clear();
+        s.source = hct::FileSource(std::move(r));
+      }
     }
     timed_load(**rt);
     std::vector<double> v;

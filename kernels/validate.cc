@@ -132,4 +132,27 @@ Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream) {
 }
 #endif
 
+uint64_t QueryDctqDecodeSymbolBytes(const DctqDecodeArgs& a) {
+  if (a.row_end <= a.row_begin) return 0;
+  const uint64_t per = a.symbol_type == DType::kI16 ? 2 : 1;
+  return (a.row_end - a.row_begin) * a.cols * per;
+}
+
+HuffBatchWorkspace QueryHuffDecodeBatchWorkspace(const uint64_t* payload_bytes,
+                                                 const uint64_t* symbols, uint32_t count,
+                                                 uint64_t payload_align) {
+  const uint64_t al = payload_align < 4 ? 4 : payload_align;
+  auto up = [al](uint64_t x) { return (x + al - 1) / al * al; };
+  HuffBatchWorkspace w;
+  w.payload_begin = up(uint64_t(count) * sizeof(HuffChunk));
+  uint64_t p = w.payload_begin, syms = 0;
+  for (uint32_t k = 0; k < count; ++k) {
+    p += up(payload_bytes[k]);
+    syms += symbols[k];
+  }
+  w.symbols_begin = p;
+  w.bytes = p + syms;
+  return w;
+}
+
 }  // namespace hct

@@ -243,7 +243,6 @@ int MakeStreamer(hct_streamer* s) {
     layers.push_back(s->rt->catalog.Layer(i));
     s->max_tensors = std::max<int64_t>(s->max_tensors, int64_t(layers.back().size()));
   }
-  s->s.reset();  // its worker stops before the new one allocates (device memory stays bounded)
   auto r = hct::LayerStreamer::Create(s->rt->rt.get(), std::move(layers), s->prefetch, s->stream);
   if (!r.ok()) return Fail(r.status());
   s->s = std::move(*r);
@@ -370,7 +369,9 @@ int hct_streamer_next(hct_streamer* s, int* index, hct_tensor** out, int64_t cap
 
 int hct_streamer_restart(hct_streamer* s) {
   if (!s) return Fail(hct::Status::InvalidArgument("hct_streamer_restart: null streamer"));
-  return MakeStreamer(s);
+  if (!s->s) return MakeStreamer(s);
+  hct::Status st = s->s->Restart();  // same slots and rings: nothing is allocated
+  return st.ok() ? Ok() : Fail(st);
 }
 
 void hct_streamer_free(hct_streamer* s) { delete s; }

@@ -158,8 +158,9 @@ uint64_t hct_streamer_slot_bytes(const hct_streamer* s);
  * slot returns when all are freed and their DLPack exports dropped). HCT_OUT_OF_RANGE after the
  * last layer. */
 int hct_streamer_next(hct_streamer* s, int* index, hct_tensor** out, int64_t cap, int64_t* n);
-/* Starts again at layer 0 (the next token). Held layers stay valid. Note: hct::LayerStreamer has
- * no restart, so this replaces the streamer (its slots are allocated again); see libhct(3). */
+/* Starts again at layer 0 (the next token) in the same slots and staging rings
+ * (hct::LayerStreamer::Restart: nothing is allocated). Held layers stay valid; prefetched layers
+ * not handed out are dropped. */
 int hct_streamer_restart(hct_streamer* s);
 void hct_streamer_free(hct_streamer* s);
 

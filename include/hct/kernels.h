@@ -55,6 +55,9 @@ struct DctqDecodeArgs {
 
 // Checks `a` without touching the GPU (also available in builds without CUDA).
 Status ValidateDctqDecode(const DctqDecodeArgs& a);
+// Bytes of device symbols that LaunchDctqDecode reads for `a` (rows [row_begin, row_end), all
+// columns, symbol_type each): the workspace to allocate for them. 0 for an empty band.
+uint64_t QueryDctqDecodeSymbolBytes(const DctqDecodeArgs& a);
 // Validates and enqueues the decode on `stream`.
 Status LaunchDctqDecode(const DctqDecodeArgs& a, GpuStream stream);
 
@@ -118,6 +121,21 @@ struct HuffBatchArgs {
   uint32_t* error = nullptr;
 };
 Status ValidateHuffDecodeBatch(const HuffBatchArgs& a);
+// The workspace of one LaunchHuffDecodeBatch over chunks k = 0..count-1 (payload_bytes[k],
+// symbols[k] each), in one device allocation (and the same offsets in a host staging copy of
+// it): the `count` HuffChunk descriptors at offset 0, chunk k's payload at payload_offset(k) (a
+// multiple of payload_align, itself a multiple of 4; 4096 lets O_DIRECT reads land in place),
+// then every chunk's symbols back to back in chunk order from symbols_begin -- the band that one
+// LaunchDctqDecode reads when the chunks are consecutive rows. Callers size buffers from this
+// query instead of assembling the layout themselves.
+struct HuffBatchWorkspace {
+  uint64_t payload_begin = 0;  // offset of the first payload
+  uint64_t symbols_begin = 0;  // offset of the first chunk's symbols
+  uint64_t bytes = 0;          // the whole workspace
+};
+HuffBatchWorkspace QueryHuffDecodeBatchWorkspace(const uint64_t* payload_bytes,
+                                                 const uint64_t* symbols, uint32_t count,
+                                                 uint64_t payload_align);
 Status LaunchHuffDecodeBatch(const HuffBatchArgs& a, GpuStream stream);
 Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream stream);
 

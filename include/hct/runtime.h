@@ -1,8 +1,8 @@
 // hct/runtime.h: streaming tensors from files (cache entries or safetensors) to the GPU, or to
 // host memory when there is no GPU (same API).
 //
-// A load reads bytes [offset, offset+length) of a file (a TensorSpec) into device memory that the
-// caller gives or the runtime allocates. Two engines:
+// A load reads a tensor (a TensorSpec: what it is, and its source) into device memory that the
+// caller gives or the runtime allocates. Byte ranges (FileRange) load two ways:
 //  - resident: the file is mmapped and cudaHostRegister'ed (read-only) once, within
 //    RuntimeOptions::resident_budget of locked memory; every load is then one cudaMemcpyAsync
 //    straight from the page cache (DMA, no CPU copy).
@@ -10,9 +10,11 @@
 //    ring of pinned staging buffers allocated once (staging_bytes), each chunk copied to the GPU
 //    with cudaMemcpyAsync on `streams` internal streams while the next chunks are read. Pinned
 //    memory stays within the ring whatever the model size.
-// Checksums are verified on the way: block checksums (TensorSpec::block_xxh3) by each I/O thread
-// for the pieces it read, in parallel; otherwise the whole-tensor XXH3-64 (TensorSpec::xxh3) in
-// piece order. A mismatch is Code::kCorruption naming the tensor and no handle is handed out.
+// Checksums are verified on the way: block checksums (FileRange::block_xxh3) by each I/O thread
+// for the pieces it read, in parallel; otherwise the whole-tensor XXH3-64 (FileRange::xxh3) in
+// piece order. A mismatch is Code::kCorruption "<file>: tensor '<name>': ... checksum mismatch"
+// and no handle is handed out. The library never prints: problems come back as Status, and
+// what it worked around (a refused registration, a cache fallback) in RuntimeStats.
 //
 // Ordering: Load() returns once every copy is enqueued (the file reads of a one-shot load are done
 // by then; the DMA may still run). The handle's event is recorded on the caller's stream after
@@ -27,16 +29,16 @@
 // placement decodes with the CPU reference decoder. Cache tensors (Catalog::FromCache, or
 // FromHct with a cache) are leased while loading and while loaded, and their reads recorded.
 //
-// Settings (RuntimeOptions::FromEnv): HCT_STAGING_BYTES, HCT_CHUNK_BYTES, HCT_IO_THREADS,
-// HCT_DECODE_THREADS, HCT_COMPRESSED_SLOT_BYTES, HCT_COMPRESSED_STAGING_BYTES, HCT_STREAMS, HCT_COPY_STEP, HCT_O_DIRECT=on|off|auto, HCT_VERIFY=on|off,
-// HCT_RESIDENT_BUDGET, HCT_DEVICE, HCT_FORCE_HOST=1. Sizes take "64M", "1G", "4096" (powers of
-// 1024). See docs/runtime.md.
+// Settings: RuntimeOptions, overlaid with the HCT_* environment variables by
+// RuntimeOptions::FromEnv; the one table of them (name, default, meaning) is docs/runtime.md
+// "Settings".
 //
 // Thread safety: a Runtime may be used from several threads; one-shot loads share the staging
 // ring and run one at a time.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -53,37 +55,42 @@ namespace hct {
 
 class Cache;
 
-namespace detail {
-struct HctRef;    // a tensor of an opened HCT file and its chunk decoder (runtime/detail/sources.h)
-struct CacheRef;  // the cache and the tensor's row id
-}  // namespace detail
-
-// What one load reads: a byte range of a file and what those bytes are. The seam between the
-// runtime and where tensors come from (a cache entry, a safetensors file).
-struct TensorSpec {
-  std::string name;
-  std::string path;         // the file
-  uint64_t offset = 0;      // absolute file offset of the first byte
-  uint64_t length = 0;      // bytes; must equal shape x dtype
-  std::optional<uint64_t> xxh3;  // XXH3-64 of exactly those bytes; nullopt: nothing to verify
+// A tensor's bytes as they are in a file, and their checksums.
+struct FileRange {
+  std::string path;     // the file
+  uint64_t offset = 0;  // absolute file offset of the first byte
+  std::optional<uint64_t> xxh3;  // XXH3-64 of the tensor's bytes; nullopt: nothing to verify
   // Optional block checksums: XXH3-64 of each `block_bytes` block counted from the tensor's first
   // byte (the last one may be shorter), as hct::BlockXxh3 computes them. When present (and the
   // count matches), one-shot loads verify every piece on the thread that read it, in parallel,
   // instead of one sequential XXH3 over the tensor (`xxh3` is then not recomputed).
   std::vector<uint64_t> block_xxh3;
   uint64_t block_bytes = 0;  // a multiple of 4096 when block_xxh3 is set
+};
+
+// Where a tensor's bytes come from (opaque): a byte range of a file (FileSource), a cache entry
+// (Catalog::FromCache), an HCT tensor (Catalog::FromHct), or a cache entry with the HCT tensor
+// to fall back on (FromHct with a cache). Which one a load reads is decided per load: a cache
+// entry that is gone or fails its checksum is decoded from the HCT source instead.
+class TensorSource;
+std::shared_ptr<const TensorSource> FileSource(FileRange range);
+
+// What a tensor is, and where its bytes come from.
+struct TensorSpec {
+  std::string name;
   DType dtype = DType::kU8;
   std::vector<int64_t> shape;
-  int layer = -1;           // layer number, -1 for tensors outside the layers
-  // Set by Catalog::FromCache (and FromHct with a cache, for warm tensors): the entry file is
-  // leased while the tensor loads and while it is loaded, and each load is recorded (batched).
-  std::shared_ptr<const detail::CacheRef> cache;
-  // Set by Catalog::FromHct: the compressed source. Without `cache` (or when the cache entry is
-  // gone or fails its checksum) the tensor is decoded from it; `path` is then the HCT file and
-  // offset/xxh3 unused.
-  std::shared_ptr<const detail::HctRef> hct;
-  // Where a load reads from: a plain byte range unless only `hct` is set.
-  bool compressed() const { return hct != nullptr && cache == nullptr; }
+  int layer = -1;       // layer number, -1 for tensors outside the layers
+  uint64_t length = 0;  // bytes; must equal shape x dtype
+  std::shared_ptr<const TensorSource> source;
+
+  // The byte range read when the tensor is read as it is (a file range or a cache entry);
+  // nullptr for a tensor that only has a compressed source.
+  const FileRange* file() const;
+  // The file a load reads first: file()->path, else the HCT file; "" without a source.
+  const std::string& path() const;
+  bool from_cache() const;             // the range is a cache entry (leased, access recorded)
+  bool has_compressed_source() const;  // an HCT tensor to decode (alone or as the fallback)
 };
 
 enum class ODirectMode { kOff, kOn, kAuto };
@@ -125,25 +132,24 @@ struct RuntimeOptions {
 using StreamHandle = void*;
 using EventHandle = void*;
 
-namespace detail {
-struct Buffer;      // memory that one or more loaded tensors live in
-struct LoadState;   // the completion event of one Load()
-class Engine;
-}  // namespace detail
-
 // One loaded tensor: where its bytes are and when they are there. Copies share the memory; the
 // memory is released (or its layer-pool slot returned) when the last copy and the last DLPack
 // export are gone.
 class LoadedTensor {
  public:
   LoadedTensor() = default;
+  // Made by the runtime: `keep` owns the memory (and the event) for as long as copies live.
+  LoadedTensor(std::shared_ptr<const TensorSpec> spec, void* data, std::shared_ptr<void> keep,
+               EventHandle event, Placement placement, int device)
+      : spec_(std::move(spec)), keep_(std::move(keep)), data_(data), event_(event),
+        placement_(placement), device_(device) {}
   const TensorSpec& spec() const { return *spec_; }
   void* data() const { return data_; }
   uint64_t bytes() const { return spec_ ? spec_->length : 0; }
-  Placement placement() const;
-  int device() const;
+  Placement placement() const { return placement_; }
+  int device() const { return device_; }
   // cudaEvent_t recorded on the caller's stream after the copies; null for host placement.
-  EventHandle event() const;
+  EventHandle event() const { return event_; }
   // Blocks until the bytes are in place (cudaEventSynchronize on event()).
   Status Wait() const;
   // A DLManagedTensor sharing the memory (compact row-major); the consumer calls its deleter.
@@ -152,11 +158,24 @@ class LoadedTensor {
   bool valid() const { return data_ != nullptr || (spec_ && spec_->length == 0); }
 
  private:
-  friend class detail::Engine;
   std::shared_ptr<const TensorSpec> spec_;
-  std::shared_ptr<detail::Buffer> buffer_;
-  std::shared_ptr<detail::LoadState> state_;
+  std::shared_ptr<void> keep_;
   void* data_ = nullptr;
+  EventHandle event_ = nullptr;
+  Placement placement_ = Placement::kHost;
+  int device_ = -1;
+};
+
+// Where LoadMany puts its tensors (PackOffsets layout).
+struct LoadTarget {
+  void* dst = nullptr;  // caller memory of dst_bytes (device for kDevice); null: allocated
+  uint64_t dst_bytes = 0;
+  // Called once when the last handle of the load (LoadedTensor, DLPack export) is gone, from
+  // the thread that drops it (e.g. to return a slot of the caller's pool). Not called when the
+  // load fails: the memory is then the caller's again at once.
+  std::function<void()> on_release;
+  // A cudaEvent_t that the copies must follow too (besides the caller's stream); may be null.
+  EventHandle wait_before = nullptr;
 };
 
 struct RuntimeStats {
@@ -177,6 +196,13 @@ struct RuntimeStats {
   // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
   // (entry evicted or corrupt).
   uint64_t loads_cache = 0, cache_fallbacks = 0;
+  // One-time setup (rings, device scratch, decode threads, resident registration), made at
+  // Create, by Prepare or on the first load that needs it: seconds spent, bytes allocated or
+  // registered, and how many such allocations there were. Loads after the setup add none.
+  double setup_seconds = 0;
+  uint64_t setup_bytes = 0, setup_allocations = 0;
+  // Memory for tensors: Runtime::Allocate and loads without a destination.
+  uint64_t buffer_allocations = 0;
   std::string resident_fallback;  // why resident mode was last refused ("file: reason"), or empty
   // The last corrupt cache entry that was served from its compressed source instead, or empty.
   std::string cache_fallback_reason;
@@ -186,17 +212,19 @@ struct RuntimeStats {
 // total in `*total`.
 std::vector<uint64_t> PackOffsets(std::span<const TensorSpec> specs, uint64_t* total);
 
+// Made by Create; the implementation is internal (runtime/runtime.cc over runtime/detail/).
 class Runtime {
  public:
   // Picks the placement: device when CUDA is compiled in, a device is present and !force_host.
+  // Makes the raw staging ring, the copy streams and the io threads (counted as setup).
   static Result<std::unique_ptr<Runtime>> Create(const RuntimeOptions& options = {});
-  ~Runtime();
+  virtual ~Runtime() = default;
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
-  Placement placement() const;
-  int device() const;
-  const RuntimeOptions& options() const;
+  virtual Placement placement() const = 0;
+  virtual int device() const = 0;
+  virtual const RuntimeOptions& options() const = 0;
 
   // Loads one tensor. `dst` (device memory for kDevice, host memory for kHost) must hold
   // spec.length bytes; null: the runtime allocates. `stream`: the caller's cudaStream_t (null:
@@ -207,22 +235,35 @@ class Runtime {
   Result<std::vector<LoadedTensor>> LoadMany(std::span<const TensorSpec> specs,
                                              StreamHandle stream = nullptr, void* dst = nullptr,
                                              uint64_t dst_bytes = 0);
+  // LoadMany into `target`.
+  virtual Result<std::vector<LoadedTensor>> LoadInto(std::span<const TensorSpec> specs,
+                                                     StreamHandle stream,
+                                                     const LoadTarget& target) = 0;
+  // Memory in this runtime's placement (device memory on a GPU), freed when the last copy of
+  // the pointer is dropped; e.g. the slots of a LayerStreamer.
+  virtual Result<std::shared_ptr<void>> Allocate(uint64_t bytes) = 0;
+  // The one-time setup that loads would otherwise do on first use, made now so that the first
+  // load includes none of it (Create already made the raw ring, the copy streams and the io
+  // threads): the compressed path's decode threads, its pinned ring and (GPU) its device
+  // scratch. Counted in the setup_* stats; a second call does nothing.
+  virtual Status Prepare() = 0;
+  // The setup that loads of `specs` need, only that: the compressed path's resources (as
+  // Prepare()) when a spec has a compressed source, with the decode threads' read buffers sized
+  // for these tensors' chunks, and (resident_budget > 0) mapping and registering their files.
+  virtual Status Prepare(std::span<const TensorSpec> specs) = 0;
 
   // Maps and registers `path` now (resident mode), verifying nothing yet. ResourceExhausted when
   // it does not fit the budget; Internal (with the CUDA error) when registration fails.
-  Status MakeResident(const std::string& path);
-  bool IsResident(const std::string& path) const;
+  virtual Status MakeResident(const std::string& path) = 0;
+  virtual bool IsResident(const std::string& path) const = 0;
   // Unregisters and unmaps every resident file (waits for nothing: call after your loads are
   // done).
-  Status ReleaseResident();
+  virtual Status ReleaseResident() = 0;
 
-  RuntimeStats stats() const;
+  virtual RuntimeStats stats() const = 0;
 
-  detail::Engine* engine() { return engine_.get(); }
-
- private:
-  explicit Runtime(std::unique_ptr<detail::Engine> e);
-  std::unique_ptr<detail::Engine> engine_;
+ protected:
+  Runtime() = default;
 };
 
 // Where tensors come from: a list of TensorSpecs by name and by layer.
@@ -267,24 +308,30 @@ struct StreamedLayer {
 
 // Iterates layers in order with `prefetch` layers loading ahead, in prefetch + 1 device buffers
 // allocated once (each as large as the largest layer) and reused.
+// Made by Create over the public Runtime API; the implementation is internal.
 class LayerStreamer {
  public:
+  // Allocates the slots (Runtime::Allocate) and does the runtime's one-time setup for these
+  // layers (Runtime::Prepare) before the first layer loads.
   static Result<std::unique_ptr<LayerStreamer>> Create(Runtime* runtime,
                                                        std::vector<std::vector<TensorSpec>> layers,
                                                        int prefetch, StreamHandle stream);
-  ~LayerStreamer();
+  virtual ~LayerStreamer() = default;
+  LayerStreamer(const LayerStreamer&) = delete;
+  LayerStreamer& operator=(const LayerStreamer&) = delete;
   // The next layer; OutOfRange after the last one. The first error of a prefetched load comes
   // out here, for the layer it belongs to.
-  Result<StreamedLayer> Next();
-  int num_layers() const;
-  uint64_t slot_bytes() const;
-  int slots() const;
+  virtual Result<StreamedLayer> Next() = 0;
+  // Starts again at layer 0 (the next token) in the same slots and through the same rings:
+  // nothing is allocated. Layers still held stay valid (their slots are reused once dropped);
+  // prefetched layers not handed out are dropped. Also clears an error.
+  virtual Status Restart() = 0;
+  virtual int num_layers() const = 0;
+  virtual uint64_t slot_bytes() const = 0;
+  virtual int slots() const = 0;
 
-  struct Impl;
-
- private:
-  explicit LayerStreamer(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+ protected:
+  LayerStreamer() = default;
 };
 
 // DLPack dtype of a safetensors dtype (bits per element, lanes 1); Unsupported for none.

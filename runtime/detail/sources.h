@@ -1,9 +1,13 @@
-// runtime/detail/sources.h: where a TensorSpec's bytes come from besides a plain file range
-// (internal): an HCT tensor (compressed) and a cache row (leased, access recorded).
+// runtime/detail/sources.h: where a TensorSpec's bytes come from (internal): the definition of
+// the opaque hct::TensorSource -- a plain byte range of a file, a cache row (its entry file,
+// leased while loading, access recorded), an HCT tensor (compressed), or a cache row with an
+// HCT source to fall back on. What is actually read for a load is decided by the
+// SourcePlanner (runtime/detail/source_planner.h), nowhere else.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "hct/cache.h"
 #include "hct/codec.h"
@@ -23,9 +27,16 @@ struct HctRef {
   uint64_t max_decoded_chunk = 0;
 };
 
-struct CacheRef {
-  std::shared_ptr<Cache> cache;
-  int64_t tensor_id = 0;
+}  // namespace hct::detail
+
+namespace hct {
+
+class TensorSource {
+ public:
+  std::optional<FileRange> range;  // the bytes as they are: safetensors, a cache entry
+  std::shared_ptr<Cache> cache;    // set: `range` is this cache row's entry file
+  int64_t tensor_id = 0;           // the cache row
+  std::shared_ptr<const detail::HctRef> hct;  // the compressed source
 };
 
-}  // namespace hct::detail
+}  // namespace hct

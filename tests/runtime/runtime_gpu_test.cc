@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "gpu_test_util.h"
 #include "hct/runtime.h"
@@ -112,9 +113,7 @@ TEST(GpuLoadTest, LayerStreamingWithPrefetch) {
   o.staging_bytes = 1 << 20;
   auto rt = Runtime::Create(o);
   ASSERT_TRUE(rt.ok());
-  Catalog cat = Catalog::FromSpecs(f.specs);
-  std::vector<std::vector<TensorSpec>> layers;
-  for (int i = 0; i < cat.num_layers(); ++i) layers.push_back(cat.Layer(i));
+  auto layers = test::LayersOf(f.specs);
   cudaStream_t s;
   ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
   auto ls = LayerStreamer::Create(rt->get(), layers, 2, s);
@@ -140,10 +139,56 @@ TEST(GpuLoadTest, LayerStreamingWithPrefetch) {
   cudaStreamDestroy(s);
 }
 
+// Restart on the GPU: three passes give the same bytes from the same device slots, and no pass
+// after the first allocates anything (pinned rings, device scratch, slots: the setup counters).
+TEST(GpuLoadTest, LayerStreamerRestartReusesSlotsAndRings) {
+  REQUIRE_GPU();
+  auto f = MakeFile(TempDir("gpu_restart") + "/a.bin", 256u << 10, 31, 6, 3);
+  auto o = SmallRing(ODirectMode::kAuto, false);
+  o.chunk_bytes = 64 << 10;
+  o.staging_bytes = 256 << 10;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  auto ls = LayerStreamer::Create(rt->get(), layers, 1, s);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  const RuntimeStats created = (*rt)->stats();
+  EXPECT_GT(created.pinned_staging_bytes, 0u);
+  EXPECT_EQ(created.buffer_allocations, 2u);
+  std::set<void*> slots;
+  for (int pass = 0; pass < 3; ++pass) {
+    if (pass > 0) ASSERT_TRUE((*ls)->Restart().ok());
+    for (int i = 0; i < 6; ++i) {
+      auto layer = (*ls)->Next();
+      ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+      ASSERT_EQ(layer->index, i);
+      slots.insert(layer->tensors[0].data());
+      for (size_t k = 0; k < layer->tensors.size(); ++k) {
+        std::vector<unsigned char> h(layer->tensors[k].bytes());
+        ASSERT_EQ(cudaMemcpyAsync(h.data(), layer->tensors[k].data(), h.size(),
+                                  cudaMemcpyDeviceToHost, s), cudaSuccess);
+        ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+        EXPECT_TRUE(h == f.bytes[size_t(i) * 3 + k]) << "pass " << pass << " layer " << i;
+      }
+    }
+    EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+    const RuntimeStats now = (*rt)->stats();
+    EXPECT_EQ(now.setup_allocations, created.setup_allocations) << "pass " << pass;
+    EXPECT_EQ(now.setup_bytes, created.setup_bytes);
+    EXPECT_EQ(now.buffer_allocations, created.buffer_allocations);
+    EXPECT_EQ(now.pinned_staging_bytes, created.pinned_staging_bytes);
+  }
+  EXPECT_EQ(slots.size(), 2u);
+  ls->reset();
+  cudaStreamDestroy(s);
+}
+
 TEST(GpuLoadTest, CorruptedEntryRefused) {
   REQUIRE_GPU();
   auto f = MakeFile(TempDir("gpu_corrupt") + "/a.bin", 200000, 14);
-  test::FlipByte(f.path, f.specs[9].offset + f.specs[9].length / 2);
+  test::FlipByte(f.path, f.specs[9].file()->offset + f.specs[9].length / 2);
   for (int mode = 0; mode < 3; ++mode) {
     auto o = SmallRing(mode == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
     if (mode == 2) o.resident_budget = 64ull << 20;
@@ -161,10 +206,12 @@ TEST(GpuLoadTest, CorruptedEntryRefused) {
 void AddBlocks(test::TestFile& f, uint64_t block) {
   for (size_t i = 0; i < f.specs.size(); ++i) {
     TensorSpec& s = f.specs[i];
-    s.block_bytes = block;
-    s.block_xxh3.clear();
-    for (uint64_t o = 0; o < s.length; o += block)
-      s.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    test::EditRange(s, [&](FileRange& r) {
+      r.block_bytes = block;
+      r.block_xxh3.clear();
+      for (uint64_t o = 0; o < s.length; o += block)
+        r.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    });
   }
 }
 
@@ -174,7 +221,7 @@ TEST_P(GpuLoad, BlockChecksumsEveryDTypeBitExact) {
   AddBlocks(f, 16 << 10);
   uint64_t total = 0;
   for (TensorSpec& s : f.specs) {
-    s.xxh3.reset();  // only the blocks verify
+    test::EditRange(s, [](FileRange& r) { r.xxh3.reset(); });  // only the blocks verify
     total += s.length;
   }
   auto o = SmallRing(GetParam() == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
@@ -202,7 +249,7 @@ TEST_P(GpuLoad, BlockChecksumsEveryDTypeBitExact) {
   EXPECT_EQ((*rt2)->stats().bytes_verified, total);
   // Without checksums too (the plain buffered path in steps).
   std::vector<TensorSpec> plain = f.specs;
-  for (TensorSpec& p : plain) p.block_xxh3.clear();
+  for (TensorSpec& p : plain) test::EditRange(p, [](FileRange& r) { r.block_xxh3.clear(); });
   auto raw = (*rt2)->LoadMany(plain, s);
   ASSERT_TRUE(raw.ok()) << raw.status().ToString();
   for (size_t i = 0; i < f.specs.size(); ++i) EXPECT_EQ(ToHost((*raw)[i]), f.bytes[i]);
@@ -213,7 +260,7 @@ TEST(GpuLoadTest, CorruptedBlockRefused) {
   REQUIRE_GPU();
   auto f = MakeFile(TempDir("gpu_corrupt_block") + "/a.bin", 200000, 16);
   AddBlocks(f, 16 << 10);
-  test::FlipByte(f.path, f.specs[9].offset + 3 * (16 << 10) + 7);
+  test::FlipByte(f.path, f.specs[9].file()->offset + 3 * (16 << 10) + 7);
   for (int mode = 0; mode < 3; ++mode) {
     auto o = SmallRing(mode == 1 ? ODirectMode::kOn : ODirectMode::kOff, false);
     o.chunk_bytes = 64 << 10;

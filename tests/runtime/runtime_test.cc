@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
 
 #include "hct/hct.h"
@@ -59,10 +61,12 @@ INSTANTIATE_TEST_SUITE_P(Modes, HostLoad,
 void AddBlocks(TestFileRef f, uint64_t block) {
   for (size_t i = 0; i < f.specs.size(); ++i) {
     TensorSpec& s = f.specs[i];
-    s.block_bytes = block;
-    s.block_xxh3.clear();
-    for (uint64_t o = 0; o < s.length; o += block)
-      s.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    test::EditRange(s, [&](FileRange& r) {
+      r.block_bytes = block;
+      r.block_xxh3.clear();
+      for (uint64_t o = 0; o < s.length; o += block)
+        r.block_xxh3.push_back(XXH3_64bits(f.bytes[i].data() + o, std::min(block, s.length - o)));
+    });
   }
 }
 
@@ -71,7 +75,7 @@ TEST_P(HostLoad, BlockChecksumsEveryDTypeBitExact) {
   AddBlocks(f, 4096);  // 4096-byte blocks fit the 8 KiB slots even at unaligned offsets
   uint64_t total = 0;
   for (TensorSpec& s : f.specs) {
-    s.xxh3.reset();  // only the blocks can verify
+    test::EditRange(s, [](FileRange& r) { r.xxh3.reset(); });  // only the blocks can verify
     total += s.length;
   }
   auto rt = Runtime::Create(SmallRing(GetParam(), true));
@@ -93,12 +97,13 @@ TEST(HostLoadTest, CorruptedBlockNamesTensorAndBlock) {
   AddBlocks(f, 4096);
   const TensorSpec& s = f.specs[9];
   ASSERT_GT(s.length, 3u * 4096);
-  test::FlipByte(f.path, s.offset + 2 * 4096 + 5);
+  test::FlipByte(f.path, s.file()->offset + 2 * 4096 + 5);
   auto check = [&](const Status& st) {
     EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
     EXPECT_NE(st.message().find("tensor '" + s.name + "'"), std::string::npos) << st.ToString();
     EXPECT_NE(st.message().find("block 2 "), std::string::npos) << st.ToString();
     EXPECT_NE(st.message().find(f.path), std::string::npos) << st.ToString();
+    EXPECT_TRUE(test::IsChecksumFailure(st, f.path, s.name));
   };
   for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
     auto rt = Runtime::Create(SmallRing(od, true));
@@ -129,9 +134,10 @@ TEST(HostLoadTest, BlocksThatDoNotFitASlotFallBackToWholeHash) {
   // whole-tensor XXH3 verifies (in piece order), and a bad block count is ignored the same way.
   auto f = MakeFile(TempDir("blocks_fallback") + "/a.bin", 40000, 13);
   AddBlocks(f, 8192);
-  f.specs[4].block_bytes = 4096;  // count no longer matches: ignored
+  test::EditRange(f.specs[4], [](FileRange& r) { r.block_bytes = 4096; });  // count no longer
+  // matches: ignored
   const TensorSpec& s = f.specs[9];
-  test::FlipByte(f.path, s.offset + 5);
+  test::FlipByte(f.path, s.file()->offset + 5);
   auto rt = Runtime::Create(SmallRing(ODirectMode::kOn, true));
   ASSERT_TRUE(rt.ok());
   auto bad = (*rt)->Load(s);
@@ -162,7 +168,7 @@ TEST(HostLoadTest, CallerMemory) {
 TEST(HostLoadTest, CorruptedTensorRefused) {
   auto f = MakeFile(TempDir("corrupt") + "/a.bin", 40000, 3);
   const TensorSpec& s = f.specs[9];
-  test::FlipByte(f.path, s.offset + s.length - 1);  // the last chunk: checked at the end
+  test::FlipByte(f.path, s.file()->offset + s.length - 1);  // the last chunk: checked at the end
   for (ODirectMode od : {ODirectMode::kOff, ODirectMode::kOn}) {
     auto rt = Runtime::Create(SmallRing(od, true));
     ASSERT_TRUE(rt.ok());
@@ -172,6 +178,7 @@ TEST(HostLoadTest, CorruptedTensorRefused) {
     EXPECT_NE(t.status().message().find("tensor '" + s.name + "'"), std::string::npos)
         << t.status().ToString();
     EXPECT_NE(t.status().message().find("checksum mismatch"), std::string::npos);
+    EXPECT_TRUE(test::IsChecksumFailure(t.status(), f.path, s.name));
     // The neighbours still load, and the batch that holds the bad tensor fails as a whole.
     EXPECT_TRUE((*rt)->Load(f.specs[8]).ok());
     EXPECT_EQ((*rt)->LoadMany(f.specs).status().code(), Code::kCorruption);
@@ -190,12 +197,12 @@ TEST(HostLoadTest, BadSpecs) {
   auto rt = Runtime::Create(SmallRing(ODirectMode::kAuto, true));
   ASSERT_TRUE(rt.ok());
   TensorSpec s = f.specs[0];
-  s.path += ".missing";
+  test::EditRange(s, [](FileRange& r) { r.path += ".missing"; });
   auto r = (*rt)->Load(s);
   EXPECT_EQ(r.status().code(), Code::kNotFound);
   EXPECT_NE(r.status().message().find(s.name), std::string::npos);
   s = f.specs.back();
-  s.offset += 1u << 20;
+  test::EditRange(s, [](FileRange& r) { r.offset += 1u << 20; });
   r = (*rt)->Load(s);
   EXPECT_EQ(r.status().code(), Code::kOutOfRange) << r.status().ToString();
   s = f.specs[12];  // F32
@@ -239,7 +246,7 @@ TEST(HostLoadTest, ResidentAndFallback) {
 
 TEST(HostLoadTest, ResidentCorruptionRefused) {
   auto f = MakeFile(TempDir("rescorrupt") + "/a.bin", 20000, 6);
-  test::FlipByte(f.path, f.specs[4].offset);
+  test::FlipByte(f.path, f.specs[4].file()->offset);
   auto o = SmallRing(ODirectMode::kOff, true);
   o.resident_budget = 64ull << 20;
   auto rt = Runtime::Create(o);
@@ -247,6 +254,7 @@ TEST(HostLoadTest, ResidentCorruptionRefused) {
   auto t = (*rt)->Load(f.specs[4]);
   EXPECT_EQ(t.status().code(), Code::kCorruption);
   EXPECT_NE(t.status().message().find(f.specs[4].name), std::string::npos);
+  EXPECT_TRUE(test::IsChecksumFailure(t.status(), f.path, f.specs[4].name));
   EXPECT_TRUE((*rt)->Load(f.specs[5]).ok());
 }
 
@@ -274,14 +282,91 @@ TEST(HostLoadTest, LayerStreamingWithPrefetch) {
   EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
 }
 
-TEST(HostLoadTest, LayerStreamingCorruptLayer) {
-  auto f = MakeFile(TempDir("layers_bad") + "/a.bin", 8000, 8, 5, 3);
-  test::FlipByte(f.path, f.specs[3 * 3 + 1].offset + 7);
+// The setup counters of `st`: Restart and later passes must leave them as they are.
+std::vector<uint64_t> SetupCounts(const RuntimeStats& st) {
+  return {st.setup_allocations, st.setup_bytes, st.buffer_allocations, st.pinned_staging_bytes,
+          st.hct_device_scratch_bytes};
+}
+
+TEST(HostLoadTest, LayerStreamerRestartReusesSlotsAndRings) {
+  auto f = MakeFile(TempDir("restart") + "/a.bin", 12000, 21, /*layers=*/5, /*per_layer=*/3);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kAuto, true));
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  auto ls = LayerStreamer::Create(rt->get(), layers, /*prefetch=*/1, nullptr);
+  ASSERT_TRUE(ls.ok()) << ls.status().ToString();
+  const RuntimeStats created = (*rt)->stats();
+  EXPECT_EQ(created.buffer_allocations, 2u);  // the two slots
+  EXPECT_GT(created.setup_allocations, 0u);   // the ring, at Create
+  std::set<void*> slots;
+  for (int pass = 0; pass < 3; ++pass) {
+    if (pass > 0) ASSERT_TRUE((*ls)->Restart().ok());
+    for (int i = 0; i < 5; ++i) {
+      auto layer = (*ls)->Next();
+      ASSERT_TRUE(layer.ok()) << "pass " << pass << ": " << layer.status().ToString();
+      EXPECT_EQ(layer->index, i);
+      ASSERT_EQ(layer->tensors.size(), 3u);
+      for (size_t k = 0; k < 3; ++k) ExpectBytes(layer->tensors[k], f.bytes[size_t(i) * 3 + k]);
+      slots.insert(layer->tensors[0].data());
+    }
+    EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+    EXPECT_EQ(SetupCounts((*rt)->stats()), SetupCounts(created)) << "pass " << pass;
+  }
+  EXPECT_EQ(slots.size(), 2u);  // the same two slots in every pass
+  EXPECT_EQ((*rt)->stats().loads_one_shot, 15u * 3u);
+}
+
+TEST(HostLoadTest, LayerStreamerRestartMidPassKeepsHeldLayers) {
+  auto f = MakeFile(TempDir("restart_mid") + "/a.bin", 12000, 22, 4, 2);
   auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
   ASSERT_TRUE(rt.ok());
-  Catalog cat = Catalog::FromSpecs(f.specs);
-  std::vector<std::vector<TensorSpec>> layers;
-  for (int i = 0; i < 5; ++i) layers.push_back(cat.Layer(i));
+  auto layers = test::LayersOf(f.specs);
+  auto ls = LayerStreamer::Create(rt->get(), layers, 2, nullptr);
+  ASSERT_TRUE(ls.ok());
+  ASSERT_TRUE((*ls)->Next().ok());
+  auto held = (*ls)->Next();  // layer 1, held across the restart
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->index, 1);
+  ASSERT_TRUE((*ls)->Restart().ok());
+  for (int i = 0; i < 4; ++i) {  // two slots left for the whole pass
+    auto layer = (*ls)->Next();
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    EXPECT_EQ(layer->index, i);
+    for (size_t k = 0; k < 2; ++k) ExpectBytes(layer->tensors[k], f.bytes[size_t(i) * 2 + k]);
+    for (size_t k = 0; k < 2; ++k) ExpectBytes(held->tensors[k], f.bytes[2 + k]);
+  }
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kOutOfRange);
+  EXPECT_EQ((*rt)->stats().buffer_allocations, 3u);
+}
+
+TEST(HostLoadTest, LayerStreamerRestartClearsAnError) {
+  auto f = MakeFile(TempDir("restart_err") + "/a.bin", 8000, 23, 4, 2);
+  const uint64_t at = f.specs[2 * 2].file()->offset + 3;  // layer 2
+  test::FlipByte(f.path, at);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
+  auto ls = LayerStreamer::Create(rt->get(), layers, 1, nullptr);
+  ASSERT_TRUE(ls.ok());
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE((*ls)->Next().ok());
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kCorruption);
+  EXPECT_EQ((*ls)->Next().status().code(), Code::kCorruption);  // the error stays
+  test::FlipByte(f.path, at);                                     // repaired
+  ASSERT_TRUE((*ls)->Restart().ok());
+  for (int i = 0; i < 4; ++i) {
+    auto layer = (*ls)->Next();
+    ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+    EXPECT_EQ(layer->index, i);
+    ExpectBytes(layer->tensors[0], f.bytes[size_t(i) * 2]);
+  }
+}
+
+TEST(HostLoadTest, LayerStreamingCorruptLayer) {
+  auto f = MakeFile(TempDir("layers_bad") + "/a.bin", 8000, 8, 5, 3);
+  test::FlipByte(f.path, f.specs[3 * 3 + 1].file()->offset + 7);
+  auto rt = Runtime::Create(SmallRing(ODirectMode::kOff, true));
+  ASSERT_TRUE(rt.ok());
+  auto layers = test::LayersOf(f.specs);
   auto ls = LayerStreamer::Create(rt->get(), layers, 1, nullptr);
   ASSERT_TRUE(ls.ok());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE((*ls)->Next().ok());
@@ -353,6 +438,35 @@ TEST(RuntimeOptionsTest, FromEnv) {
 }
 
 // A safetensors file through the Catalog and the C API.
+// The settings are documented once (docs/runtime.md "Settings"): every variable of that table is
+// read by FromEnv (a bad value fails naming it), and libhct(3) names the same set.
+TEST(RuntimeOptionsTest, SettingsTableIsTheOneFromEnvReads) {
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string doc = slurp(std::string(HCT_SOURCE_DIR) + "/docs/runtime.md");
+  const std::string man = slurp(std::string(HCT_SOURCE_DIR) + "/man/libhct.3");
+  const size_t from = doc.find("## Settings");
+  ASSERT_NE(from, std::string::npos);
+  const std::string table = doc.substr(from, doc.find("\n## ", from + 1) - from);
+  std::set<std::string> vars;
+  for (size_t at = table.find("| HCT_"); at != std::string::npos;
+       at = table.find("| HCT_", at + 1)) {
+    const size_t b = at + 2, e = table.find(' ', b);
+    vars.insert(table.substr(b, e - b));
+  }
+  EXPECT_EQ(vars.size(), 13u);
+  for (const std::string& v : vars) {
+    setenv(v.c_str(), "not-a-value", 1);
+    auto r = RuntimeOptions::FromEnv();
+    unsetenv(v.c_str());
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument) << v << " is not read by FromEnv";
+    EXPECT_NE(r.status().message().find(v), std::string::npos) << r.status().ToString();
+    EXPECT_NE(man.find("\\fB" + v + "\\fR"), std::string::npos) << v << " missing in libhct.3";
+  }
+}
+
 TEST(CApiTest, SafetensorsOpenLookupLoadExport) {
   std::string dir = TempDir("capi");
   std::vector<uint16_t> a(64 * 32), b(3 * 5);

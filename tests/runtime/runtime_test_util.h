@@ -1,6 +1,7 @@
 // Shared helpers of the runtime tests: files of random tensors with independent checksums.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <xxhash.h>
 
 #include <cstdio>
@@ -68,14 +69,16 @@ inline TestFile MakeFile(const std::string& path, uint64_t approx_bytes, uint32_
     s.shape = ShapeFor(size_t(i), approx_bytes / (1 + i % 3));
     uint64_t elems = uint64_t(s.shape[0] * s.shape[1]);
     s.length = *DTypeBytes(dt, elems);
-    s.path = path;
-    s.offset = all.size();
+    FileRange range;
+    range.path = path;
+    range.offset = all.size();
     s.layer = layers > 0 ? i / per_layer : -1;
     s.name = layers > 0 ? "model.layers." + std::to_string(s.layer) + ".w" + std::to_string(i)
                         : "t" + std::to_string(i) + "." + std::string(DTypeName(dt));
     std::vector<unsigned char> b(s.length);
     for (auto& x : b) x = static_cast<unsigned char>(rng());
-    s.xxh3 = XXH3_64bits(b.data(), b.size());
+    range.xxh3 = XXH3_64bits(b.data(), b.size());
+    s.source = FileSource(std::move(range));
     all.insert(all.end(), b.begin(), b.end());
     junk(1 + rng() % 5000);
     f.specs.push_back(s);
@@ -84,6 +87,36 @@ inline TestFile MakeFile(const std::string& path, uint64_t approx_bytes, uint32_
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(all.data()),
                                               std::streamsize(all.size()));
   return f;
+}
+
+// Replaces the byte range of `s` (a plain file range) by `f` applied to a copy of it.
+template <class F>
+inline void EditRange(TensorSpec& s, F&& f) {
+  FileRange r = *s.file();
+  f(r);
+  s.source = FileSource(std::move(r));
+}
+
+// True when `st` is the one form of a checksum failure (runtime/detail/verify.h):
+//   <file>: tensor '<name>': [<part>: ]checksum mismatch: XXH3 <16 hex>, expected <16 hex>
+inline ::testing::AssertionResult IsChecksumFailure(const Status& st, const std::string& file,
+                                                    const std::string& tensor) {
+  const std::string head = file + ": tensor '" + tensor + "': ";
+  const std::string& m = st.message();
+  const size_t at = m.find("checksum mismatch: XXH3 ");
+  if (st.code() != Code::kCorruption || m.compare(0, head.size(), head) != 0 ||
+      at == std::string::npos || m.find(", expected ", at) != at + 24 + 16)
+    return ::testing::AssertionFailure() << "not a checksum failure of " << head << ": "
+                                         << st.ToString();
+  return ::testing::AssertionSuccess();
+}
+
+// The layers 0..n-1 of `specs` as a Catalog cuts them (what a LayerStreamer takes).
+inline std::vector<std::vector<TensorSpec>> LayersOf(const std::vector<TensorSpec>& specs) {
+  Catalog cat = Catalog::FromSpecs(specs);
+  std::vector<std::vector<TensorSpec>> layers;
+  for (int i = 0; i < cat.num_layers(); ++i) layers.push_back(cat.Layer(i));
+  return layers;
 }
 
 // Flips one byte of `path` at `offset`.
