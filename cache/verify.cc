@@ -362,18 +362,17 @@ void Verifier::HashOne(size_t k, int* fd, size_t* fd_entry, std::vector<std::byt
   }
   std::vector<uint64_t> blocks;
   auto h = HashRange(*fd, abs, it.offset, it.length, buf, !it.blocks.empty(), &blocks);
+  // The first bad block names where the bytes changed; with every block right, a wrong whole
+  // checksum is an index whose identity of the tensor is wrong.
   std::string why;
-  if (!h.ok()) {
-    why = h.status().ToString();
-  } else if (*h != it.xxh3) {
+  if (!h.ok()) why = h.status().ToString();
+  for (size_t b = 0; h.ok() && b < it.blocks.size() && why.empty(); ++b)
+    if (blocks[b] != it.blocks[b])
+      why = "block " + std::to_string(b) + " (bytes " + std::to_string(b * kBlockHashBytes) +
+            ".." + std::to_string(std::min<uint64_t>((b + 1) * kBlockHashBytes, it.length)) +
+            "): XXH3 " + Hex(blocks[b]) + ", index says " + Hex(it.blocks[b]);
+  if (h.ok() && why.empty() && *h != it.xxh3)
     why = "XXH3 " + Hex(*h) + ", index says " + Hex(it.xxh3);
-  } else {
-    for (size_t b = 0; b < it.blocks.size() && why.empty(); ++b)
-      if (blocks[b] != it.blocks[b])
-        why = "block " + std::to_string(b) + " (bytes " + std::to_string(b * kBlockHashBytes) +
-              ".." + std::to_string(std::min<uint64_t>((b + 1) * kBlockHashBytes, it.length)) +
-              "): XXH3 " + Hex(blocks[b]) + ", index says " + Hex(it.blocks[b]);
-  }
   if (!why.empty()) Problem({VerifyProblem::kCorrupt, abs, it.name, std::move(why), ""}, it.entry);
   uint64_t d = done_bytes_.fetch_add(it.length) + it.length;
   if (opt_.progress) {
