@@ -330,6 +330,8 @@ Result<CleanupReport> Cache::Gc() {
 }
 
 Status detail::CacheImpl::DeleteEmptyModel(const std::string& name) {
+  // A damaged name would steer the lock file and the rmdir outside the cache: the row stays.
+  if (!IsPlainModelName(name)) return Status::OK();
   auto ml = detail::FileLock::Acquire(ModelLockPath(name), true, false);
   // Busy: a warm works on it. No room for the lock file (full disk): the empty model stays
   // listed until a later evict or gc; what was evicted is evicted either way.

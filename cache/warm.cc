@@ -173,7 +173,7 @@ Status Warmer::ChooseName() {
     if (!opt_.model_name.empty() && opt_.model_name != name_)
       return Status::AlreadyExists(source_ + ": already cached as model '" + name_ + "'");
     // A name from the index is data: it names a folder, so it must be a plain name.
-    if (detail::SanitizeName(name_) != name_)
+    if (!detail::IsPlainModelName(name_))
       return Status::Corruption(c_.IndexPath() + ": model name '" + name_ +
                                 "' is not a plain folder name");
     return Status::OK();

@@ -91,6 +91,9 @@ int64_t NowMillis();
 // fnmatch-style glob without special treatment of '/' or '.'.
 bool GlobMatch(const std::string& pattern, const std::string& name);
 std::string SanitizeName(const std::string& s);
+// A model name from the index names folders and lock files: only what SanitizeName makes is one
+// (no '/', no "..", no control characters).
+inline bool IsPlainModelName(const std::string& s) { return !s.empty() && SanitizeName(s) == s; }
 inline int64_t U64ToI64(uint64_t v) { return static_cast<int64_t>(v); }
 inline uint64_t I64ToU64(int64_t v) { return static_cast<uint64_t>(v); }
 
