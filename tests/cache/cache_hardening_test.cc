@@ -413,34 +413,45 @@ TEST_F(CacheHardening, VerifyDuringEvictSeesNoProblemsAndRepairDoesNotRewarm) {
 }
 
 // -------------------------------------------------------------------- item 10: a full filesystem
-TEST(CacheFullDisk, EvictAndGcWorkOnAFullFilesystem) {
-  TempDir t;
-  std::string mnt = t / "small";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8m") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): " << std::strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
-  FakeModel m = MakeFakeModel(t / "src", 1, 4, 2, 64 * 1024);  // ~2 MiB
-  std::string dir = mnt + "/cache";
-  {
+// A cache warmed on an 8 MiB tmpfs (a real full filesystem, not a simulated ENOSPC); skipped
+// where mounting is not allowed (not root).
+class CacheFullDisk : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(mnt);
+    if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8m") != 0)
+      GTEST_SKIP() << "cannot mount a tmpfs here (needs root): " << std::strerror(errno);
+    mounted_ = true;
+    m = MakeFakeModel(t / "src", 1, 4, 2, 64 * 1024);  // ~2 MiB
     auto c = Cache::Open(dir);
     ASSERT_TRUE(c.ok());
     ASSERT_TRUE((*c)->Warm(m.dir, {.threads = 2}).ok());
   }
-  // An orphan for gc to find, then fill the disk to the last byte.
-  Spit(dir + "/entries/src/orphan.safetensors", std::string(4096, 'x'));
-  {
-    std::ofstream fill(mnt + "/filler", std::ios::binary);
-    std::string block(4096, 'f');
-    while (fill.write(block.data(), block.size())) {}
+  void TearDown() override {
+    if (mounted_) ::umount2(mnt.c_str(), MNT_DETACH);
   }
-  {
+  // Fills the filesystem to the last byte.
+  void Fill() {
+    {
+      std::ofstream fill(mnt + "/filler", std::ios::binary);
+      std::string block(4096, 'f');
+      while (fill.write(block.data(), block.size())) {}
+    }
     std::ofstream fill(mnt + "/filler2", std::ios::binary);
     while (fill.put('f')) {}
   }
+
+  TempDir t;
+  std::string mnt = t / "small";
+  std::string dir = mnt + "/cache";
+  FakeModel m;
+  bool mounted_ = false;
+};
+
+TEST_F(CacheFullDisk, EvictAndGcWorkOnAFullFilesystem) {
+  // An orphan for gc to find, then fill the disk to the last byte.
+  Spit(dir + "/entries/src/orphan.safetensors", std::string(4096, 'x'));
+  Fill();
   {
     auto c = Cache::Open(dir, NoCleanup());
     ASSERT_TRUE(c.ok()) << "open on a full disk: " << c.status().ToString();
@@ -461,33 +472,9 @@ TEST(CacheFullDisk, EvictAndGcWorkOnAFullFilesystem) {
 // Campaign re-run, defect 5: stat, ls and verify (read-only) failed with "disk I/O error" on
 // a full disk, as SQLite could not create the index's shared-memory file: nobody could see
 // what to evict. Twice in a row, as the first may use up the cache's space reserve.
-TEST(CacheFullDisk, ReadOnlyCommandsWorkOnAFullFilesystem) {
-  TempDir t;
-  std::string mnt = t / "small";
-  fs::create_directories(mnt);
-  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=8m") != 0)
-    GTEST_SKIP() << "cannot mount a tmpfs here (needs root): " << std::strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
-  FakeModel m = MakeFakeModel(t / "src", 1, 4, 2, 64 * 1024);  // ~2 MiB
-  std::string dir = mnt + "/cache";
-  {
-    auto c = Cache::Open(dir);
-    ASSERT_TRUE(c.ok());
-    ASSERT_TRUE((*c)->Warm(m.dir, {.threads = 2}).ok());
-  }
+TEST_F(CacheFullDisk, ReadOnlyCommandsWorkOnAFullFilesystem) {
   ASSERT_FALSE(fs::exists(dir + "/index.db-shm")) << "closed: SQLite removed its WAL files";
-  {
-    std::ofstream fill(mnt + "/filler", std::ios::binary);
-    std::string block(4096, 'f');
-    while (fill.write(block.data(), block.size())) {}
-  }
-  {
-    std::ofstream fill(mnt + "/filler2", std::ios::binary);
-    while (fill.put('f')) {}
-  }
+  Fill();
   OpenOptions ro;
   ro.read_only = true;
   for (int round = 0; round < 2; ++round) {
