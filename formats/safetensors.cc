@@ -254,7 +254,10 @@ class HeaderReader {
   }
   bool RootKey(std::string& k) {
     in_meta_ = k == "__metadata__";
-    const bool dup = in_meta_ ? std::exchange(seen_meta_, true) : by_name_->count(k) > 0;
+    // One map operation per tensor: the name is entered here, with the index its entry will get
+    // (a failed entry ends the parse, so no stale index survives).
+    const bool dup = in_meta_ ? std::exchange(seen_meta_, true)
+                              : !by_name_->try_emplace(k, tensors_->size()).second;
     cur_ = TensorInfo();
     cur_.name = std::move(k);
     if (dup) return FailTensor(Code::kCorruption, "duplicate name in the header");
@@ -299,7 +302,6 @@ class HeaderReader {
     cur_.data_begin = offsets_[0];
     cur_.data_end = offsets_[1];
     if (Status s = CheckEntry(cur_, data_size_); !s.ok()) return Fail(std::move(s));
-    by_name_->emplace(cur_.name, tensors_->size());
     tensors_->push_back(std::move(cur_));
     return true;
   }
