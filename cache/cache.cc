@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -68,10 +69,10 @@ Status MakeDirs(const std::string& d) {
 }
 
 // Opens index.db, configures the connection and checks or migrates the schema.
-Status OpenIndex(Cache::Impl* impl) {
+Status OpenIndex(detail::CacheImpl* impl, bool immutable = false) {
   const OpenOptions& opt = impl->opt;
-  HCT_ASSIGN_OR_RETURN(impl->db,
-                       detail::Db::Open(impl->IndexPath(), opt.read_only, opt.busy_timeout_ms));
+  HCT_ASSIGN_OR_RETURN(impl->db, detail::Db::Open(impl->IndexPath(), opt.read_only,
+                                                  opt.busy_timeout_ms, immutable));
   HCT_RETURN_IF_ERROR(detail::ConfigureConnection(impl->db.get(), opt.read_only));
   if (opt.read_only) {
     HCT_ASSIGN_OR_RETURN(impl->schema_version, detail::SchemaVersion(impl->db.get()));
@@ -98,9 +99,31 @@ Status OpenIndex(Cache::Impl* impl) {
   return Status::OK();
 }
 
+bool WalIsEmpty(const std::string& index_path) {
+  struct stat st {};
+  return ::stat((index_path + "-wal").c_str(), &st) != 0 ? errno == ENOENT : st.st_size == 0;
+}
+
+// `st`, the first OpenIndex's result, or the result of a retry when the disk is full: SQLite
+// cannot create its shared-memory and WAL files then, so nothing (evict and gc, stat, ls and
+// verify included) could run. A read-only open of an index whose WAL is empty (every writer
+// closed: all is in index.db) reads it as immutable, which needs no file and no byte of space;
+// otherwise the space the cache keeps in reserve is given back and the open tried once more.
+Status OpenIndexOnAFullDisk(detail::CacheImpl* impl, Status st) {
+  if (st.ok() || (st.code() != Code::kIOError && st.code() != Code::kResourceExhausted))
+    return st;
+  if (impl->opt.read_only && WalIsEmpty(impl->IndexPath())) {
+    impl->db.reset();
+    return OpenIndex(impl, /*immutable=*/true);
+  }
+  if (impl->opt.read_only || ::unlink(impl->ReservePath().c_str()) != 0) return st;
+  impl->db.reset();
+  return OpenIndex(impl);
+}
+
 }  // namespace
 
-void Cache::Impl::KeepReserve() {
+void detail::CacheImpl::KeepReserve() {
   // Space set aside while there is room, so that a later open on a full disk can free it and
   // still evict (docs/cache.md). Best effort: without room there is simply no reserve yet.
   struct stat st {};
@@ -113,7 +136,7 @@ void Cache::Impl::KeepReserve() {
   if (!ok || ::rename(tmp.c_str(), ReservePath().c_str()) != 0) ::unlink(tmp.c_str());
 }
 
-Result<std::string> Cache::Impl::EntryAbs(const std::string& rel, bool check_links) const {
+Result<std::string> detail::CacheImpl::EntryAbs(const std::string& rel, bool check_links) const {
   auto bad = [&](const char* why) {
     return Status::Corruption(IndexPath() + ": entry path '" + rel + "' " + why +
                               " (the index names only entries/<model>/<file>)");
@@ -139,10 +162,10 @@ Result<std::string> Cache::Impl::EntryAbs(const std::string& rel, bool check_lin
   return Abs(rel);
 }
 
-Cache::Cache(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Cache::Cache(std::unique_ptr<detail::CacheImpl> impl) : impl_(std::move(impl)) {}
 
 Result<std::unique_ptr<Cache>> Cache::Open(const std::string& dir_in, const OpenOptions& opt) {
-  auto impl = std::make_unique<Impl>();
+  auto impl = std::make_unique<detail::CacheImpl>();
   std::error_code ec;
   impl->dir = fs::absolute(dir_in, ec).lexically_normal().string();
   while (impl->dir.size() > 1 && impl->dir.back() == '/') impl->dir.pop_back();
@@ -167,18 +190,9 @@ Result<std::unique_ptr<Cache>> Cache::Open(const std::string& dir_in, const Open
     if (fd >= 0) ::close(fd);
     ::unlink(probe.c_str());
   }
-  Status st = OpenIndex(impl.get());
-  // A full disk: SQLite cannot create its shared-memory and WAL files, so nothing (evict and gc
-  // included) could run. Give back the space the cache keeps in reserve and try once more.
-  if (!st.ok() && !opt.read_only &&
-      (st.code() == Code::kIOError || st.code() == Code::kResourceExhausted) &&
-      ::unlink(impl->ReservePath().c_str()) == 0) {
-    impl->db.reset();
-    st = OpenIndex(impl.get());
-  }
-  HCT_RETURN_IF_ERROR(st);
+  HCT_RETURN_IF_ERROR(OpenIndexOnAFullDisk(impl.get(), OpenIndex(impl.get())));
   std::unique_ptr<Cache> cache(new Cache(std::move(impl)));
-  Impl* I = cache->impl_.get();
+  detail::CacheImpl* I = cache->impl_.get();
   if (!opt.read_only && opt.cleanup) {
     HCT_ASSIGN_OR_RETURN(I->open_report, I->Cleanup(/*remove_orphans=*/true));
   }
@@ -221,7 +235,7 @@ const CleanupReport& Cache::open_report() const { return impl_->open_report; }
 int Cache::schema_version() const { return impl_->schema_version; }
 
 // ------------------------------------------------------------------------------- cleanup
-Result<CleanupReport> Cache::Impl::Cleanup(bool remove_orphans) {
+Result<CleanupReport> detail::CacheImpl::Cleanup(bool remove_orphans) {
   CleanupReport rep;
   // 1. Rows whose file is gone. Safe at any time: a row is committed only after its file is in
   //    place, and evict deletes the row before the file.
@@ -315,7 +329,9 @@ Result<CleanupReport> Cache::Gc() {
   return rep;
 }
 
-Status Cache::Impl::DeleteEmptyModel(const std::string& name) {
+Status detail::CacheImpl::DeleteEmptyModel(const std::string& name) {
+  // A damaged name would steer the lock file and the rmdir outside the cache: the row stays.
+  if (!IsPlainModelName(name)) return Status::OK();
   auto ml = detail::FileLock::Acquire(ModelLockPath(name), true, false);
   // Busy: a warm works on it. No room for the lock file (full disk): the empty model stays
   // listed until a later evict or gc; what was evicted is evicted either way.
@@ -335,7 +351,7 @@ Status Cache::Impl::DeleteEmptyModel(const std::string& name) {
   return Status::OK();
 }
 
-Status Cache::Impl::DropEntry(int64_t entry_id, const std::string& rel) {
+Status detail::CacheImpl::DropEntry(int64_t entry_id, const std::string& rel) {
   {
     std::lock_guard g(db_mu);
     HCT_ASSIGN_OR_RETURN(Stmt d, db->Prepare("DELETE FROM files WHERE id = ?1"));
@@ -351,7 +367,7 @@ Status Cache::Impl::DropEntry(int64_t entry_id, const std::string& rel) {
   return Status::OK();
 }
 
-Result<int64_t> Cache::Impl::ModelId(const std::string& name) {
+Result<int64_t> detail::CacheImpl::ModelId(const std::string& name) {
   HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT id FROM models WHERE name = ?1"));
   HCT_ASSIGN_OR_RETURN(bool row, s.Bind(1, name).Step());
   if (!row) return Status::NotFound("model '" + name + "' is not in the cache " + dir);
@@ -370,7 +386,7 @@ constexpr const char* kTensorCols =
     "JOIN models m ON m.id = t.model_id ";
 }  // namespace
 
-Result<std::vector<EntryInfo>> Cache::Impl::Entries(const std::string& model) {
+Result<std::vector<EntryInfo>> detail::CacheImpl::Entries(const std::string& model) {
   std::string sql = std::string(kEntryCols) + (model.empty() ? "" : "WHERE m.name = ?1 ") +
                     "ORDER BY m.name, f.path";
   std::lock_guard g(db_mu);
@@ -399,7 +415,7 @@ Result<std::vector<EntryInfo>> Cache::Impl::Entries(const std::string& model) {
   return out;
 }
 
-Result<std::vector<TensorLocation>> Cache::Impl::Tensors(const std::string& where,
+Result<std::vector<TensorLocation>> detail::CacheImpl::Tensors(const std::string& where,
                                                           const std::vector<std::string>& args) {
   std::string sql = std::string(kTensorCols) + where;
   std::lock_guard g(db_mu);
@@ -547,7 +563,7 @@ Result<CacheStats> Cache::Stat() {
 
 // ------------------------------------------------------------------------- pins, config
 namespace {
-Status SetPinned(Cache::Impl* I, const std::string& model, bool pinned) {
+Status SetPinned(detail::CacheImpl* I, const std::string& model, bool pinned) {
   HCT_RETURN_IF_ERROR(I->CheckWritable());
   std::lock_guard g(I->db_mu);
   Txn txn(I->db.get());
@@ -579,15 +595,21 @@ Status Cache::SetMaxSize(std::optional<uint64_t> bytes) {
 
 Result<std::optional<uint64_t>> Cache::MaxSize() {
   std::lock_guard g(impl_->db_mu);
-  HCT_ASSIGN_OR_RETURN(Stmt s, impl_->db->Prepare("SELECT value FROM config WHERE key = 'max_size'"));
+  return impl_->MaxSizeLocked();
+}
+
+Result<std::optional<uint64_t>> detail::CacheImpl::MaxSizeLocked() {
+  HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT value FROM config WHERE key = 'max_size'"));
   HCT_ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) return std::optional<uint64_t>();
-  try {
-    return std::optional<uint64_t>(std::stoull(s.Text(0)));
-  } catch (...) {
-    return Status::Corruption(impl_->db->path() + ": config max_size '" + s.Text(0) +
-                              "' is not a number");
-  }
+  // SetMaxSize stores a decimal byte count; anything else ("abc", "-5") is a damaged index.
+  const std::string v = s.Text(0);
+  uint64_t n = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || end != v.data() + v.size())
+    return Status::Corruption(db->path() + ": config max_size '" + v +
+                              "' is not a number of bytes");
+  return std::optional<uint64_t>(n);
 }
 
 // ------------------------------------------------------------------------- access stats
@@ -606,7 +628,7 @@ Status Cache::FlushAccess() {
   return impl_->FlushLocked();
 }
 
-Status Cache::Impl::FlushLocked() {
+Status detail::CacheImpl::FlushLocked() {
   std::unordered_map<int64_t, std::pair<uint64_t, int64_t>> batch;
   {
     std::lock_guard lk(acc_mu);

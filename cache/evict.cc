@@ -19,13 +19,13 @@ Result<EvictReport> Cache::Evict(const EvictOptions& opt) {
   return impl_->EvictImpl(opt, "");
 }
 
-Result<bool> Cache::Impl::RowListed(int64_t id, const std::string& rel) {
+Result<bool> detail::CacheImpl::RowListed(int64_t id, const std::string& rel) {
   std::lock_guard g(db_mu);
   HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare("SELECT 1 FROM files WHERE id = ?1 AND path = ?2"));
   return s.Bind(1, id).Bind(2, rel).Step();
 }
 
-Result<bool> Cache::Impl::DeleteRowFreeingSpace(int64_t id, const std::string& rel,
+Result<bool> detail::CacheImpl::DeleteRowFreeingSpace(int64_t id, const std::string& rel,
                                                  const std::string& abs) {
   auto del = [&]() -> Result<bool> {
     std::lock_guard g(db_mu);
@@ -43,7 +43,7 @@ Result<bool> Cache::Impl::DeleteRowFreeingSpace(int64_t id, const std::string& r
   return del();
 }
 
-Result<EvictReport> Cache::Impl::EvictImpl(const EvictOptions& opt,
+Result<EvictReport> detail::CacheImpl::EvictImpl(const EvictOptions& opt,
                                            const std::string& protect_model) {
   EvictReport rep;
   // The model must exist when asked for; once the lock is ours another evict may have emptied it

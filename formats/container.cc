@@ -54,6 +54,15 @@ Status CheckChunkSizes(DType dtype, const ChunkEntry& c) {
     return Status::OutOfRange("decoded_size " + std::to_string(c.decoded_size) + " exceeds " +
                               std::to_string(limit) + " bytes (" + std::to_string(c.elem_count) +
                               " elements of " + std::string(DTypeName(dtype)) + ")");
+  // Within the bound, the decoded size is one of exactly those forms: the elements' bytes, or
+  // one or two bytes of symbol per element. Anything else (0 among them) is a damaged index,
+  // which a decoder would only find later as a buffer of the wrong size.
+  if (c.decoded_size != bytes && c.decoded_size != c.elem_count &&
+      c.decoded_size != 2 * c.elem_count)
+    return Status::Corruption("decoded_size " + std::to_string(c.decoded_size) + " is neither " +
+                              std::to_string(bytes) + " (the bytes of " +
+                              std::to_string(c.elem_count) + " elements of " +
+                              std::string(DTypeName(dtype)) + ") nor 1 or 2 bytes per element");
   return Status::OK();
 }
 

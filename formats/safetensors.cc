@@ -139,20 +139,22 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path, Safetenso
 namespace {
 
 // Shape, dtype and byte range of one entry (the range against the data section's size).
+// The message strings are made only on failure: per-tensor allocations were the largest cost of
+// a header of many small tensors (issue 10 item 7).
 Status CheckEntry(const TensorInfo& t, uint64_t data_size) {
-const std::string shape_s = ShapeString(t.shape);
-  const std::string dtype_s(DTypeName(t.dtype));
+  auto shape_s = [&] { return ShapeString(t.shape); };
+  auto dtype_s = [&] { return std::string(DTypeName(t.dtype)); };
   auto count = ElementCount(t.shape);
   if (!count)
     return TensorError(Code::kOutOfRange, t.name,
-                       "shape " + shape_s + " has more than 2^64 elements");
+                       "shape " + shape_s() + " has more than 2^64 elements");
   const uint64_t bits = static_cast<uint64_t>(DTypeBits(t.dtype));
   if (*count > UINT64_MAX / bits)
     return TensorError(Code::kOutOfRange, t.name,
-                       "shape " + shape_s + " x " + dtype_s + " overflows 64 bits");
+                       "shape " + shape_s() + " x " + dtype_s() + " overflows 64 bits");
   if (*count * bits % 8 != 0)
     return TensorError(Code::kCorruption, t.name,
-                       "shape " + shape_s + " x " + dtype_s + " is " +
+                       "shape " + shape_s() + " x " + dtype_s() + " is " +
                            std::to_string(*count * bits) + " bits, not whole bytes");
   const uint64_t bytes = *count * bits / 8;
   if (t.data_end < t.data_begin)
@@ -162,7 +164,7 @@ const std::string shape_s = ShapeString(t.shape);
   if (t.data_end - t.data_begin != bytes)
     return TensorError(Code::kCorruption, t.name,
                        "data_offsets " + Range(t.data_begin, t.data_end) +
-                           " do not match shape " + shape_s + " x " + dtype_s + " = " +
+                           " do not match shape " + shape_s() + " x " + dtype_s() + " = " +
                            std::to_string(bytes) + " bytes");
   if (t.data_end > data_size)
     return TensorError(Code::kOutOfRange, t.name,
@@ -252,7 +254,10 @@ class HeaderReader {
   }
   bool RootKey(std::string& k) {
     in_meta_ = k == "__metadata__";
-    const bool dup = in_meta_ ? std::exchange(seen_meta_, true) : by_name_->count(k) > 0;
+    // One map operation per tensor: the name is entered here, with the index its entry will get
+    // (a failed entry ends the parse, so no stale index survives).
+    const bool dup = in_meta_ ? std::exchange(seen_meta_, true)
+                              : !by_name_->try_emplace(k, tensors_->size()).second;
     cur_ = TensorInfo();
     cur_.name = std::move(k);
     if (dup) return FailTensor(Code::kCorruption, "duplicate name in the header");
@@ -297,7 +302,6 @@ class HeaderReader {
     cur_.data_begin = offsets_[0];
     cur_.data_end = offsets_[1];
     if (Status s = CheckEntry(cur_, data_size_); !s.ok()) return Fail(std::move(s));
-    by_name_->emplace(cur_.name, tensors_->size());
     tensors_->push_back(std::move(cur_));
     return true;
   }

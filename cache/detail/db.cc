@@ -1,5 +1,8 @@
 #include "cache/detail/db.h"
 
+#include <cctype>
+#include <cstdio>
+
 #include "hct/detail/check_host.h"
 
 namespace hct::detail {
@@ -62,13 +65,33 @@ Status Stmt::Run() {
   }
 }
 
+namespace {
+// file: URI of an absolute or relative path, for sqlite3_open_v2 with SQLITE_OPEN_URI.
+std::string FileUri(const std::string& path, const char* query) {
+  std::string u = "file:";
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      u += static_cast<char>(c);
+    } else {
+      char b[4];
+      std::snprintf(b, sizeof b, "%%%02X", c);
+      u += b;
+    }
+  }
+  return u + "?" + query;
+}
+}  // namespace
+
 Result<std::unique_ptr<Db>> Db::Open(const std::string& path, bool read_only,
-                                     int busy_timeout_ms) {
+                                     int busy_timeout_ms, bool immutable) {
   auto db = std::make_unique<Db>();
   db->path_ = path;
   int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
               SQLITE_OPEN_NOMUTEX;
-  int rc = sqlite3_open_v2(path.c_str(), &db->db_, flags, nullptr);
+  const bool uri = immutable && read_only;
+  if (uri) flags |= SQLITE_OPEN_URI;
+  int rc = sqlite3_open_v2(uri ? FileUri(path, "immutable=1").c_str() : path.c_str(), &db->db_,
+                           flags, nullptr);
   Status st = Sql(rc, "sqlite3_open_v2");
   if (!st.ok()) return db->Annotate(std::move(st)).WithContext(path);
   HCT_RETURN_IF_ERROR(HCT_SQL(sqlite3_busy_timeout, db->db_, busy_timeout_ms));

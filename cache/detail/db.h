@@ -67,8 +67,10 @@ class Stmt {
 
 class Db {
  public:
+  // `immutable` (read-only only): SQLite's immutable=1, no locks and no -shm file. Only correct
+  // while nobody writes the file and its WAL is empty (a full disk; see Cache::Open).
   static Result<std::unique_ptr<Db>> Open(const std::string& path, bool read_only,
-                                          int busy_timeout_ms);
+                                          int busy_timeout_ms, bool immutable = false);
   ~Db();
   sqlite3* raw() const { return db_; }
   const std::string& path() const { return path_; }

@@ -1,4 +1,4 @@
-// Cache::Impl, shared by the cache/*.cc files (internal).
+// detail::CacheImpl, the state behind hct::Cache, shared by the cache/*.cc files (internal).
 #pragma once
 
 #include <atomic>
@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -16,9 +17,9 @@
 #include "cache/detail/locks.h"
 #include "hct/cache.h"
 
-namespace hct {
+namespace hct::detail {
 
-struct Cache::Impl {
+struct CacheImpl {
   std::string dir;  // absolute
   OpenOptions opt;
   std::unique_ptr<detail::Db> db;
@@ -68,6 +69,9 @@ struct Cache::Impl {
   // Deletes an entry's rows, then its file (unless a reader leases it: then gc removes it later).
   Status DropEntry(int64_t entry_id, const std::string& rel_path);
   Status FlushLocked();  // db_mu held
+  // The size budget (`config max_size`), nullopt when unlimited; Corruption when the stored
+  // value is not a decimal byte count. db_mu held.
+  Result<std::optional<uint64_t>> MaxSizeLocked();
   Result<int64_t> ModelId(const std::string& name);  // db_mu held
   Status DeleteEmptyModel(const std::string& name);   // db_mu not held
 
@@ -82,14 +86,15 @@ struct Cache::Impl {
   Result<EvictReport> EvictImpl(const EvictOptions& opt, const std::string& protect_model);
 };
 
-namespace detail {
 // The index stores times as unix milliseconds (LRU needs better than seconds).
 int64_t NowMillis();
 // fnmatch-style glob without special treatment of '/' or '.'.
 bool GlobMatch(const std::string& pattern, const std::string& name);
 std::string SanitizeName(const std::string& s);
+// A model name from the index names folders and lock files: only what SanitizeName makes is one
+// (no '/', no "..", no control characters).
+inline bool IsPlainModelName(const std::string& s) { return !s.empty() && SanitizeName(s) == s; }
 inline int64_t U64ToI64(uint64_t v) { return static_cast<int64_t>(v); }
 inline uint64_t I64ToU64(int64_t v) { return static_cast<uint64_t>(v); }
-}  // namespace detail
 
-}  // namespace hct
+}  // namespace hct::detail

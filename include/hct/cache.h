@@ -26,6 +26,10 @@
 
 namespace hct {
 
+namespace detail {
+struct CacheImpl;  // cache/detail/impl.h (internal)
+}  // namespace detail
+
 // Where the cache lives: `flag` when not empty, else $HCT_CACHE_DIR, else $XDG_CACHE_HOME/hct,
 // else $HOME/.cache/hct. InvalidArgument when none of them can be determined.
 Result<std::string> ResolveCacheDir(const std::string& flag);
@@ -250,11 +254,9 @@ class Cache {
 
   int schema_version() const;
 
-  struct Impl;
-
  private:
-  explicit Cache(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit Cache(std::unique_ptr<detail::CacheImpl> impl);
+  std::unique_ptr<detail::CacheImpl> impl_;
 };
 
 }  // namespace hct

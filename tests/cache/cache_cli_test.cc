@@ -477,5 +477,42 @@ TEST_F(CacheCli, ControlCharactersInTensorNamesArePrintedEscaped) {
   EXPECT_NE(r.out.find("evil\\x1b[2Jname"), std::string::npos) << r.out;
 }
 
+// Issue 10 campaign re-run, defect 6: every text hct-cache prints is escaped, not only tensor
+// names. (a) a source folder whose path holds ESC and BEL, shown by ls (model listing, entries
+// and tensors), warm and verify; (b) a model name with ESC edited into the index.
+TEST_F(CacheCli, ControlCharactersInSourcePathsAndModelNamesArePrintedEscaped) {
+  const std::string odd = t_ / "m\x1b[31mX\x07";
+  MakeFakeModel(odd, 1, 1, 1, 16);
+  auto raw = [](const CliResult& r) {
+    for (char ch : r.out + r.err)
+      if ((static_cast<unsigned char>(ch) < 0x20 && ch != '\n') || ch == 0x7f) return true;
+    return false;
+  };
+  std::vector<std::vector<std::string>> cmds = {{"warm", odd}, {"ls"}, {"ls", "--entries"},
+                                                {"ls", "--tensors"}, {"verify", "--deep"},
+                                                {"stat"}, {"evict", "--all", "--dry-run"}};
+  for (const auto& cmd : cmds) {
+    CliResult r = C(cmd);
+    SCOPED_TRACE(cmd[0] + (cmd.size() > 1 ? " " + cmd[1] : ""));
+    EXPECT_EQ(r.rc, 0) << r.err;
+    EXPECT_FALSE(raw(r)) << r.out << r.err;
+  }
+  EXPECT_NE(C({"ls"}).out.find("m\\x1b[31mX\\x07"), std::string::npos) << C({"ls"}).out;
+  // A model name from the index names a folder: one with control characters (or "..") is a
+  // damaged index, reported escaped.
+  sqlite3* h = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/index.db").c_str(), &h), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(h, "UPDATE models SET name = 'm\x1b[31m'", nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(h);
+  for (const auto& cmd : std::vector<std::vector<std::string>>{{"warm", odd, "--force"}, {"ls"}}) {
+    CliResult r = C(cmd);
+    SCOPED_TRACE(cmd[0]);
+    EXPECT_LE(r.rc, 5) << r.err;
+    EXPECT_FALSE(raw(r)) << r.out << r.err;
+    EXPECT_NE((r.out + r.err).find("m\\x1b[31m"), std::string::npos) << r.out << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace hct

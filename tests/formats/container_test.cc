@@ -233,6 +233,17 @@ std::vector<Case> Cases() {
                  w["chunks"][0]["decoded_size"] = 1ull << 33;
                  w["decoded_size"] = 1ull << 33;
                })});
+  // Issue 10 campaign re-run: a decoded_size of 0 (tensor sum fixed too) opened, and decode
+  // then failed with a usage error (a buffer of the wrong size) instead of "corrupt".
+  v.push_back({"chunk_decoded_size_0.hct", Stage::kOpen, Code::kCorruption,
+               "tensor 'b': chunk 0: decoded_size 0 is neither 2 (the bytes of 2 elements of I8)",
+               with([](json& j) {
+                 json& b = j["tensors"][1];
+                 b["codec"] = "bytesplit-zstd";
+                 b["decoded_size"] = b["decoded_size"].get<uint64_t>() -
+                                     b["chunks"][0]["decoded_size"].get<uint64_t>();
+                 b["chunks"][0]["decoded_size"] = 0;
+               })});
   // Not a failure: a newer minor with fields this reader does not know must be read.
   v.push_back({"newer_minor.hct", Stage::kOk, Code::kOk, "",
                with(

@@ -44,5 +44,30 @@ TEST(ParseSize, HonoursTheOptionsLimit) {
   EXPECT_FALSE(ParseSize("10000P", std::numeric_limits<int64_t>::max()).ok());
 }
 
+// A size is whole bytes (or weights, for --chunk-size): a fraction is exact when its unit makes
+// it whole, and refused otherwise (issue 10 campaign re-run: "--chunk-size 1.5" was accepted,
+// rounded to 2).
+TEST(ParseSize, FractionsMustBeWholeBytes) {
+  EXPECT_EQ(*ParseSize("1.5K"), 1536u);
+  EXPECT_EQ(*ParseSize("0.5K"), 512u);
+  EXPECT_EQ(*ParseSize(".5K"), 512u);
+  EXPECT_EQ(*ParseSize("1.50K"), 1536u);
+  EXPECT_EQ(*ParseSize("1.0"), 1u);
+  EXPECT_EQ(*ParseSize("3."), 3u);
+  EXPECT_EQ(*ParseSize("0.25M"), 256u << 10);
+  EXPECT_EQ(*ParseSize("0.0009765625K"), 1u);  // 2^-10 K
+}
+
+TEST(ParseSize, RefusesFractionsOfAByte) {
+  for (const char* bad : {"1.5", "0.5", "2.25", "0.1G", "1.3K", "0.0001K", "1.00000000000000000001K",
+                          "15.99999999999999999P"}) {
+    auto r = ParseSize(bad);
+    ASSERT_FALSE(r.ok()) << "'" << bad << "' parsed as " << *r;
+    EXPECT_EQ(r.status().code(), Code::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("not a whole number of bytes"), std::string::npos)
+        << r.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace hct
