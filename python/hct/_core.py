@@ -200,7 +200,16 @@ class SharedEngines:
         return out
 
 
+    def _forget_in_child(self):
+        # A forked child must not use (or free) the parent's engines: their CUDA state and I/O
+        # threads do not survive fork. It starts with none (the parent's handles are left).
+        self._lock = threading.Lock()
+        self._engines = {}
+
+
 ENGINES = SharedEngines()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=ENGINES._forget_in_child)
 
 
 def release_shared():

@@ -109,6 +109,34 @@ def test_ring_grows_for_a_larger_model(tmp_path):
     assert next(iter(_core.ENGINES._engines.values())) is e1
 
 
+def test_forked_child_starts_without_the_parents_engines(tmp_path):
+    p = tmp_path / "m.safetensors"
+    _model(p, 1)
+    ht.load_file(str(p))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no engine inherited, a load makes its own
+        ok = hct.shared_stats() == []
+        try:
+            got = ht.load_file(str(p))
+            ok = ok and torch.equal(got["head.weight"], ht.load_file(str(p))["head.weight"])
+            ok = ok and len(hct.shared_stats()) == 1 and \
+                hct.shared_stats()[0]["loads_one_shot"] == 8
+        except Exception:
+            ok = False
+        os.write(w, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(w)
+    import select
+    import signal
+    ready = select.select([r], [], [], 30)[0]  # using the parent's engine hangs the child
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert ready and os.read(r, 1) == b"1"
+    assert hct.shared_stats()[0]["loads_one_shot"] == 4  # the parent's engine is untouched
+
+
 def test_settings_get_their_own_engine(tmp_path):
     p = tmp_path / "m.safetensors"
     _model(p, 1)
