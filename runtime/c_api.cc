@@ -19,7 +19,7 @@
 #endif
 
 struct hct_runtime {
-  std::unique_ptr<hct::Runtime> rt;
+  std::shared_ptr<hct::Runtime> rt;  // shared by the runtimes hct_open_on opened on it
   hct::Catalog catalog;
 };
 
@@ -61,20 +61,26 @@ void FillInfo(const hct::TensorSpec& s, hct_tensor_info* out) {
 extern "C" {
 
 namespace {
-int OpenCatalog(hct::Result<hct::Catalog> cat, hct_runtime** out,
-                const hct::RuntimeOptions* given = nullptr) {
+// HCT_OK when `cat` opened and every tensor fits hct_tensor_info.
+int CheckCatalog(const hct::Result<hct::Catalog>& cat) {
   if (!cat.ok()) return Fail(cat.status());
   for (const auto& s : cat->tensors())
     if (s.shape.size() > HCT_MAX_DIMS)
       return Fail(hct::Status::Unsupported("tensor '" + s.name + "' has more than " +
                                            std::to_string(HCT_MAX_DIMS) + " dimensions"));
+  return HCT_OK;
+}
+
+int OpenCatalog(hct::Result<hct::Catalog> cat, hct_runtime** out,
+                const hct::RuntimeOptions* given = nullptr) {
+  if (int rc = CheckCatalog(cat); rc != HCT_OK) return rc;
   hct::Result<hct::RuntimeOptions> opt =
       given ? hct::Result<hct::RuntimeOptions>(*given) : hct::RuntimeOptions::FromEnv();
   if (!opt.ok()) return Fail(opt.status());
   if (hct::Status v = opt->Validate(); !v.ok()) return Fail(v);
   auto rt = hct::Runtime::Create(*opt);
   if (!rt.ok()) return Fail(rt.status());
-  *out = new hct_runtime{std::move(*rt), std::move(*cat)};
+  *out = new hct_runtime{std::shared_ptr<hct::Runtime>(std::move(*rt)), std::move(*cat)};
   return Ok();
 }
 }  // namespace
@@ -261,6 +267,20 @@ hct::Result<std::unique_ptr<hct::Cache>> OpenCacheDir(const char* dir) {
 }
 
 thread_local std::string g_ls;
+
+// The specs of names[0..n), or NotFound naming the first that the catalog lacks.
+int FindAll(const hct_runtime* rt, const char* const* names, int64_t n,
+            std::vector<hct::TensorSpec>* specs) {
+  specs->reserve(size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const hct::TensorSpec* s = names[i] ? rt->catalog.Find(names[i]) : nullptr;
+    if (!s)
+      return Fail(hct::Status::NotFound(std::string("no tensor '") + (names[i] ? names[i] : "") +
+                                        "'"));
+    specs->push_back(*s);
+  }
+  return HCT_OK;
+}
 }  // namespace
 
 extern "C" {
@@ -312,14 +332,7 @@ int hct_load_many(hct_runtime* rt, const char* const* names, int64_t n, void* st
   if (!rt || (n > 0 && (!names || !out)) || n < 0)
     return Fail(hct::Status::InvalidArgument("hct_load_many: null argument"));
   std::vector<hct::TensorSpec> specs;
-  specs.reserve(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const hct::TensorSpec* s = names[i] ? rt->catalog.Find(names[i]) : nullptr;
-    if (!s)
-      return Fail(hct::Status::NotFound(std::string("no tensor '") + (names[i] ? names[i] : "") +
-                                        "'"));
-    specs.push_back(*s);
-  }
+  if (int rc = FindAll(rt, names, n, &specs); rc != HCT_OK) return rc;
   auto r = rt->rt->LoadMany(specs, stream, dst, dst_bytes);
   if (!r.ok()) return Fail(r.status());
   for (int64_t i = 0; i < n; ++i) out[i] = new hct_tensor{std::move((*r)[size_t(i)])};
@@ -424,6 +437,42 @@ int hct_cache_ls(const char* cache_dir, const char** out) {
   for (const auto& m : *r) os << m.name << '\t' << m.bytes << '\t' << m.source << '\n';
   g_ls = os.str();
   *out = g_ls.c_str();
+  return Ok();
+}
+
+// --------------------------------------------------------- shared engines, output layout
+int hct_runtime_create(const hct_options* opt, hct_runtime** out) {
+  if (!out) return Fail(hct::Status::InvalidArgument("hct_runtime_create: null argument"));
+  return OpenWith(hct::Catalog::FromSpecs({}), opt, out);
+}
+
+int hct_open_on(const hct_runtime* base, int kind, const char* path, const char* arg,
+                hct_runtime** out) {
+  if (!base || !path || !out)
+    return Fail(hct::Status::InvalidArgument("hct_open_on: null argument"));
+  const std::string a = arg ? arg : "";
+  hct::Result<hct::Catalog> cat = hct::Status::InvalidArgument(
+      "hct_open_on: source kind " + std::to_string(kind) + " is not an hct_source");
+  if (kind == HCT_SOURCE_AUTO) cat = hct::Catalog::Open(path);
+  else if (kind == HCT_SOURCE_CACHE) cat = hct::Catalog::FromCache(path, a);
+  else if (kind == HCT_SOURCE_HCT) cat = hct::Catalog::FromHct(path, a);
+  if (int rc = CheckCatalog(cat); rc != HCT_OK) return rc;
+  *out = new hct_runtime{base->rt, std::move(*cat)};
+  return Ok();
+}
+
+const char* hct_tensor_name(const hct_tensor* t) {
+  return t && t->t.valid() ? t->t.spec().name.c_str() : "";
+}
+
+int hct_pack_offsets(const hct_runtime* rt, const char* const* names, int64_t n,
+                     uint64_t* offsets, uint64_t* total) {
+  if (!rt || n < 0 || (n > 0 && (!names || !offsets)) || !total)
+    return Fail(hct::Status::InvalidArgument("hct_pack_offsets: null argument"));
+  std::vector<hct::TensorSpec> specs;
+  if (int rc = FindAll(rt, names, n, &specs); rc != HCT_OK) return rc;
+  std::vector<uint64_t> offs = hct::PackOffsets(specs, total);
+  std::copy(offs.begin(), offs.end(), offsets);
   return Ok();
 }
 

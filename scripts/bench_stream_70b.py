@@ -14,7 +14,9 @@ the parent prints the table (docs/BENCHMARKS.md records one run):
   hct-cache    hct.stream from the warm cache, files resident (registered) after the first pass
   hct-files    hct.stream from the HCT files (default conversion), one-shot reads
   hct-st       hct.stream from the safetensors folder, one-shot reads (page cache hot)
-  loadfile     one layer file: hct.torch.load_file vs safetensors.torch.load_file(device=cuda)
+  ls-cache, ls-files, ls-st   LayerStreamer alone (no compute) on the same files and prefetch
+  loadfile     one layer file: hct.torch.load_file (first call, repeated, resident, unshared,
+               per-phase breakdown) vs safetensors.torch.load_file, and the pinned ceiling
 Timing: a prefill of 8 tokens, one warm-up step, then the median of --steps decode steps (CUDA
 synchronised). Host memory: pinned staging and registered bytes from the runtime's stats.
 """
@@ -129,20 +131,17 @@ def layer_bytes(src):
     return total
 
 
-def mode_ceiling(a):
+def _pinned_copy_GBps(n):
+    """Pinned host -> device copy of n bytes: the link's ceiling in this run (median of 5)."""
     import torch
-    n = layer_bytes(a.src) // a.layers
     h = torch.empty(n, dtype=torch.uint8, pin_memory=True)
     d = torch.empty(n, dtype=torch.uint8, device="cuda")
-    d.copy_(h, non_blocking=True)
-    ts = []
-    for _ in range(5):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        d.copy_(h, non_blocking=True)
-        torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t0)
-    return {"pinned_copy_GBps": n / _median(ts) / 1e9, "layer_bytes": n}
+    return n / _median(_timed(lambda: d.copy_(h, non_blocking=True), 6)[1:]) / 1e9
+
+
+def mode_ceiling(a):
+    n = layer_bytes(a.src) // a.layers
+    return {"pinned_copy_GBps": _pinned_copy_GBps(n), "layer_bytes": n}
 
 
 def mode_whole(a):
@@ -192,26 +191,114 @@ def mode_stream(a, path, options):
             "registered_GB": stats["registered_bytes"] / 1e9}
 
 
+def _timed(fn, reps):
+    """[seconds] of `reps` calls of fn (CUDA synchronised around each), and the last result
+    dropped before the next call."""
+    import torch
+    ts = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        d = fn()
+        torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+        del d
+    return ts
+
+
+def _breakdown(f, shared, reps=3):
+    """Median ms of each phase of one load of file f through hct.Runtime: open (catalog and,
+    unshared, a new engine: pinned ring, streams, threads), load (the enqueue: reads of a
+    one-shot load are done when it returns), sync (the copies' tail), close, free (dropping
+    the tensors and synchronising)."""
+    import torch
+    from hct._core import Runtime
+    phases = {k: [] for k in ("open", "load", "sync", "close", "free")}
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t = [time.perf_counter()]
+        rt = Runtime(f, device="cuda:0", shared=shared)
+        t.append(time.perf_counter())
+        names = list(rt.infos())
+        if shared:
+            out = rt.load_tensors(names)  # one torch allocation
+        else:  # the path before shared engines: the runtime allocates, DLPack per tensor
+            out = rt._load_dlpack(names, None)
+        t.append(time.perf_counter())
+        torch.cuda.synchronize()
+        t.append(time.perf_counter())
+        rt.close()
+        t.append(time.perf_counter())
+        del out
+        torch.cuda.synchronize()
+        t.append(time.perf_counter())
+        for i, k in enumerate(phases):
+            phases[k].append(1e3 * (t[i + 1] - t[i]))
+    return {k: round(_median(v), 2) for k, v in phases.items()}
+
+
 def mode_loadfile(a):
+    """One layer file, page-cache hot: safetensors' two ways to the GPU, hct.torch.load_file's
+    first call in the process, repeated calls (shared engine), the same with the file resident
+    (registered on the first call), the unshared path (a new runtime per call), a per-phase
+    breakdown, and the pinned-copy ceiling of the same bytes."""
     import torch
     import hct.torch
     from safetensors.torch import load_file
     f = os.path.join(a.src, "model-layer000.safetensors")
     n = os.path.getsize(f)
-    res = {}
-    for name, fn in (("safetensors", lambda: load_file(f, device="cuda")),
-                     ("hct", lambda: hct.torch.load_file(f, device="cuda", progress=False))):
-        ts = []
-        for _ in range(4):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            d = fn()
-            torch.cuda.synchronize()
-            ts.append(time.perf_counter() - t0)
-            del d
-        res[name + "_GBps"] = n / _median(ts[1:]) / 1e9
-    res["ratio"] = res["hct_GBps"] / res["safetensors_GBps"]
+    torch.zeros(1, device="cuda")
+    res = {"file_bytes": n}
+    res["pinned_copy_GBps"] = _pinned_copy_GBps(n)
+    torch.cuda.empty_cache()
+    rate = lambda ts: n / _median(ts) / 1e9  # noqa: E731
+    ts = _timed(lambda: load_file(f, device="cuda"), 4)
+    res["st_cuda_first_GBps"], res["st_cuda_GBps"] = n / ts[0] / 1e9, rate(ts[1:])
+    ts = _timed(lambda: {k: v.to("cuda") for k, v in load_file(f).items()}, 4)
+    res["st_cpu_to_cuda_GBps"] = rate(ts[1:])
+    best = max(res["st_cuda_GBps"], res["st_cpu_to_cuda_GBps"])
+    one = lambda **kw: hct.torch.load_file(f, device="cuda", progress=False, **kw)  # noqa: E731
+    ts = _timed(one, 4)  # the process's first hct call: makes the shared engine
+    res["hct_first_GBps"], res["hct_repeat_GBps"] = n / ts[0] / 1e9, rate(ts[1:])
+    res["shared_engine"] = hct.shared_stats()
+    hct.release_shared()
+    res["hct_unshared_GBps"] = rate(_timed(lambda: one(shared=False), 3))
+    opts = {"resident_budget": 4 << 30}
+    ts = _timed(lambda: one(options=opts), 4)
+    res["hct_resident_first_GBps"], res["hct_resident_repeat_GBps"] = n / ts[0] / 1e9, rate(ts[1:])
+    res["resident_engine"] = hct.shared_stats()
+    hct.release_shared()
+    one()  # a shared engine again for the breakdown
+    res["breakdown_shared_ms"] = _breakdown(f, True)
+    res["breakdown_unshared_ms"] = _breakdown(f, False)
+    for k in ("hct_first", "hct_repeat", "hct_unshared", "hct_resident_first",
+              "hct_resident_repeat"):
+        res[k + "_vs_st_best"] = res[k + "_GBps"] / best
     return res
+
+
+def mode_layers_alone(a, path, options):
+    """LayerStreamer alone (hct.stream.LayerIterator over hct_streamer_*) on the same files and
+    prefetch as the streamed mode, no compute: per pass (restart + every layer), GB/s of layer
+    bytes."""
+    import hct.stream
+    from generate import pick_prefetch
+    pf = pick_prefetch(path, hct.parse_size(a.budget), "cuda:0")[0]
+    nbytes = layer_bytes(a.src)
+    it = hct.stream.LayerIterator(path, prefetch=pf, device="cuda:0", options=options)
+
+    def one_pass(first):
+        if not first:
+            it.restart()
+        for _, tensors in it:
+            del tensors
+    ts = [_timed(lambda: one_pass(True), 1)[0]] + _timed(lambda: one_pass(False), a.steps + 1)
+    st = it.rt.stats()
+    it.close()
+    return {"prefetch": pf, "first_s": ts[0], "pass_s": _median(ts[2:]),
+            "GBps": nbytes / _median(ts[2:]) / 1e9, "slot_bytes": it.slot_bytes,
+            "pinned_MB": st["pinned_staging_bytes"] / 1e6,
+            "registered_GB": st["registered_bytes"] / 1e9}
 
 
 def run_mode(a):
@@ -230,12 +317,20 @@ def run_mode(a):
         r = mode_stream(a, a.src, {})
     elif a.mode == "loadfile":
         r = mode_loadfile(a)
+    elif a.mode == "ls-cache":
+        r = mode_layers_alone(a, os.path.join(work, "cache"), {"resident_budget": 64 << 30})
+    elif a.mode == "ls-files":
+        r = mode_layers_alone(a, os.path.join(work, "hct"), {})
+    elif a.mode == "ls-st":
+        r = mode_layers_alone(a, a.src, {})
     else:
         sys.exit(f"unknown mode {a.mode}")
     print("RESULT " + json.dumps({"mode": a.mode, **r}), flush=True)
 
 
-MODES = ["ceiling", "whole", "accelerate", "hct-cache", "hct-files", "hct-st", "loadfile"]
+MODES = ["ceiling", "whole", "accelerate", "hct-cache", "ls-cache", "hct-files", "ls-files",
+         "hct-st", "ls-st", "loadfile"]
+NEEDS_HCT = {"hct-cache", "ls-cache", "hct-files", "ls-files"}  # the conversion (and the warm)
 
 
 def main():
@@ -258,8 +353,9 @@ def main():
     t0 = time.perf_counter()
     src = make_model(a.work, a.layers, TINY if a.tiny else SHAPE)
     print(f"model: {src} ({time.perf_counter() - t0:.1f} s)", flush=True)
-    _, _, times = convert_and_warm(a.work, src, a.bin)
-    print(f"setup: {times}", flush=True)
+    if NEEDS_HCT & set(a.modes.split(",")):
+        _, _, times = convert_and_warm(a.work, src, a.bin)
+        print(f"setup: {times}", flush=True)
     results = {}
     for m in a.modes.split(","):
         p = subprocess.run([sys.executable, __file__, a.work, "--bin", a.bin, "--layers",
@@ -289,6 +385,21 @@ def report(r):
         print(f"| {m} | {step:.3f} | {rate} | {frac} | {speed} |")
     if ceil:
         print(f"pinned copy ceiling (same run): {ceil:.1f} GB/s")
+    for m in ("cache", "files", "st"):  # the issue's "within 10% of LayerStreamer alone"
+        s, alone = r.get("hct-" + m, {}).get("GBps"), r.get("ls-" + m, {}).get("GBps")
+        if s and alone:
+            print(f"hct-{m}: streamed {s:.1f} GB/s, LayerStreamer alone {alone:.1f} GB/s "
+                  f"(prefetch {r['ls-' + m]['prefetch']}): {s / alone:.2f}x")
+    lf = r.get("loadfile")
+    if lf:
+        best = max(lf["st_cuda_GBps"], lf["st_cpu_to_cuda_GBps"])
+        print(f"load_file of one layer file ({lf['file_bytes'] / 1e9:.2f} GB, page cache hot), "
+              f"pinned ceiling {lf['pinned_copy_GBps']:.1f} GB/s, safetensors best "
+              f"{best:.2f} GB/s (device=cuda {lf['st_cuda_GBps']:.2f}, cpu then .to "
+              f"{lf['st_cpu_to_cuda_GBps']:.2f}):")
+        for k in ("hct_first", "hct_repeat", "hct_unshared", "hct_resident_first",
+                  "hct_resident_repeat"):
+            print(f"  {k}: {lf[k + '_GBps']:.2f} GB/s = {lf[k + '_vs_st_best']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -178,6 +178,31 @@ int hct_cache_evict(const char* cache_dir, const char* model, uint64_t* bytes_fr
  * (valid until its next hct_cache_ls). */
 int hct_cache_ls(const char* cache_dir, const char** out);
 
+/* ---- Engines shared between models (what python/hct keeps across load_file calls). ---- */
+
+/* A runtime with no tensors: its engine (the pinned ring, streams, I/O threads, open files,
+ * resident registrations within opt->resident_budget) is made once and shared by the models
+ * hct_open_on opens on it. opt NULL: the HCT_* variables. */
+int hct_runtime_create(const hct_options* opt, hct_runtime** out);
+/* What hct_open_on opens: HCT_SOURCE_AUTO, path a safetensors file or folder or an HCT model
+ * (arg unused, as hct_open); HCT_SOURCE_CACHE, path a cache directory and arg the model (as
+ * hct_open_cache); HCT_SOURCE_HCT, path an HCT model and arg a cache directory or NULL (as
+ * hct_open_hct). */
+enum hct_source { HCT_SOURCE_AUTO = 0, HCT_SOURCE_CACHE = 1, HCT_SOURCE_HCT = 2 };
+/* Opens a model on the engine of `base` instead of a new one: no ring is allocated, and files
+ * the engine has open or resident stay so. The engine lives until the last runtime on it is
+ * closed (closing `base` first is fine). The engine keeps files open by path: a file replaced
+ * or rewritten under the same path is read through the descriptor it opened first, so open
+ * such files on a new engine. */
+int hct_open_on(const hct_runtime* base, int kind, const char* path, const char* arg,
+                hct_runtime** out);
+/* The tensor's name (valid while the handle lives; "" for NULL). */
+const char* hct_tensor_name(const hct_tensor* t);
+/* The layout hct_load_many gives n tensors in one buffer: offsets[i] (bytes from its start)
+ * and *total, the bytes a caller-given dst must hold. */
+int hct_pack_offsets(const hct_runtime* rt, const char* const* names, int64_t n,
+                     uint64_t* offsets, uint64_t* total);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

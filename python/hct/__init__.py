@@ -8,7 +8,7 @@
 from ._lib import (HCTError, InvalidArgumentError, NotFoundError, CorruptionError, HCTIOError,
                    UnsupportedError, OutOfRangeError, AlreadyExistsError, BusyError,
                    ResourceExhaustedError, InternalError)
-from ._core import Runtime, safe_open
+from ._core import Runtime, release_shared, safe_open, shared_stats
 from . import cache, stream, torch  # noqa: F401  (hct.torch is the module, not torch)
 
 
@@ -37,4 +37,4 @@ __version__ = "0.1.0"
 __all__ = ["safe_open", "Runtime", "HCTError", "InvalidArgumentError", "NotFoundError",
            "CorruptionError", "HCTIOError", "UnsupportedError", "OutOfRangeError",
            "AlreadyExistsError", "BusyError", "ResourceExhaustedError", "InternalError",
-           "library_version", "library_path", "parse_size"]
+           "library_version", "library_path", "parse_size", "release_shared", "shared_stats"]

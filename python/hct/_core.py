@@ -3,6 +3,7 @@ import ctypes
 import json
 import os
 import sys
+import threading
 
 import torch
 
@@ -101,13 +102,136 @@ def _is_cache(path):
     return os.path.isdir(path) and os.path.exists(os.path.join(path, "index.db"))
 
 
+# safetensors dtype name -> torch dtype, for those this torch has (1.13 lacks U16/U32/U64/F8).
+TORCH_DTYPES = {n: getattr(torch, a) for n, a in (
+    ("BOOL", "bool"), ("U8", "uint8"), ("I8", "int8"), ("F8_E5M2", "float8_e5m2"),
+    ("F8_E4M3", "float8_e4m3fn"), ("I16", "int16"), ("U16", "uint16"), ("F16", "float16"),
+    ("BF16", "bfloat16"), ("I32", "int32"), ("U32", "uint32"), ("F32", "float32"),
+    ("C64", "complex64"), ("F64", "float64"), ("I64", "int64"), ("U64", "uint64"))
+    if hasattr(torch, a)}
+
+
+def _file_signature(path):
+    """{file: (dev, inode, size, mtime_ns)} of the data files an engine opens for `path` (the
+    file, or the .safetensors / .hct files of a folder)."""
+    if os.path.isdir(path):
+        files = [os.path.join(path, e) for e in os.listdir(path)
+                 if e.endswith((".safetensors", ".hct"))]
+    else:
+        files = [path]
+    out = {}
+    for f in files:
+        try:
+            st = os.stat(f)
+        except OSError:
+            continue  # the open reports it
+        out[f] = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+class _Engine:
+    def __init__(self, opt):
+        h = ctypes.c_void_p()
+        check(lib().hct_runtime_create(ctypes.byref(opt), ctypes.byref(h)), "runtime")
+        self.handle, self.staging, self.files = h, opt.staging_bytes, {}
+
+    def fits(self, opt, files):
+        """Whether a model of `files` may use this engine: its ring is large enough, it has not
+        seen one of these paths as another file (it reads by the descriptor it opened first),
+        and it keeps at most MAX_FILES files open."""
+        return (self.staging >= opt.staging_bytes and
+                all(self.files.get(f, sig) == sig for f, sig in files.items()) and
+                len(self.files.keys() | files.keys()) <= SharedEngines.MAX_FILES)
+
+
+class SharedEngines:
+    """The engines that Runtime(shared=True) (load_file, iter_tensors, load_model, safe_open)
+    opens models on, one per device and settings: the pinned ring, streams, I/O threads, open
+    files and resident registrations are made once per process instead of once per call. An
+    engine is replaced by a new one when a model needs a larger ring, a file it has open was
+    replaced or rewritten (size, mtime or inode changed), or it would keep more than MAX_FILES
+    files open; the old one is freed when its last runtime closes."""
+
+    MAX_FILES = 128
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._engines = {}
+
+    @staticmethod
+    def _key(opt):
+        return tuple(getattr(opt, n) for n, _ in opt._fields_ if n != "staging_bytes")
+
+    def open(self, path, opt):
+        """A runtime handle for the safetensors or HCT model at `path` (absolute) on the shared
+        engine of `opt`'s settings."""
+        files = _file_signature(path)
+        key = self._key(opt)
+        with self._lock:  # an engine is neither replaced nor released while a model opens on it
+            e = self._engines.get(key)
+            if e is not None and not e.fits(opt, files):
+                lib().hct_close(self._engines.pop(key).handle)
+                e = None
+            if e is None:
+                e = self._engines[key] = _Engine(opt)
+            h = ctypes.c_void_p()
+            check(lib().hct_open_on(e.handle, _lib.SOURCE_AUTO, path.encode(), None,
+                                    ctypes.byref(h)), path)
+            e.files.update(files)
+            return h
+
+    def release(self):
+        """Drops every shared engine; each frees its pinned ring and resident registrations when
+        the runtimes still open on it are closed. Returns how many there were."""
+        with self._lock:
+            engines, self._engines = list(self._engines.values()), {}
+        for e in engines:
+            lib().hct_close(e.handle)
+        return len(engines)
+
+    def stats(self):
+        """[runtime stats dict] of each shared engine: pinned and registered bytes held."""
+        out = []
+        with self._lock:
+            for e in self._engines.values():
+                st = _lib.Stats()
+                check(lib().hct_runtime_stats(e.handle, ctypes.byref(st)))
+                out.append({n: getattr(st, n) for n, _ in st._fields_})
+        return out
+
+
+    def _forget_in_child(self):
+        # A forked child must not use (or free) the parent's engines: their CUDA state and I/O
+        # threads do not survive fork. It starts with none (the parent's handles are left).
+        self._lock = threading.Lock()
+        self._engines = {}
+
+
+ENGINES = SharedEngines()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=ENGINES._forget_in_child)
+
+
+def release_shared():
+    """Frees what load_file / safe_open keep for reuse between calls (the pinned staging rings,
+    resident registrations, open files), once the runtimes still open are closed."""
+    return ENGINES.release()
+
+
+def shared_stats():
+    return ENGINES.stats()
+
+
 class Runtime:
     """One libhct runtime over a model: a safetensors file or Hugging Face folder, an HCT file
     or folder, or a warm cache directory (`model` picks the cache's model; None: its only one).
     Tensors it hands out outlive it. `cache_dir`: for an HCT file or folder, the warm cache whose
-    entries of this source are loaded instead of decoding (where present and valid)."""
+    entries of this source are loaded instead of decoding (where present and valid).
+    `shared`: open a safetensors or HCT model on the process's shared engine for these settings
+    (SharedEngines; caches always get their own); stats() are then the engine's."""
 
-    def __init__(self, path, device="cpu", options=None, model=None, cache_dir=None):
+    def __init__(self, path, device="cpu", options=None, model=None, cache_dir=None,
+                 shared=False):
         self.path = os.fspath(path)
         self.device_kind, self.device_index = parse_device(device)
         if self.device_kind == "cuda" and not torch.cuda.is_available():
@@ -115,7 +239,11 @@ class Runtime:
         opt = make_options(device, options, self.path)
         h = ctypes.c_void_p()
         L = lib()
-        if cache_dir is not None and not _is_cache(self.path):
+        self.shared = shared and cache_dir is None and not _is_cache(self.path)
+        if self.shared:
+            h = ENGINES.open(os.path.abspath(self.path), opt)
+            rc = 0
+        elif cache_dir is not None and not _is_cache(self.path):
             rc = L.hct_open_hct_ex(self.path.encode(), os.fspath(cache_dir).encode(),
                                    ctypes.byref(opt), ctypes.byref(h))
         elif _is_cache(self.path):
@@ -179,6 +307,56 @@ class Runtime:
                                   dst_bytes, out), f"{self.path}: tensors {', '.join(names[:4])}")
         return [ctypes.c_void_p(p) for p in out]
 
+    def pack_offsets(self, names):
+        """([offset of each name], total bytes) of hct_load_many's one-buffer layout."""
+        arr = (ctypes.c_char_p * len(names))(*[n.encode() for n in names])
+        offs, total = (ctypes.c_uint64 * len(names))(), ctypes.c_uint64()
+        check(lib().hct_pack_offsets(self._h, arr, len(names), offs, ctypes.byref(total)),
+              self.path)
+        return list(offs), total.value
+
+    def load_tensors(self, names, stream=None):
+        """The tensors of `names`, loaded by one hct_load_many straight into one torch
+        allocation (made on `stream`, default torch's current stream; the tensors are views of
+        it, sharing its memory until all are dropped). On the GPU they are ordered on that
+        stream; on the host they are waited for. A dtype this torch cannot view goes through
+        the runtime's own allocation and DLPack (to_torch)."""
+        infos = self.infos()
+        for n in names:
+            if n not in infos:
+                raise _lib.NotFoundError(f"{self.path}: no tensor '{n}'", 2)
+        if any(infos[n][0] not in TORCH_DTYPES for n in names):
+            return self._load_dlpack(names, stream)
+        offs, total = self.pack_offsets(names)
+        if self.on_device:
+            stream = stream or torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(stream):
+                buf = torch.empty(max(total, 1), dtype=torch.uint8, device=self.device)
+        else:
+            buf = torch.empty(max(total, 1), dtype=torch.uint8)
+        L = lib()
+        handles = self.load_many_handles(names, stream, dst=ctypes.c_void_p(buf.data_ptr()),
+                                         dst_bytes=buf.numel())
+        try:
+            if not self.on_device:
+                check(L.hct_tensor_wait(handles[0]), f"{self.path}: tensors {names[0]}...")
+        finally:
+            for h in handles:
+                L.hct_tensor_free(h)  # the memory is buf's: nothing is freed
+        return [buf[o:o + infos[n][2]].view(TORCH_DTYPES[infos[n][0]]).view(infos[n][1])
+                for n, o in zip(names, offs)]
+
+    def _load_dlpack(self, names, stream):
+        handles = self.load_many_handles(names, stream)
+        out = []
+        try:
+            for h, n in zip(handles, names):
+                out.append(self.to_torch(h, n))  # frees h
+        finally:
+            for h in handles[len(out) + 1:]:  # after a failure: the ones not reached
+                lib().hct_tensor_free(h)
+        return out
+
     def to_torch(self, handle, name):
         """A torch tensor sharing the handle's memory (DLPack); frees the handle. On the GPU the
         data is ordered on the stream the load was given; on the host it is waited for."""
@@ -199,7 +377,7 @@ class Runtime:
                 f"{e}", 5) from e
 
     def load(self, name, stream=None):
-        return self.to_torch(self.load_handle(name, stream), name)
+        return self.load_tensors([name], stream)[0]
 
     def close(self):
         if getattr(self, "_h", None):
@@ -249,7 +427,20 @@ class _Slice:
 
     def __getitem__(self, idx):
         x = self._rt.load(self._name)[idx]
-        return x.clone() if x._base is not None or x.numel() == 0 else x
+        return x.clone() if x.numel() * x.element_size() < _storage_bytes(x) else x
+
+
+def _storage(t):
+    return t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()  # 1.13: none
+
+
+def _storage_bytes(t):
+    """Bytes of the memory `t` is a view of."""
+    return _storage(t).nbytes()
+
+
+def _storage_ptr(t):
+    return _storage(t).data_ptr()
 
 
 class safe_open:
@@ -257,11 +448,11 @@ class safe_open:
     then f.keys(), f.get_tensor(name), f.get_slice(name)[a:b], f.metadata()."""
 
     def __init__(self, path, framework="pt", device="cpu", options=None, model=None,
-                 cache_dir=None):
+                 cache_dir=None, shared=True):
         if framework not in ("pt", "torch"):
             raise _lib.InvalidArgumentError(f"framework {framework!r}: only 'pt' is supported")
         self._rt = Runtime(path, device=device, options=options, model=model,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, shared=shared)
 
     def __enter__(self):
         return self

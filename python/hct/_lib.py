@@ -107,6 +107,8 @@ class Stats(ctypes.Structure):
         "resident_files", "hct_device_scratch_bytes")]
 
 
+SOURCE_AUTO, SOURCE_CACHE, SOURCE_HCT = 0, 1, 2  # enum hct_source
+
 PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p)
 
 _P = ctypes.c_void_p
@@ -142,6 +144,19 @@ _SIGNATURES = {
                          ctypes.c_int),
     "hct_cache_evict": ([_S, _S, ctypes.POINTER(ctypes.c_uint64)], ctypes.c_int),
     "hct_cache_ls": ([_S, ctypes.POINTER(_S)], ctypes.c_int),
+    "hct_runtime_create": ([ctypes.POINTER(Options), _PP], ctypes.c_int),
+    "hct_open_on": ([_P, ctypes.c_int, _S, _S, _PP], ctypes.c_int),
+    "hct_pack_offsets": ([_P, ctypes.POINTER(_S), ctypes.c_int64, ctypes.POINTER(ctypes.c_uint64),
+                          ctypes.POINTER(ctypes.c_uint64)], ctypes.c_int),
+    "hct_tensor_name": ([_P], _S),
+    "hct_streamer_create": ([_P, ctypes.c_int, _P, _PP], ctypes.c_int),
+    "hct_streamer_num_layers": ([_P], ctypes.c_int),
+    "hct_streamer_max_tensors": ([_P], ctypes.c_int64),
+    "hct_streamer_slot_bytes": ([_P], ctypes.c_uint64),
+    "hct_streamer_next": ([_P, ctypes.POINTER(ctypes.c_int), _PP, ctypes.c_int64,
+                           ctypes.POINTER(ctypes.c_int64)], ctypes.c_int),
+    "hct_streamer_restart": ([_P], ctypes.c_int),
+    "hct_streamer_free": ([_P], None),
     "hct_last_error": ([], _S),
     "hct_code_name": ([ctypes.c_int], _S),
 }

@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from . import _lib
 from ._core import Runtime
 from ._lib import HCTError, check, lib
 
@@ -164,11 +165,7 @@ class Streamer:
         return new
 
     def _packed(self, k):
-        o = 0
-        for *_, nbytes in self.targets[k]:
-            o = (o + 255) & ~255
-            o += nbytes
-        return o
+        return self.rt.pack_offsets(self.names[k])[1] if self.names[k] else 0
 
     # -- streaming
     def _issue(self, k):
@@ -263,3 +260,72 @@ def attach(model, path, prefetch=1, device="cuda:0", options=None, cache_dir=Non
                  cache_dir=cache_dir)
     model._hct_streamer = s
     return s
+
+
+class LayerIterator:
+    """hct::LayerStreamer through the C API (hct_streamer_*), without a model: iterating yields
+    (layer index, {name: tensor}) for layers 0..n-1 with `prefetch` layers loading ahead in
+    prefetch + 1 slots; a layer's slot is reused once all its tensors are dropped (on the GPU,
+    after the work enqueued on `stream` before they were dropped). Tensors reach torch by DLPack,
+    ordered on `stream` (default torch's current stream). restart() starts a new pass (it
+    replaces the C streamer: its slots are allocated again; see hct_streamer_restart)."""
+
+    def __init__(self, path, prefetch=1, device="cuda:0", options=None, cache_dir=None,
+                 stream=None):
+        self.rt = Runtime(path, device=device, options=options, cache_dir=cache_dir)
+        self._s = ctypes.c_void_p()
+        try:
+            check(lib().hct_streamer_create(self.rt._h, int(prefetch),
+                                            self.rt.stream_handle(stream),
+                                            ctypes.byref(self._s)), self.rt.path)
+        except Exception:
+            self.rt.close()
+            raise
+        L = lib()
+        self.num_layers = L.hct_streamer_num_layers(self._s)
+        self.slot_bytes = L.hct_streamer_slot_bytes(self._s)
+        self._cap = max(1, L.hct_streamer_max_tensors(self._s))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        L = lib()
+        out = (ctypes.c_void_p * self._cap)()
+        index, n = ctypes.c_int(), ctypes.c_int64()
+        rc = L.hct_streamer_next(self._s, ctypes.byref(index), out, self._cap, ctypes.byref(n))
+        if rc == _lib.OutOfRangeError.code:  # after the last layer (the capacity always fits)
+            raise StopIteration
+        check(rc, self.rt.path)
+        handles = [ctypes.c_void_p(out[i]) for i in range(n.value)]
+        names = [L.hct_tensor_name(h).decode() for h in handles]
+        tensors = {}
+        try:
+            for h, name in zip(handles, names):
+                tensors[name] = self.rt.to_torch(h, name)  # frees h
+        finally:
+            for h in handles[len(tensors) + 1:]:
+                L.hct_tensor_free(h)
+        return index.value, tensors
+
+    def restart(self):
+        check(lib().hct_streamer_restart(self._s), self.rt.path)
+
+    def close(self):
+        if getattr(self, "_s", None):
+            lib().hct_streamer_free(self._s)
+            self._s = None
+        self.rt.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

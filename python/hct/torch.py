@@ -1,36 +1,26 @@
 """hct.torch: whole-model loads into torch (mirrors safetensors.torch)."""
-from ._core import Runtime, progress_bar
-from ._lib import HCTError, NotFoundError
+from ._core import TORCH_DTYPES, Runtime, progress_bar
+from ._lib import HCTError
 
 import torch as _torch
 
 
 def iter_tensors(path, device="cpu", names=None, options=None, progress=None, model=None,
-                 cache_dir=None, group_bytes=None):
+                 cache_dir=None, group_bytes=None, shared=True):
     """Yields (name, tensor) in catalog order (or `names` order) as each one is loaded; on the
     GPU each tensor is ordered on torch's current stream. Tensors of one layer load together in
-    groups of up to `group_bytes` (default GROUP_BYTES), one allocation each. `cache_dir`: see
-    Runtime."""
-    rt = Runtime(path, device=device, options=options, model=model, cache_dir=cache_dir)
+    groups of up to `group_bytes` (default GROUP_BYTES): one hct_load_many call straight into one
+    torch allocation per group. `shared`: use the process's shared engine for these settings
+    (its pinned ring and open files are kept between calls; hct.release_shared() frees them).
+    `cache_dir`: see Runtime."""
+    rt = Runtime(path, device=device, options=options, model=model, cache_dir=cache_dir,
+                 shared=shared)
     try:
         infos = rt.infos()
         names = list(infos) if names is None else list(names)
         bar = progress_bar(sum(infos[n][2] for n in names if n in infos), "hct load", progress)
         for group in _groups(names, infos, group_bytes or GROUP_BYTES):
-            if any(n not in infos for n in group):
-                raise NotFoundError(f"{rt.path}: no tensor '{next(n for n in group if n not in infos)}'", 2)
-            # One load (one allocation, one event) per group: per-tensor device allocations
-            # and frees cost more than the copies for small tensors.
-            handles = rt.load_many_handles(group)
-            tensors = []
-            try:
-                for n in group:
-                    tensors.append(rt.to_torch(handles[len(tensors)], n))  # frees the handle
-            finally:
-                from ._lib import lib
-                for h in handles[len(tensors) + 1:]:  # after a failure: the ones not reached
-                    lib().hct_tensor_free(h)
-            for n, t in zip(group, tensors):
+            for n, t in zip(group, rt.load_tensors(group)):
                 if bar is not None:
                     bar.update(infos[n][2])
                 yield n, t
@@ -59,11 +49,14 @@ def _groups(names, infos, limit):
         yield group
 
 
-def load_file(path, device="cpu", options=None, progress=None, model=None, cache_dir=None):
+def load_file(path, device="cpu", options=None, progress=None, model=None, cache_dir=None,
+              shared=True):
     """{name: tensor} of every tensor of `path` (safetensors file or folder, HCT file or folder,
-    or a warm cache directory), like safetensors.torch.load_file."""
+    or a warm cache directory), like safetensors.torch.load_file. The tensors of one layer (up
+    to FILE_GROUP_BYTES) share one allocation."""
     return dict(iter_tensors(path, device=device, options=options, progress=progress,
-                             model=model, cache_dir=cache_dir, group_bytes=FILE_GROUP_BYTES))
+                             model=model, cache_dir=cache_dir, group_bytes=FILE_GROUP_BYTES,
+                             shared=shared))
 
 
 def _shares_loaded(t, loaded):
@@ -71,7 +64,7 @@ def _shares_loaded(t, loaded):
 
 
 def load_model(model, path, strict=True, device=None, options=None, progress=None,
-               cache_dir=None):
+               cache_dir=None, shared=True):
     """Loads `path` into `model`'s parameters and buffers by state_dict name. A parameter that
     is contiguous, on `device`, of the same dtype and size is loaded straight into its memory
     (no copy); others get a copy. strict: keys missing from the file (other than tied weights
@@ -81,7 +74,7 @@ def load_model(model, path, strict=True, device=None, options=None, progress=Non
     if device is None:
         first = next(iter(sd.values()), None)
         device = first.device if first is not None and first.device.type != "meta" else "cpu"
-    rt = Runtime(path, device=device, options=options, cache_dir=cache_dir)
+    rt = Runtime(path, device=device, options=options, cache_dir=cache_dir, shared=shared)
     try:
         infos = rt.infos()
         unexpected = [n for n in infos if n not in sd]
@@ -135,9 +128,7 @@ def _ptr(t):
     return ctypes.c_void_p(t.data_ptr())
 
 
-_NAMES = {_torch.float32: "F32", _torch.float16: "F16", _torch.bfloat16: "BF16",
-          _torch.float64: "F64", _torch.int8: "I8", _torch.uint8: "U8", _torch.int16: "I16",
-          _torch.int32: "I32", _torch.int64: "I64", _torch.bool: "BOOL"}
+_NAMES = {d: n for n, d in TORCH_DTYPES.items()}
 
 
 def _dtype_name(d):

@@ -180,5 +180,57 @@ TEST(CApiExTest, CacheWarmLsVerifyEvict) {
   EXPECT_GT(freed, 0u);
 }
 
+// Two models opened on one engine share it (its counters move for both), outlive the base, and
+// hct_pack_offsets gives the layout hct_load_many uses, so a caller can allocate dst itself.
+TEST(CApiExTest, ModelsOpenedOnOneEngineShareIt) {
+  Model a = MakeModel(TempDir("capiex_on_a"));
+  Model b = MakeModel(TempDir("capiex_on_b"));
+  hct_options o = HostOptions();
+  hct_runtime* base = nullptr;
+  ASSERT_EQ(hct_runtime_create(&o, &base), HCT_OK) << hct_last_error();
+  EXPECT_EQ(hct_num_tensors(base), 0);
+  hct_runtime *ra = nullptr, *rb = nullptr;
+  ASSERT_EQ(hct_open_on(base, HCT_SOURCE_AUTO, a.path.c_str(), nullptr, &ra), HCT_OK)
+      << hct_last_error();
+  ASSERT_EQ(hct_open_on(base, HCT_SOURCE_AUTO, b.path.c_str(), nullptr, &rb), HCT_OK);
+  hct_close(base);  // the engine stays while ra and rb use it
+  EXPECT_EQ(hct_open_on(ra, 7, a.path.c_str(), nullptr, &base), HCT_INVALID_ARGUMENT);
+  EXPECT_EQ(hct_open_on(ra, HCT_SOURCE_AUTO, "/nonexistent/x.safetensors", nullptr, &base),
+            HCT_NOT_FOUND);
+
+  const char* names[] = {a.names[0].c_str(), a.names[3].c_str(), a.names[6].c_str()};
+  uint64_t offs[3] = {}, total = 0;
+  ASSERT_EQ(hct_pack_offsets(ra, names, 3, offs, &total), HCT_OK) << hct_last_error();
+  EXPECT_EQ(offs[0], 0u);
+  EXPECT_GE(offs[1], a.data[0].size() * 2);
+  EXPECT_EQ(offs[1] % 256, 0u);
+  EXPECT_GE(total, offs[2] + a.data[6].size() * 2);
+  const char* missing[] = {"nope"};
+  EXPECT_EQ(hct_pack_offsets(ra, missing, 1, offs, &total), HCT_NOT_FOUND);
+
+  std::vector<std::byte> dst(total);
+  hct_tensor* t[3] = {};
+  ASSERT_EQ(hct_load_many(ra, names, 3, nullptr, dst.data(), total, t), HCT_OK) << hct_last_error();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(hct_tensor_wait(t[i]), HCT_OK);
+    EXPECT_EQ(hct_tensor_data(t[i]), dst.data() + offs[i]);
+    const auto& want = a.data[size_t(i == 0 ? 0 : i == 1 ? 3 : 6)];
+    EXPECT_EQ(std::memcmp(dst.data() + offs[i], want.data(), want.size() * 2), 0);
+    hct_tensor_free(t[i]);
+  }
+  hct_stats sa{}, sb{};
+  ASSERT_EQ(hct_runtime_stats(rb, &sb), HCT_OK);
+  EXPECT_EQ(sb.loads_one_shot, 3u);  // ra's loads, counted by the engine rb shares
+  hct_tensor* u = nullptr;
+  ASSERT_EQ(hct_load(rb, b.names[2].c_str(), nullptr, nullptr, 0, &u), HCT_OK);
+  ASSERT_EQ(hct_tensor_wait(u), HCT_OK);
+  EXPECT_EQ(std::memcmp(hct_tensor_data(u), b.data[2].data(), b.data[2].size() * 2), 0);
+  hct_tensor_free(u);
+  ASSERT_EQ(hct_runtime_stats(ra, &sa), HCT_OK);
+  EXPECT_EQ(sa.loads_one_shot, 4u);
+  hct_close(ra);
+  hct_close(rb);
+}
+
 }  // namespace
 }  // namespace hct
