@@ -18,7 +18,11 @@
 
 #include <boost/program_options.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <iostream>
+#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -59,10 +63,10 @@ Bytes ToBf16(const testing::StTensor& t) {
   return b;
 }
 
-double ExponentEntropyBits(const Bytes& b, std::vector<double>* hist) {
+// Counts the BF16 exponent fields (bits 7..14).
+void AddExponentHistogram(const Bytes& b, std::vector<double>* hist) {
   for (size_t i = 0; i + 1 < b.size(); i += 2)
     (*hist)[(uint8_t(b[i]) >> 7 | uint8_t(b[i + 1]) << 1) & 0xff] += 1;
-  return 0;
 }
 
 struct CodecStats {
@@ -113,7 +117,7 @@ void CpuReport(const std::string& weights) {
         if (t.elements() == 0) continue;
         derived |= t.dtype != DType::kBF16;
         const Bytes b = t.dtype == DType::kBF16 ? Bytes(t.data.begin(), t.data.end()) : ToBf16(t);
-        ExponentEntropyBits(b, &hist);
+        AddExponentHistogram(b, &hist);
         Measure(b, t.elements(), Entropy::kZstd, &z);
         Measure(b, t.elements(), Entropy::kHuffman, &h);
         elems += t.elements();
