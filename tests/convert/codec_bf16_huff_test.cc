@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -263,6 +265,140 @@ TEST(Bf16Huff, RealBf16WeightsRoundTripAndBeatBytesplit) {
   RecordProperty("ratio", std::to_string(ratio));
   EXPECT_GT(ratio, 1.45);
   EXPECT_LT(huff, zstd) << "bf16-huff " << huff << " bytes, bytesplit-zstd " << zstd;
+}
+
+// ---- Golden and must-fail files (tests/data/hct/bf16_huff*.hct) ------------------------------
+// HCT_REGEN_TESTDATA=1 rewrites them; otherwise the committed bytes must equal the generator's.
+
+std::string DataDir() { return std::string(HCT_TEST_DATA_DIR) + "/hct"; }
+
+// The golden tensor: BF16 [40, 64] with values from a formula (exact in BF16).
+constexpr size_t kGoldenN = 40 * 64;
+uint16_t GoldenWord(size_t i) {
+  const float f = float(int(i * 37 % 101) - 50) * std::ldexp(1.0f, -int(i % 7) - 6);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return uint16_t(u >> 16);  // |value| has at most 7 significant bits: exact
+}
+Bytes GoldenBytes() {
+  Bytes b(2 * kGoldenN);
+  for (size_t i = 0; i < kGoldenN; ++i) {
+    const uint16_t w = GoldenWord(i);
+    std::memcpy(&b[2 * i], &w, 2);
+  }
+  return b;
+}
+
+// Writes tensor "w" from `enc` (optionally with edited params/dtype/first payload) to `path`.
+Status WriteGolden(const std::string& path, const EncodedTensor& enc, DType dtype,
+                   const nlohmann::json& params, const Bytes* first_payload) {
+  std::filesystem::remove(path);
+  HCT_ASSIGN_OR_RETURN(HctWriter w, HctWriter::Create(path, /*overwrite=*/true));
+  HCT_RETURN_IF_ERROR(w.SetMetadata("converter", "hct-test"));
+  HCT_RETURN_IF_ERROR(w.BeginTensor("w", dtype, {40, 64}, enc.codec, params));
+  for (size_t i = 0; i < enc.chunks.size(); ++i) {
+    const EncodedChunk& c = enc.chunks[i];
+    const Bytes& bytes = (i == 0 && first_payload) ? *first_payload : c.bytes;
+    HCT_RETURN_IF_ERROR(
+        w.AppendChunk(bytes, c.decoded_size, c.decoded_xxh3, c.elem_offset, c.elem_count));
+  }
+  HCT_RETURN_IF_ERROR(w.EndTensor());
+  return w.Finish();
+}
+
+Bytes ReadFileBytes(const std::string& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::vector<char> v((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Bytes b(v.size());
+  if (!v.empty()) std::memcpy(b.data(), v.data(), v.size());
+  return b;
+}
+
+// Generates `file` in a temporary folder and compares it with (or, regenerating, copies it to)
+// the committed one; returns the committed path.
+std::string CheckGolden(const std::string& file, DType dtype, const nlohmann::json* params,
+                        const Bytes* first_payload, EncodedTensor* enc_out = nullptr) {
+  auto enc = EncodeTensor({GoldenBytes(), DType::kBF16, {40, 64}}, HuffOptions(4096, 256));
+  EXPECT_TRUE(enc.ok());
+  EXPECT_EQ(enc->codec, kCodecBf16Huff);
+  EXPECT_EQ(enc->chunks.size(), 2u);
+  const std::string tmp = ::testing::TempDir() + "/" + file;
+  Status st = WriteGolden(tmp, *enc, dtype, params ? *params : enc->params, first_payload);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  const std::string committed = DataDir() + "/" + file;
+  if (std::getenv("HCT_REGEN_TESTDATA")) std::filesystem::copy_file(
+      tmp, committed, std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(ReadFileBytes(committed), ReadFileBytes(tmp))
+      << committed << " differs from the generator's output (format change? see README.md)";
+  if (enc_out) *enc_out = *enc;
+  return committed;
+}
+
+TEST(Bf16HuffData, GoldenFileDecodesToTheFormula) {
+  EncodedTensor enc;
+  const std::string path = CheckGolden("bf16_huff.hct", DType::kBF16, nullptr, nullptr, &enc);
+  auto f = HctFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  const TensorEntry* t = f->Find("w");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->codec, "bf16-huff");
+  EXPECT_EQ(t->codec_params["substream"], 256);
+  ASSERT_EQ(t->chunks.size(), 2u);
+  Bytes out(2 * kGoldenN);
+  Status st = DecodeTensor(*f, *t, out);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(out, GoldenBytes());
+  // The layout by hand (§5.5): header, then the rest plane = mantissa << 1 | sign of each word.
+  auto chunk = f->ReadChunk(*t, 0);
+  ASSERT_TRUE(chunk.ok());
+  const Bytes& p = *chunk;
+  uint32_t n, off;
+  std::memcpy(&n, p.data(), 4);
+  std::memcpy(&off, p.data() + 4, 4);
+  EXPECT_EQ(n, 2048u);
+  EXPECT_EQ(off, 16u + 2048u);
+  for (size_t i = 0; i < n; ++i) {
+    const uint16_t w = GoldenWord(i);
+    ASSERT_EQ(uint8_t(p[16 + i]), uint8_t((w & 0x7f) << 1 | w >> 15)) << i;
+  }
+  uint32_t huff_n;
+  std::memcpy(&huff_n, p.data() + off, 4);
+  EXPECT_EQ(huff_n, 2048u);  // the exponent plane's §5.4 header
+}
+
+TEST(Bf16HuffData, MustFailFiles) {
+  auto enc = EncodeTensor({GoldenBytes(), DType::kBF16, {40, 64}}, HuffOptions(4096, 256));
+  ASSERT_TRUE(enc.ok());
+  const Bytes& p0 = enc->chunks[0].bytes;
+  Bytes bad_offset = p0, bad_length = p0;
+  const uint32_t off = uint32_t(detail::Bf16HuffExpOffset(2048) + 16);
+  std::memcpy(bad_offset.data() + 4, &off, 4);
+  bad_length[detail::Bf16HuffExpOffset(2048) + 8] = std::byte{0xff};  // code length 15
+  const nlohmann::json bad_k = {{"split", "exp"}, {"entropy", "huff"}, {"substream", 33}};
+  struct Case {
+    std::string file;
+    DType dtype;
+    const nlohmann::json* params;
+    const Bytes* payload;
+    std::string fragment;
+  };
+  const Case cases[] = {
+      {"bf16_huff_bad_offset.hct", DType::kBF16, nullptr, &bad_offset, "exponent offset"},
+      {"bf16_huff_bad_code.hct", DType::kBF16, nullptr, &bad_length, "code length 15"},
+      {"bf16_huff_bad_substream.hct", DType::kBF16, &bad_k, nullptr, "substream 33"},
+      {"bf16_huff_f16.hct", DType::kF16, nullptr, nullptr, "bf16-huff with dtype F16"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    const std::string path = CheckGolden(c.file, c.dtype, c.params, c.payload);
+    auto f = HctFile::Open(path);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();  // the container is sound
+    ASSERT_TRUE(f->VerifyData().ok());             // stored checksums match
+    Bytes out(2 * kGoldenN);
+    Status st = DecodeTensor(*f, *f->Find("w"), out);
+    EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+    EXPECT_NE(st.message().find(c.fragment), std::string::npos) << st.ToString();
+  }
 }
 
 }  // namespace

@@ -156,7 +156,7 @@ TEST(Bf16HuffGpu, CorruptPayloadsRaiseTheErrorWord) {
   // Host-side checks: too small a payload or workspace is refused before any launch.
   Bf16HuffDecodeArgs a;
   a.payload = reinterpret_cast<void*>(uintptr_t(256));
-  a.workspace = a.out = a.payload;
+  a.workspace = a.out = reinterpret_cast<void*>(uintptr_t(256));
   a.elements = n;
   a.substream = k;
   a.payload_bytes = e;
