@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "convert/codec_weights.h"
+#include "bf16_test_util.h"
 #include "convert/detail/bf16_huff.h"
 #include "convert/detail/huff.h"
 #include "hct/codec.h"
@@ -26,20 +27,7 @@ namespace {
 
 using Bytes = std::vector<std::byte>;
 
-// BF16 words of Gaussian weights (sigma `scale`), truncated from float: realistic exponents.
-Bytes GaussianBf16(size_t n, uint32_t seed, float scale = 0.02f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, scale);
-  Bytes b(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    const float f = nd(rng);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    const uint16_t w = uint16_t(u >> 16);
-    std::memcpy(&b[2 * i], &w, 2);
-  }
-  return b;
-}
+using test::GaussianBf16;
 
 Bytes UniformBits(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);

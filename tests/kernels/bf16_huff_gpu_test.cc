@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "convert/codec_weights.h"
+#include "bf16_test_util.h"
 #include "convert/detail/bf16_huff.h"
 #include "gpu_test_util.h"
 #include "hct/codec.h"
@@ -23,19 +24,7 @@ using Bytes = std::vector<std::byte>;
 constexpr size_t kGuard = 64;
 constexpr uint8_t kPoison = 0x5A;
 
-Bytes GaussianBf16(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 0.02f);
-  Bytes b(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    const float f = nd(rng);
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    const uint16_t w = uint16_t(u >> 16);
-    std::memcpy(&b[2 * i], &w, 2);
-  }
-  return b;
-}
+using test::GaussianBf16;
 
 struct GpuOut {
   Bytes out;
