@@ -16,19 +16,18 @@
 //                        --substream 2048,1024 --runs 20]]
 #include <time.h>
 
-#include <boost/program_options.hpp>
-
 #include <algorithm>
+#include <boost/program_options.hpp>
 #include <cmath>
-#include <functional>
-#include <iostream>
-#include <thread>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/bench_util.h"
@@ -97,9 +96,10 @@ void Measure(const Bytes& b, uint64_t n, Entropy e, CodecStats* s) {
 }
 
 void CpuReport(const std::string& weights) {
-  std::printf("| model | BF16 | weights | bytesplit-zstd bits/w | bf16-huff bits/w | exp entropy "
-              "| ratio vs BF16 (zstd / huff) | huff vs zstd size | encode MB/s (zstd / huff) | "
-              "decode MB/s (zstd / huff) |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| model | BF16 | weights | bytesplit-zstd bits/w | bf16-huff bits/w | exp entropy "
+      "| ratio vs BF16 (zstd / huff) | huff vs zstd size | encode MB/s (zstd / huff) | "
+      "decode MB/s (zstd / huff) |\n|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<fs::path> models;
   for (const auto& e : fs::directory_iterator(weights))
     if (e.is_directory()) models.push_back(e.path());
@@ -128,13 +128,14 @@ void CpuReport(const std::string& weights) {
     for (double c : hist)
       if (c) ent -= c / double(elems) * std::log2(c / double(elems));
     const double mb = 2.0 * double(elems) / 1e6;
-    std::printf("| %s | %s | %.2f M | %.3f | %.3f | %.3f | %.3fx / %.3fx | %.4f | %.0f / %.0f | "
-                "%.0f / %.0f |\n",
-                dir.filename().c_str(), derived ? "derived (from F32/F16)" : "native",
-                double(elems) / 1e6, z.stored * 8.0 / double(elems), h.stored * 8.0 / double(elems),
-                ent, 2.0 * double(elems) / double(z.stored), 2.0 * double(elems) / double(h.stored),
-                double(h.stored) / double(z.stored), mb / z.enc_s, mb / h.enc_s, mb / z.dec_s,
-                mb / h.dec_s);
+    std::printf(
+        "| %s | %s | %.2f M | %.3f | %.3f | %.3f | %.3fx / %.3fx | %.4f | %.0f / %.0f | "
+        "%.0f / %.0f |\n",
+        dir.filename().c_str(), derived ? "derived (from F32/F16)" : "native", double(elems) / 1e6,
+        z.stored * 8.0 / double(elems), h.stored * 8.0 / double(elems), ent,
+        2.0 * double(elems) / double(z.stored), 2.0 * double(elems) / double(h.stored),
+        double(h.stored) / double(z.stored), mb / z.enc_s, mb / h.enc_s, mb / z.dec_s,
+        mb / h.dec_s);
   }
 }
 
@@ -186,9 +187,8 @@ void GpuReport(const GpuOptions& o) {
   CK(cudaMalloc(&dcopy, out_bytes));
   cudaStream_t s;
   CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-  const double copy_ms = TimeMs(s, o, [&] {
-    CK(cudaMemcpyAsync(dcopy, dout, out_bytes, cudaMemcpyDeviceToDevice, s));
-  });
+  const double copy_ms = TimeMs(
+      s, o, [&] { CK(cudaMemcpyAsync(dcopy, dout, out_bytes, cudaMemcpyDeviceToDevice, s)); });
   std::printf("D2D copy of the %.1f MB: %.3f ms = %.1f GB/s (written)\n", out_bytes / 1e6, copy_ms,
               out_bytes / copy_ms / 1e6);
   for (uint32_t k : o.substreams) {
@@ -290,8 +290,8 @@ int main(int argc, char** argv) {
       "gpu", po::bool_switch(&gpu), "GPU kernel throughput instead")(
       "rows", po::value(&rows), "GPU tensor rows")("cols", po::value(&cols), "GPU tensor cols")(
       "chunk", po::value(&chunk), "elements per chunk")(
-      "substream", po::value(&subs), "comma-separated sub-stream sizes")(
-      "runs", po::value(&runs), "timed launches");
+      "substream", po::value(&subs), "comma-separated sub-stream sizes")("runs", po::value(&runs),
+                                                                         "timed launches");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, d), vm);
   po::notify(vm);

@@ -48,8 +48,7 @@ Status Bf16HuffEncodeChunk(std::span<const std::byte> bf16, uint32_t substream,
   const uint32_t head[2] = {uint32_t(n), uint32_t(exp_off)};
   std::memcpy(p, head, 8);
   std::vector<uint8_t> exp(n);
-  Bf16SplitPlanes(bf16.data(), n, exp.data(),
-                  reinterpret_cast<uint8_t*>(p + kBf16HuffRestOffset));
+  Bf16SplitPlanes(bf16.data(), n, exp.data(), reinterpret_cast<uint8_t*>(p + kBf16HuffRestOffset));
   return HuffEncode({reinterpret_cast<const int8_t*>(exp.data()), n}, substream, out);
 }
 
@@ -61,8 +60,7 @@ Result<Bf16HuffLayout> Bf16HuffParseHeader(std::span<const std::byte> p) {
   L.exp_offset = LoadU32(p.data() + 4);
   if (L.n == 0 || L.exp_offset != Bf16HuffExpOffset(L.n))
     return Status::Corruption("bf16-huff header: element count " + std::to_string(L.n) +
-                              " and exponent offset " + std::to_string(L.exp_offset) +
-                              " disagree");
+                              " and exponent offset " + std::to_string(L.exp_offset) + " disagree");
   if (L.exp_offset >= p.size())
     return Status::Corruption("bf16-huff payload truncated (" + std::to_string(p.size()) +
                               " bytes, the exponent plane starts at " +
@@ -120,8 +118,9 @@ Result<uint32_t> Bf16HuffParams(const nlohmann::json& params, DType dtype) {
   auto it = params.find("substream");
   if (it == params.end() || !it->is_number_integer())
     return Status::Corruption("bf16-huff params: 'substream' missing or not an integer");
-  const int64_t k = it->is_number_unsigned() ? int64_t(std::min<uint64_t>(it->get<uint64_t>(), 1u << 20))
-                                             : it->get<int64_t>();
+  const int64_t k = it->is_number_unsigned()
+                        ? int64_t(std::min<uint64_t>(it->get<uint64_t>(), 1u << 20))
+                        : it->get<int64_t>();
   if (k < 32 || k > kHuffMaxSubstream || k % 32)
     return Status::Corruption("bf16-huff params: substream " + std::to_string(k) +
                               " (want a multiple of 32 in 32..4096)");

@@ -17,13 +17,13 @@ constexpr int kThreads = 256;
 constexpr uint32_t kMaxBlocksPerChunk = 256;  // grid-stride beyond this
 
 // Merges chunk c with `nthreads` threads, this one being `t`.
-__device__ __forceinline__ void MergeChunk(const Bf16MergeChunk& c, uint64_t t,
-                                           uint64_t nthreads) {
+__device__ __forceinline__ void MergeChunk(const Bf16MergeChunk& c, uint64_t t, uint64_t nthreads) {
   const auto* e = static_cast<const uint8_t*>(c.exponents);
   const auto* r = static_cast<const uint8_t*>(c.rest);
   auto* o = static_cast<uint16_t*>(c.out);
   const bool vec = ((reinterpret_cast<uintptr_t>(e) | reinterpret_cast<uintptr_t>(r) |
-                     reinterpret_cast<uintptr_t>(o)) & 15) == 0;
+                     reinterpret_cast<uintptr_t>(o)) &
+                    15) == 0;
   const uint64_t groups = vec ? c.count / 16 : 0;
   for (uint64_t g = t; g < groups; g += nthreads) {
     uint4 o0, o1;

@@ -29,10 +29,10 @@ inline constexpr uint64_t Bf16HuffExpOffset(uint64_t n) {
 }
 
 struct Bf16HuffLayout {
-  uint32_t n = 0;            // elements
-  uint32_t substream = 0;    // K of the exponent plane's Huffman code
-  uint64_t exp_offset = 0;   // start of the Huffman payload
-  uint64_t exp_bytes = 0;    // its size (to the end of the payload)
+  uint32_t n = 0;           // elements
+  uint32_t substream = 0;   // K of the exponent plane's Huffman code
+  uint64_t exp_offset = 0;  // start of the Huffman payload
+  uint64_t exp_bytes = 0;   // its size (to the end of the payload)
 };
 // Checks the 16-byte header, the padding and the embedded Huffman header (sizes, lengths).
 Result<Bf16HuffLayout> Bf16HuffParseHeader(std::span<const std::byte> payload);

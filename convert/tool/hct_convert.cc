@@ -153,7 +153,8 @@ int RunConvert(int argc, char** argv) {
       "tile", po::value<std::string>(&tile)->default_value("16"), "DCT tile: N or RxC (1..64)")(
       "entropy", po::value<std::string>(&entropy)->default_value(entropy),
       "lossy symbols: huff (GPU-decodable Huffman, int8 symbols) or zstd")(
-      "lossless-entropy", po::value<std::string>(&lossless_entropy)->default_value(lossless_entropy),
+      "lossless-entropy",
+      po::value<std::string>(&lossless_entropy)->default_value(lossless_entropy),
       "lossless BF16 tensors: huff (bf16-huff, exponent plane in GPU-decodable Huffman) or zstd "
       "(bytesplit-zstd)")(
       "dead-zone", po::value<double>(&dead_zone)->default_value(0),

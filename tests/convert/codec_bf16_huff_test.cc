@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "convert/codec_weights.h"
 #include "bf16_test_util.h"
+#include "convert/codec_weights.h"
 #include "convert/detail/bf16_huff.h"
 #include "convert/detail/huff.h"
 #include "hct/codec.h"
@@ -74,7 +74,7 @@ TEST(Bf16Huff, PlanesAreTheBf16BitFields) {
   detail::Bf16SplitPlanes(b.data(), n, exp.data(), rest.data());
   for (size_t i = 0; i < n; ++i) {
     const uint16_t w = uint16_t(uint8_t(b[2 * i]) | uint8_t(b[2 * i + 1]) << 8);
-    ASSERT_EQ(exp[i], (w >> 7) & 0xff) << i;                         // the 8 exponent bits
+    ASSERT_EQ(exp[i], (w >> 7) & 0xff) << i;                        // the 8 exponent bits
     ASSERT_EQ(rest[i], uint8_t((w & 0x7f) << 1 | (w >> 15))) << i;  // mantissa, then sign
   }
   Bytes back(b.size());
@@ -110,8 +110,8 @@ TEST(Bf16Huff, ChunkRoundTripOnAnyBitsAndConstants) {
   // Every exponent value, NaN and Inf patterns included: the chunk coder must be exact even
   // where the tensor encoder would keep the raw bytes instead.
   for (uint32_t k : {32u, 2048u, 4096u}) {
-    for (const Bytes& b : {UniformBits(70001, k), Bytes(2 * 5000, std::byte{0x3f}),
-                           Bytes(2 * 33, std::byte{0})}) {
+    for (const Bytes& b :
+         {UniformBits(70001, k), Bytes(2 * 5000, std::byte{0x3f}), Bytes(2 * 33, std::byte{0})}) {
       Bytes p;
       ASSERT_TRUE(detail::Bf16HuffEncodeChunk(b, k, &p).ok());
       EXPECT_EQ(p.size() % 4, 0u);
@@ -194,8 +194,8 @@ TEST(Bf16Huff, CorruptPayloadsAreRefused) {
   ExpectCorrupt(c, with(4, uint32_t(detail::Bf16HuffExpOffset(n) + 16)), "exponent offset");
   ExpectCorrupt(c, with(8, 1), "reserved bytes");
   ExpectCorrupt(c, with(16 + 100, 0x01020304), "rest plane bytes (decoded checksum)");
-  for (size_t cut : {size_t(0), size_t(10), size_t(16 + n), c.payload.size() - 4,
-                     c.payload.size() - 1}) {
+  for (size_t cut :
+       {size_t(0), size_t(10), size_t(16 + n), c.payload.size() - 4, c.payload.size() - 1}) {
     ExpectCorrupt(c, Bytes(c.payload.begin(), c.payload.begin() + cut), "truncated");
   }
   Bytes longer = c.payload;
@@ -314,8 +314,8 @@ std::string CheckGolden(const std::string& file, DType dtype, const nlohmann::js
   Status st = WriteGolden(tmp, *enc, dtype, params ? *params : enc->params, first_payload);
   EXPECT_TRUE(st.ok()) << st.ToString();
   const std::string committed = DataDir() + "/" + file;
-  if (std::getenv("HCT_REGEN_TESTDATA")) std::filesystem::copy_file(
-      tmp, committed, std::filesystem::copy_options::overwrite_existing);
+  if (std::getenv("HCT_REGEN_TESTDATA"))
+    std::filesystem::copy_file(tmp, committed, std::filesystem::copy_options::overwrite_existing);
   EXPECT_EQ(ReadFileBytes(committed), ReadFileBytes(tmp))
       << committed << " differs from the generator's output (format change? see README.md)";
   if (enc_out) *enc_out = *enc;

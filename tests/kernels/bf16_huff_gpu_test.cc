@@ -10,8 +10,8 @@
 #include <random>
 #include <vector>
 
-#include "convert/codec_weights.h"
 #include "bf16_test_util.h"
+#include "convert/codec_weights.h"
 #include "convert/detail/bf16_huff.h"
 #include "gpu_test_util.h"
 #include "hct/codec.h"
@@ -95,8 +95,8 @@ void ExpectChunkMatchesCpu(const Bytes& src, uint32_t k, size_t pay_shift = 0,
 TEST(Bf16HuffGpu, MatchesCpuDecoderOddSizes) {
   REQUIRE_GPU();
   for (uint32_t k : {32u, 2048u})
-    for (size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(2049),
-                     size_t(100003), size_t(1) << 20})
+    for (size_t n : {size_t(1), size_t(15), size_t(16), size_t(17), size_t(2049), size_t(100003),
+                     size_t(1) << 20})
       ExpectChunkMatchesCpu(GaussianBf16(n, uint32_t(n + k)), k);
 }
 
