@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "codec/detail/bf16_huff.h"
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/float_convert.h"
 #include "codec/detail/huff.h"
@@ -171,10 +172,15 @@ Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, const nlohmann
   ChunkDecoder d;
   d.codec_ = std::string(codec);
   d.dtype_ = dtype;
-  if (codec != kCodecRaw && codec != kCodecBytesplitZstd && !IsDctqCodec(codec))
+  if (codec != kCodecRaw && codec != kCodecBytesplitZstd && codec != kCodecBf16Huff &&
+      !IsDctqCodec(codec))
     return Status::Unsupported("unknown codec '" + std::string(codec) + "'");
   if (!params.is_object()) return Status::Corruption("codec params are not a JSON object");
   if (codec == kCodecRaw) return d;
+  if (codec == kCodecBf16Huff) {
+    HCT_ASSIGN_OR_RETURN(d.dctq_.huff_substream, detail::Bf16HuffParams(params, dtype));
+    return d;
+  }
   if (codec == kCodecBytesplitZstd) {
     HCT_ASSIGN_OR_RETURN(uint64_t wb, GetU64(params, "word_bytes"));
     HCT_ASSIGN_OR_RETURN(uint64_t rot, GetU64(params, "rotate_bits"));
@@ -237,6 +243,8 @@ Status ChunkDecoder::DecodePayload(std::span<const std::byte> stored, const Chun
   } else if (codec_ == kCodecBytesplitZstd) {
     HCT_RETURN_IF_ERROR(detail::BytesplitDecode(word_bytes_, exponent_planes_ ? 1 : 0,
                                                 stored, decoded));
+  } else if (codec_ == kCodecBf16Huff) {
+    HCT_RETURN_IF_ERROR(detail::Bf16HuffDecodeChunk(stored, dctq_.huff_substream, decoded));
   } else if (codec_ == kCodecDctqHuff) {
     HCT_RETURN_IF_ERROR(detail::HuffDecode(
         stored, {reinterpret_cast<int8_t*>(decoded.data()), decoded.size()}));

@@ -4,6 +4,7 @@
 
 #include <xxhash.h>
 
+#include "codec/detail/bf16_huff.h"
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/zstd_util.h"
 
@@ -158,6 +159,7 @@ Result<EncodedTensor> EncodeLossless(const TensorView& t, const LosslessOptions&
     return Status::InvalidArgument("tensor data has " + std::to_string(t.data.size()) +
                                    " bytes, shape and dtype say otherwise");
   const Split s = SplitFor(t.dtype, o.exponent_planes);
+  const bool huff = o.entropy == Entropy::kHuffman && t.dtype == DType::kBF16;  // bf16-huff
   const uint64_t bits = DTypeBits(t.dtype);
   // Chunks hold a multiple of 8 elements, so sub-byte dtypes cut on whole bytes.
   uint64_t per_chunk = std::max<uint64_t>(8, o.chunk_bytes * 8 / bits / 8 * 8);
@@ -174,7 +176,8 @@ Result<EncodedTensor> EncodeLossless(const TensorView& t, const LosslessOptions&
     std::span<const std::byte> src = t.data.subspan(off, len);
     ch.decoded_size = len;
     ch.decoded_xxh3 = Xxh3(src);
-    status[c] = EncodeBytesplitChunk(src, s, o.zstd_level, &ch.bytes);
+    status[c] = huff ? Bf16HuffEncodeChunk(src, o.huff_substream, &ch.bytes)
+                     : EncodeBytesplitChunk(src, s, o.zstd_level, &ch.bytes);
   });
   for (const Status& st : status) HCT_RETURN_IF_ERROR(st);
 
@@ -189,6 +192,9 @@ Result<EncodedTensor> EncodeLossless(const TensorView& t, const LosslessOptions&
     }
     enc.codec = std::string(kCodecRaw);
     enc.params = nlohmann::json::object();
+  } else if (huff) {
+    enc.codec = std::string(kCodecBf16Huff);
+    enc.params = Bf16HuffParamsJson(o.huff_substream);
   } else {
     enc.codec = std::string(kCodecBytesplitZstd);
     enc.params = {{"split", o.exponent_planes && s.rotate_bits ? "exp" : "bytes"},

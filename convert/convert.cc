@@ -94,6 +94,7 @@ json OptionsJson(const ConvertOptions& o, int threads) {
             {"chunk_elems", o.chunk_elems},
             {"zstd_level", o.zstd_level},
             {"entropy", l.entropy == Entropy::kHuffman ? "huff" : "zstd"},
+            {"lossless_entropy", o.lossless_entropy == Entropy::kHuffman ? "huff" : "zstd"},
             {"threads", threads},
             {"verify", o.verify}};
   if (l.mode == RateMode::kMaxError) j["max_error"] = l.max_error;
@@ -227,6 +228,7 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
   base.lossy_options.chunk_symbols = options.chunk_elems;
   base.lossy_options.zstd_level = options.zstd_level;
   base.lossless_options.zstd_level = options.zstd_level;
+  base.lossless_options.entropy = options.lossless_entropy;
   const ParallelFor pf = ThreadsParallelFor(threads);
 
   Progress prog;

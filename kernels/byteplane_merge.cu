@@ -7,34 +7,22 @@
 #include <algorithm>
 
 #include "kernels/detail/gpu_common.cuh"
+#include "kernels/detail/plane_merge.cuh"
 
 namespace hct::detail {
 namespace {
 
 constexpr int kThreads = 256;
 
-// Rotates each 16-bit half of w right by r (0 <= r < 16).
-__device__ __forceinline__ uint32_t RotR16x2(uint32_t w, uint32_t r) {
-  if (r == 0) return w;
-  const uint32_t lo_mask = (0xffffu >> r) * 0x10001u;
-  return ((w >> r) & lo_mask) | ((w << (16 - r)) & ~lo_mask);
-}
-
 __global__ void __launch_bounds__(kThreads)
     Merge2VecKernel(const uint4* __restrict__ b0p, const uint4* __restrict__ b1p,
                     uint4* __restrict__ out, uint64_t groups, uint32_t rot) {
   for (uint64_t g = uint64_t(blockIdx.x) * kThreads + threadIdx.x; g < groups;
        g += uint64_t(gridDim.x) * kThreads) {
-    const uint4 a = __ldcs(b0p + g), b = __ldcs(b1p + g);
-    const uint32_t lo[4] = {a.x, a.y, a.z, a.w}, hi[4] = {b.x, b.y, b.z, b.w};
-    uint32_t w[8];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      w[2 * k] = RotR16x2(__byte_perm(lo[k], hi[k], 0x5140), rot);
-      w[2 * k + 1] = RotR16x2(__byte_perm(lo[k], hi[k], 0x7362), rot);
-    }
-    __stcs(out + 2 * g, make_uint4(w[0], w[1], w[2], w[3]));
-    __stcs(out + 2 * g + 1, make_uint4(w[4], w[5], w[6], w[7]));
+    uint4 o0, o1;
+    Interleave2x16(__ldcs(b0p + g), __ldcs(b1p + g), rot, &o0, &o1);
+    __stcs(out + 2 * g, o0);
+    __stcs(out + 2 * g + 1, o1);
   }
 }
 

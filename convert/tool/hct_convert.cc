@@ -131,6 +131,8 @@ int RunConvert(int argc, char** argv) {
   double max_error = 0, bits = 0, retention = 0, dead_zone = 0;
   const bool huff_default = hct::LossyOptions{}.entropy == hct::Entropy::kHuffman;
   std::string entropy = huff_default ? "huff" : "zstd";
+  std::string lossless_entropy =
+      hct::LosslessOptions{}.entropy == hct::Entropy::kHuffman ? "huff" : "zstd";
   std::string transform = "auto", tile = "16", chunk = std::to_string(hct::kDefaultChunkElems);
   std::string report;
   std::vector<std::string> keep;
@@ -151,6 +153,10 @@ int RunConvert(int argc, char** argv) {
       "tile", po::value<std::string>(&tile)->default_value("16"), "DCT tile: N or RxC (1..64)")(
       "entropy", po::value<std::string>(&entropy)->default_value(entropy),
       "lossy symbols: huff (GPU-decodable Huffman, int8 symbols) or zstd")(
+      "lossless-entropy",
+      po::value<std::string>(&lossless_entropy)->default_value(lossless_entropy),
+      "lossless BF16 tensors: huff (bf16-huff, exponent plane in GPU-decodable Huffman) or zstd "
+      "(bytesplit-zstd)")(
       "dead-zone", po::value<double>(&dead_zone)->default_value(0),
       "quantizer rounding offset in [0, 0.5)")("lossless", po::bool_switch(&lossless),
                                                "store every tensor losslessly")(
@@ -190,6 +196,12 @@ int RunConvert(int argc, char** argv) {
     o.lossy.entropy = hct::Entropy::kZstd;
   else
     return Usage("--entropy must be huff or zstd, not '" + entropy + "'");
+  if (lossless_entropy == "huff")
+    o.lossless_entropy = hct::Entropy::kHuffman;
+  else if (lossless_entropy == "zstd")
+    o.lossless_entropy = hct::Entropy::kZstd;
+  else
+    return Usage("--lossless-entropy must be huff or zstd, not '" + lossless_entropy + "'");
   const auto chunk_elems = hct::ParseSize(chunk, kMaxChunkElems);
   if (!chunk_elems.ok() || *chunk_elems == 0)
     return Usage("--chunk-size must be a count like 1M or 262144, " + Range(1, kMaxChunkElems) +

@@ -10,7 +10,8 @@
 //
 // Codecs: "raw" (stored == original), "bytesplit-zstd" (lossless, byte planes with the exponent
 // aligned in one plane), "dctq-zstd" (lossy: tiled DCT-II + uniform quantization + zstd),
-// "dctq-huff" (the same symbols, int8 only, in a GPU-decodable canonical Huffman code).
+// "dctq-huff" (the same symbols, int8 only, in a GPU-decodable canonical Huffman code),
+// "bf16-huff" (lossless BF16: the exponent plane in that Huffman code, sign + mantissa raw).
 // Nothing here depends on the container: chunks are bytes plus the metadata the container keeps.
 #pragma once
 
@@ -33,6 +34,7 @@ inline constexpr std::string_view kCodecRaw = "raw";
 inline constexpr std::string_view kCodecBytesplitZstd = "bytesplit-zstd";
 inline constexpr std::string_view kCodecDctqZstd = "dctq-zstd";
 inline constexpr std::string_view kCodecDctqHuff = "dctq-huff";
+inline constexpr std::string_view kCodecBf16Huff = "bf16-huff";
 
 // The lossy codecs: their decoded form is quantized symbols (ChunkDecoder::dctq() applies).
 inline bool IsDctqCodec(std::string_view codec) {
@@ -107,6 +109,10 @@ struct LosslessOptions {
   int zstd_level = 1;
   uint64_t chunk_bytes = 4u << 20;  // target original bytes per chunk
   bool exponent_planes = true;      // false: plain little-endian byte planes (for measurements)
+  // BF16 tensors: kHuffman = "bf16-huff" (exponent plane in the GPU-decodable Huffman code,
+  // docs/hct-format.md §5.5), kZstd = "bytesplit-zstd". Other dtypes always use bytesplit-zstd.
+  Entropy entropy = Entropy::kZstd;
+  uint32_t huff_substream = 2048;  // bf16-huff: symbols per sub-stream (multiple of 32, <= 4096)
 };
 
 struct EncodeOptions {
@@ -167,7 +173,7 @@ class ChunkDecoder {
     float step = 0;
     int symbol_bits = 8;
     uint64_t rows = 0, cols = 0, rows_per_chunk = 0;
-    uint32_t huff_substream = 0;  // dctq-huff: symbols per sub-stream (params "substream")
+    uint32_t huff_substream = 0;  // dctq-huff, bf16-huff: symbols per sub-stream ("substream")
   };
   const DctqParams& dctq() const { return dctq_; }
 

@@ -139,4 +139,64 @@ HuffBatchWorkspace QueryHuffDecodeBatchWorkspace(const uint64_t* payload_bytes,
 Status LaunchHuffDecodeBatch(const HuffBatchArgs& a, GpuStream stream);
 Status LaunchBytePlaneMerge(const BytePlaneMergeArgs& a, GpuStream stream);
 
+// ---- "bf16-huff": lossless BF16 (docs/hct-format.md §5.5, docs/kernels.md) -------------------
+// A chunk's payload holds the sign + mantissa byte plane raw and the exponent byte plane in the
+// "dctq-huff" Huffman code. Decoding is LaunchHuffDecode (or ...Batch) of the exponent plane into
+// a scratch buffer, then LaunchBf16Merge (or ...Batch), which interleaves the two planes:
+//   r = exponents[i] << 8 | rest[i];  out[i] = rotate_right16(r, 1)   (integer ops, bit-exact).
+// CPU reference: hct::detail::Bf16MergePlanes / Bf16HuffDecodeChunk (codec/detail/bf16_huff.h).
+struct Bf16MergeArgs {
+  const void* exponents = nullptr;  // device: count bytes (the decoded exponent plane)
+  const void* rest = nullptr;       // device: count bytes (the payload's raw plane)
+  uint64_t count = 0;               // BF16 elements
+  void* out = nullptr;              // device: count BF16 (2-byte aligned; 16-byte is faster)
+};
+Status ValidateBf16Merge(const Bf16MergeArgs& a);
+Status LaunchBf16Merge(const Bf16MergeArgs& a, GpuStream stream);
+
+// Many chunks in one launch (blockIdx.y = chunk). `chunks` is a DEVICE array; a descriptor with
+// a count above max_count or null pointers ORs kHuffErrorHeader into *error and writes nothing.
+struct Bf16MergeChunk {
+  const void* exponents = nullptr;
+  const void* rest = nullptr;
+  uint64_t count = 0;
+  void* out = nullptr;
+};
+struct Bf16MergeBatchArgs {
+  const Bf16MergeChunk* chunks = nullptr;  // device, `count` entries
+  uint32_t count = 0;                      // <= 65535
+  uint64_t max_count = 0;                  // >= every chunk's count (sizes the grid)
+  uint32_t* error = nullptr;
+};
+Status ValidateBf16MergeBatch(const Bf16MergeBatchArgs& a);
+Status LaunchBf16MergeBatch(const Bf16MergeBatchArgs& a, GpuStream stream);
+
+// Device scratch LaunchBf16HuffDecode needs for a chunk of `elements` (the exponent plane).
+uint64_t Bf16HuffWorkspaceBytes(uint64_t elements);
+
+// One whole "bf16-huff" chunk payload -> `elements` BF16 words: two launches on `stream`.
+// The payload layout follows from elements and payload_bytes, so nothing is read on the host;
+// a payload whose header disagrees is caught by the Huffman header check on the GPU (*error).
+// Callers that cannot wait for *error check the header on the CPU first
+// (hct::detail::Bf16HuffParseHeader) and verify the stored checksum, as for dctq-huff.
+struct Bf16HuffDecodeArgs {
+  const void* payload = nullptr;  // device, 4-byte aligned (16-byte aligned is faster)
+  uint64_t payload_bytes = 0;
+  uint64_t elements = 0;          // the chunk's elem_count, < 2^32
+  uint32_t substream = 0;         // the tensor params' "substream"
+  void* workspace = nullptr;      // device, >= Bf16HuffWorkspaceBytes(elements), 16-byte aligned
+  uint64_t workspace_bytes = 0;
+  void* out = nullptr;            // device: elements BF16
+  uint32_t* error = nullptr;      // kHuffError* bits (zeroed by the caller)
+};
+Status ValidateBf16HuffDecode(const Bf16HuffDecodeArgs& a);
+Status LaunchBf16HuffDecode(const Bf16HuffDecodeArgs& a, GpuStream stream);
+
+// Host-only helper for batched loads: the two descriptors of one chunk whose payload is (or will
+// be) at device address `payload`, exponent scratch at `exponents`
+// (Bf16HuffWorkspaceBytes(elements) bytes) and destination `out`. Fails (kCorruption) when the
+// payload is too small for its element count.
+Status DescribeBf16HuffChunk(const void* payload, uint64_t payload_bytes, uint64_t elements,
+                             void* exponents, void* out, HuffChunk* huff, Bf16MergeChunk* merge);
+
 }  // namespace hct

@@ -295,4 +295,29 @@ TEST_F(CliTest, EmptyAndReservedTensorNamesAreInputErrors) {
   EXPECT_FALSE(fs::exists(root_ / "o"));
 }
 
+// Issue 12 item 3: --lossless-entropy huff stores the lossless BF16 tensors as bf16-huff, which
+// --verify decodes bit-exact; zstd (the default) keeps bytesplit-zstd; other words are usage.
+TEST_F(CliTest, LosslessEntropyPicksTheBf16Codec) {
+  const std::string in = (root_ / "m").string();
+  Outcome r = Exec(in + " " + (root_ / "h").string() +
+                   " --lossless --lossless-entropy huff --verify --json -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = json::parse(r.out);
+  EXPECT_TRUE(j["verified"].get<bool>());
+  int huff = 0;
+  for (const json& t : j["tensors"]) {
+    EXPECT_NE(t["codec"], "bytesplit-zstd") << t["name"];  // every tensor is BF16
+    huff += t["codec"] == "bf16-huff";
+  }
+  EXPECT_GT(huff, 5);
+  EXPECT_EQ(j["options"]["lossless_entropy"], "huff");
+  r = Exec(in + " " + (root_ / "z").string() + " --lossless --json -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const json& t : json::parse(r.out)["tensors"]) EXPECT_NE(t["codec"], "bf16-huff");
+  r = Exec(in + " " + (root_ / "x").string() + " --lossless-entropy lz4");
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--lossless-entropy"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(root_ / "x"));
+}
+
 }  // namespace
