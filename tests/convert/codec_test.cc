@@ -281,7 +281,7 @@ TEST(CodecBaselines, SymmetricInt3AndPartialGroups) {
   std::span<const std::byte> b(reinterpret_cast<const std::byte*>(x.data()), x.size() * 4);
   auto r = RtnGroup({b, DType::kF32, {1, 4}}, {3, 128, false});
   ASSERT_TRUE(r.ok());
-  EXPECT_NEAR(r->sum_sq_err, 2 * 0.4 * 0.4, 1e-12);
+  EXPECT_NEAR(r->sum_sq_err, 2 * 0.4 * 0.4, 1e-6);  // 1.4f, 2.6f are not exact
   std::vector<float> y(400, 1.0f);
   std::span<const std::byte> yb(reinterpret_cast<const std::byte*>(y.data()), y.size() * 4);
   auto p = RtnGroup({yb, DType::kF32, {2, 200}}, {4, 128, true});
