@@ -18,10 +18,11 @@ tensor (matmuls accumulate in float32, as cuBLAS does); `--compute fp32` keeps f
 activations. `--bytes N` evaluates only the windows inside the first N bytes of val.txt (the
 same windows for every folder, so differences between folders stay paired).
 
-stories (stories260K, no held-out text shipped): `--samples` sequences of 256 tokens are drawn
-from the ORIGINAL weights (seeded multinomial sampling from BOS = 1, temperature 1); each DIR is
-scored by the mean cross-entropy in bits per token on those sequences (the change against the
-original is the KL divergence original -> DIR, in expectation).
+stories (stories260K, no held-out text shipped): `--samples` sequences of `--seq` tokens are
+drawn from the ORIGINAL weights (seeded multinomial sampling from BOS = 1, temperature 1); each
+DIR is scored by the mean cross-entropy in bits per token on those sequences and by the mean
+KL divergence KL(original || DIR) of the next-token distributions over every position, in bits
+per token (exact per position, so much less noisy than the cross-entropy change).
 
 `--rtn` replaces, before the evaluation, every tensor that hct-convert's policy makes lossy
 (2-D+ float tensors with >= 4096 weights whose name has no `norm` and does not end in `bias`)
@@ -133,6 +134,69 @@ def apply_rtn(state, method):
     return math.sqrt(see / sxx) if sxx else 0.0, n
 
 
+# ---- simulated local-scale quantizers (issue 13 item 3 experiments) ---------------------------
+
+def entropy_bits(q):
+    _, counts = torch.unique(q, return_counts=True)
+    p = counts.double() / q.numel()
+    return float(-(p * torch.log2(p)).sum())
+
+
+def local_scale(x, kind, alpha):
+    """Per-row ("row"), per-column ("col") or per-group-of-128 ("g128") scale (rms / tensor rms)
+    ** alpha, rounded to F16 as it would be stored; returns (scale broadcastable to x, its bits)."""
+    rows, cols = x.shape
+    tot = x.pow(2).mean().sqrt()
+    if kind == "row":
+        r, nscale = x.pow(2).mean(dim=1, keepdim=True).sqrt(), rows
+    elif kind == "col":
+        r, nscale = x.pow(2).mean(dim=0, keepdim=True).sqrt(), cols
+    elif kind == "g128":
+        g = 128 if cols % 128 == 0 else cols
+        r = x.reshape(rows, -1, g).pow(2).mean(dim=2, keepdim=True).sqrt()
+        r = r.expand(rows, cols // g, g).reshape(rows, cols)
+        nscale = rows * (cols // g)
+    else:
+        return torch.ones(()), 0
+    sc = fp16(torch.clamp(r / tot, min=1e-3) ** alpha)
+    return sc, 16 * nscale
+
+
+def sim_quantize(x, kind, alpha, bits):
+    """Uniform step on x / scale, the step solved so that the order-0 entropy of the symbols plus
+    the scales' bits is `bits` per weight; returns (reconstruction, bits spent)."""
+    sc, extra = local_scale(x, kind, alpha) if alpha else (torch.ones(()), 0)
+    z = x / sc
+    rms = float(z.pow(2).mean().sqrt())
+    lo, hi = rms * 1e-4, rms * 64
+    for _ in range(30):
+        mid = math.sqrt(lo * hi)
+        b = entropy_bits(torch.round(z / mid)) + extra / x.numel()
+        lo, hi = (mid, hi) if b > bits else (lo, mid)
+    step = hi
+    return torch.round(z / step) * step * sc, entropy_bits(torch.round(z / step)) + extra / x.numel()
+
+
+def apply_sim(state, spec):
+    """spec "KIND:ALPHA:BITS", e.g. "row:0.5:3.5", "none:0:3.5" (one step per tensor)."""
+    kind, alpha, bits = spec.split(":")
+    alpha, bits = float(alpha), float(bits)
+    see = sxx = spent = 0.0
+    n = 0
+    for name, t in state.items():
+        if not lossy_by_policy(name, t):
+            continue
+        x = t.to(torch.float64).reshape(-1, t.shape[-1])
+        y, b = sim_quantize(x, kind, alpha, bits)
+        y = y.to(t.dtype).to(torch.float64)
+        see += float(((x - y) ** 2).sum())
+        sxx += float((x ** 2).sum())
+        spent += b * t.numel()
+        n += t.numel()
+        state[name] = y.reshape(t.shape).to(t.dtype)
+    return math.sqrt(see / sxx), spent / n
+
+
 # ---- the model ---------------------------------------------------------------------------------
 
 class Llama:
@@ -197,15 +261,26 @@ class Llama:
         return self.lin(self.norm(h, "model.norm"), "lm_head").float()
 
 
-def cross_entropy_sum(model, xs, ys, batch):
-    total = 0.0
+def cross_entropy_sum(model, xs, ys, batch, ref_logp=None):
+    """Summed cross-entropy (nats); with ref_logp (list of reference log-probs per batch) also
+    the summed KL(reference || model) in nats."""
+    total = kl = 0.0
     with torch.no_grad():
-        for i in range(0, len(xs), batch):
+        for k, i in enumerate(range(0, len(xs), batch)):
             x, y = torch.stack(xs[i:i + batch]), torch.stack(ys[i:i + batch])
             lg = model.logits(x)
             total += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), y.reshape(-1),
                                      reduction="sum").item()
-    return total
+            if ref_logp is not None:
+                lp = torch.log_softmax(lg, dim=-1)
+                kl += float((ref_logp[k].exp() * (ref_logp[k] - lp)).sum())
+    return total, kl
+
+
+def reference_logp(model, xs, batch):
+    with torch.no_grad():
+        return [torch.log_softmax(model.logits(torch.stack(xs[i:i + batch])), dim=-1)
+                for i in range(0, len(xs), batch)]
 
 
 def kdoc_windows(val_path, nbytes):
@@ -239,31 +314,51 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--compute", choices=["bf16", "fp32"], default="bf16")
-    ap.add_argument("--rtn", default=None, help="comma list of int8,sym4,asym4,asym3")
-    ap.add_argument("--samples", type=int, default=64, help="stories: sequences to draw")
+    ap.add_argument("--rtn", default=None, help="comma list of none,int8,sym4,asym4,asym3 (none: the weights as read)")
+    ap.add_argument("--sim", default=None,
+                    help="comma list of KIND:ALPHA:BITS simulated quantizers (KIND none, row, "
+                         "col, g128); --sim-only prints their error and bits without evaluating")
+    ap.add_argument("--sim-only", action="store_true")
+    ap.add_argument("--samples", type=int, default=32, help="stories: sequences to draw")
+    ap.add_argument("--seq", type=int, default=128, help="stories: tokens per sequence")
     ap.add_argument("--reference", default=os.path.join(weights, "stories260K"),
                     help="stories: the original weights the sequences are drawn from")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = json.load(open(a.config or os.path.join(a.dirs[0], "config.json")))
+    if a.sim_only:
+        for spec in a.sim.split(","):
+            err, bits = apply_sim(read_model(a.dirs[0]), spec)
+            print(f"{a.dirs[0]} sim={spec} rel_rms_error={err:.6f} bits={bits:.4f}", flush=True)
+        return 0
+    ref_logp = None
     if a.model == "kdoc":
         xs, ys = kdoc_windows(a.val, a.bytes)
     else:
-        xs, ys = stories_samples(Llama(read_model(a.reference), cfg, a.compute), a.samples, 256, 1)
+        ref = Llama(read_model(a.reference), cfg, a.compute)
+        xs, ys = stories_samples(ref, a.samples, a.seq, 1)
+        ref_logp = reference_logp(ref, xs, a.batch)
     count = sum(y.numel() for y in ys)
-    jobs = [(d, None) for d in a.dirs] if not a.rtn else \
-        [(d, m) for d in a.dirs for m in a.rtn.split(",")]
+    methods = (a.rtn.split(",") if a.rtn else []) + \
+        (["sim=" + m for m in a.sim.split(",")] if a.sim else [])
+    jobs = [(d, m) for d in a.dirs for m in (methods or [None])]
     for d, method in jobs:
         t0 = time.time()
         state = read_model(d)
         extra = ""
-        if method:
+        if method and method.startswith("sim="):
+            err, bits = apply_sim(state, method[4:])
+            extra = f" sim_rel_rms_error={err:.6f} sim_bits={bits:.4f}"
+        elif method and method != "none":
             err, n = apply_rtn(state, method)
             extra = f" rtn_rel_rms_error={err:.6f} rtn_weights={n}"
         model = Llama(state, cfg, a.compute)
-        ce = cross_entropy_sum(model, xs, ys, a.batch)
+        ce, kl = cross_entropy_sum(model, xs, ys, a.batch, ref_logp)
+        if ref_logp is not None:
+            extra += f" kl_bits_per_token={kl / count / math.log(2):.6f}"
         unit = "bits_per_byte" if a.model == "kdoc" else "bits_per_token"
-        tag = f"{d}" + (f" rtn={method}" if method else "")
+        tag = f"{d}" + (f" {method}" if method and method.startswith("sim=") else
+                         f" rtn={method}" if method and method != "none" else "")
         print(f"{tag} {unit}={ce / count / math.log(2):.6f} "
               f"{'bytes' if a.model == 'kdoc' else 'tokens'}={count}{extra} "
               f"seconds={time.time() - t0:.1f}", flush=True)
