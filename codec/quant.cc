@@ -90,49 +90,66 @@ Result<std::vector<float>> Load(const TensorView& t, uint64_t* rows, uint64_t* c
   return x;
 }
 
-// Quantizes groups of `group` consecutive elements of each row with s = absmax / qmax and
-// q = clamp(round(x / s), qmin, qmax); the scale is kept in float (its 16-bit rounding is
-// ignored: it changes the error by < 0.1%).
+float ToF16(float v) {
+  std::byte b[2];
+  float out = 0;
+  (void)FromFloat({&v, 1}, DType::kF16, b);
+  (void)ToFloat(b, DType::kF16, {&out, 1});
+  return out;
+}
+
+// Quantizes groups of `group` consecutive elements of each row. Symmetric: s = absmax / qmax,
+// q = clamp(round(x / s), qmin, qmax), x' = q s. Asymmetric: s = (max - min) / qmax,
+// q = clamp(round((x - min) / s), 0, qmax), x' = min + q s. Scale and min are rounded to F16,
+// as they are stored.
 BaselineResult Rtn(const std::vector<float>& x, uint64_t rows, uint64_t cols, uint64_t group,
-                   int qmin, int qmax) {
+                   const RtnSpec& spec) {
   BaselineResult r;
+  const float qmax = static_cast<float>(spec.asymmetric ? (1 << spec.bits) - 1
+                                                        : (1 << (spec.bits - 1)) - 1);
+  const float qmin = spec.asymmetric ? 0.0f : (spec.bits == 8 ? -qmax : -qmax - 1);
   for (uint64_t i = 0; i < rows; ++i) {
     const float* row = x.data() + i * cols;
     for (uint64_t g = 0; g < cols; g += group) {
       const uint64_t e = std::min(cols, g + group);
-      float amax = 0;
-      for (uint64_t j = g; j < e; ++j) amax = std::max(amax, std::fabs(row[j]));
-      const float s = amax / qmax;
+      float lo = row[g], hi = row[g], amax = 0;
+      for (uint64_t j = g; j < e; ++j)
+        lo = std::min(lo, row[j]), hi = std::max(hi, row[j]), amax = std::max(amax, std::fabs(row[j]));
+      const float m = spec.asymmetric ? ToF16(lo) : 0.0f;
+      const float s = ToF16(spec.asymmetric ? (hi - lo) / qmax : amax / qmax);
       for (uint64_t j = g; j < e; ++j) {
-        float q = s > 0 ? std::nearbyint(row[j] / s) : 0.0f;
-        q = std::clamp(q, static_cast<float>(qmin), static_cast<float>(qmax));
-        const double d = static_cast<double>(row[j]) - static_cast<double>(q * s);
+        float q = s > 0 ? std::nearbyint((row[j] - m) / s) : 0.0f;
+        q = std::clamp(q, qmin, qmax);
+        const double d = static_cast<double>(row[j]) - (static_cast<double>(m) + q * s);
         r.sum_sq_err += d * d;
         r.sum_sq_ref += static_cast<double>(row[j]) * row[j];
       }
     }
   }
   r.rel_rms_error = r.sum_sq_ref > 0 ? std::sqrt(r.sum_sq_err / r.sum_sq_ref) : 0.0;
+  // Per row: ceil(cols / group) groups, 16 bits of scale each, 16 more of min if asymmetric.
+  const double groups = static_cast<double>((cols + group - 1) / group);
+  r.bits_per_weight = spec.bits + (spec.asymmetric ? 32.0 : 16.0) * groups / cols;
   return r;
 }
 
 }  // namespace
 
-Result<BaselineResult> RtnInt8PerChannel(const TensorView& t) {
+Result<BaselineResult> RtnGroup(const TensorView& t, const RtnSpec& spec) {
+  if (spec.group < 0) return Status::InvalidArgument("group must be >= 0");
+  if (spec.bits < 2 || spec.bits > 8) return Status::InvalidArgument("bits must be in 2..8");
   uint64_t rows, cols;
   HCT_ASSIGN_OR_RETURN(std::vector<float> x, Load(t, &rows, &cols));
-  BaselineResult r = Rtn(x, rows, cols, cols, -127, 127);
-  r.bits_per_weight = 8.0 + 16.0 / cols;
-  return r;
+  return Rtn(x, rows, cols, spec.group == 0 ? cols : spec.group, spec);
+}
+
+Result<BaselineResult> RtnInt8PerChannel(const TensorView& t) {
+  return RtnGroup(t, {.bits = 8, .group = 0, .asymmetric = false});
 }
 
 Result<BaselineResult> RtnInt4Group(const TensorView& t, int group) {
   if (group < 1) return Status::InvalidArgument("group must be >= 1");
-  uint64_t rows, cols;
-  HCT_ASSIGN_OR_RETURN(std::vector<float> x, Load(t, &rows, &cols));
-  BaselineResult r = Rtn(x, rows, cols, group, -8, 7);
-  r.bits_per_weight = 4.0 + 16.0 / group;
-  return r;
+  return RtnGroup(t, {.bits = 4, .group = group, .asymmetric = false});
 }
 
 }  // namespace hct

@@ -420,34 +420,40 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
   return rep;
 }
 
+const BaselineReport::Method* BaselineReport::Find(std::string_view key) const {
+  for (const Method& m : methods)
+    if (m.key == key) return &m;
+  return nullptr;
+}
+
 Result<BaselineReport> MeasureBaselines(const std::string& input, const PolicyOptions& policy) {
   HCT_ASSIGN_OR_RETURN(ModelFolder in, ModelFolder::Open(input, SafetensorsAccess::kPread));
   BaselineReport r;
-  double e8 = 0, e4 = 0, ref = 0, b8 = 0, b4 = 0;
+  r.methods = {{"int8", {8, 0, false}},           {"int4_g128", {4, 128, false}},
+               {"int3_g128", {3, 128, false}},    {"asym_int4_g128", {4, 128, true}},
+               {"asym_int3_g128", {3, 128, true}}};
+  std::vector<double> err(r.methods.size()), bits(r.methods.size());
+  double ref = 0;
   for (const ModelTensor& mt : in.tensors()) {
     const TensorInfo& ti = mt.info;
     if (!ChooseCodecClass(ti.name, ti.dtype, ti.shape, policy).lossy) continue;
-    auto ctx = [&](const Status& s) {
-      return s.WithContext(TensorCtx(ti.name)).WithContext(in.file(mt).path());
-    };
     std::vector<std::byte> data(ti.num_bytes());
     HCT_RETURN_IF_ERROR(in.file(mt).Read(ti, data));
     const TensorView v{data, ti.dtype, ti.shape};
-    Result<BaselineResult> i8 = RtnInt8PerChannel(v);
-    if (!i8.ok()) return ctx(i8.status());
-    Result<BaselineResult> i4 = RtnInt4Group(v, 128);
-    if (!i4.ok()) return ctx(i4.status());
-    const double n = static_cast<double>(ti.num_elements());
+    for (size_t k = 0; k < r.methods.size(); ++k) {
+      Result<BaselineResult> b = RtnGroup(v, r.methods[k].spec);
+      if (!b.ok())
+        return b.status().WithContext(TensorCtx(ti.name)).WithContext(in.file(mt).path());
+      if (k == 0) ref += b->sum_sq_ref;
+      err[k] += b->sum_sq_err;
+      bits[k] += b->bits_per_weight * static_cast<double>(ti.num_elements());
+    }
     ++r.tensors;
     r.elements += ti.num_elements();
-    e8 += i8->sum_sq_err, e4 += i4->sum_sq_err, ref += i8->sum_sq_ref;
-    b8 += i8->bits_per_weight * n, b4 += i4->bits_per_weight * n;
   }
-  if (r.elements) {
-    r.int8_rel_rms_error = ref > 0 ? std::sqrt(e8 / ref) : 0;
-    r.int4_rel_rms_error = ref > 0 ? std::sqrt(e4 / ref) : 0;
-    r.int8_bits_per_weight = b8 / r.elements;
-    r.int4_bits_per_weight = b4 / r.elements;
+  for (size_t k = 0; k < r.methods.size() && r.elements; ++k) {
+    r.methods[k].rel_rms_error = ref > 0 ? std::sqrt(err[k] / ref) : 0;
+    r.methods[k].bits_per_weight = bits[k] / r.elements;
   }
   return r;
 }

@@ -45,7 +45,7 @@ const char* kSynopsis =
     "  hct-convert decode INPUT OUTPUT [options]      HCT folder or file -> HF safetensors folder\n"
     "  hct-convert inspect PATH [--json]              tensors, dtypes, shapes, codecs, ratios\n"
     "  hct-convert demo-model DIR [--force]           write a small LLaMA-like BF16 demo model\n"
-    "  hct-convert baseline INPUT                     RTN INT8 / INT4-g128 error and bits (JSON)\n"
+    "  hct-convert baseline INPUT                     RTN INT8 / INT4 / INT3 g128 error and bits (JSON)\n"
     "See man hct-convert(1).\n";
 
 // Upper bounds of the numeric options: beyond them a value is a typo, not a request, and would
@@ -318,7 +318,7 @@ int RunDemoModel(int argc, char** argv) {
 
 int RunBaseline(int argc, char** argv) {
   hct::PolicyOptions policy;
-  po::options_description d("Baseline options (measurements: RTN INT8 and INT4-g128)");
+  po::options_description d("Baseline options (measurements: RTN INT8, symmetric and asymmetric INT4/INT3 g128)");
   d.add_options()("help,h", "show this help")(
       "keep", po::value<std::vector<std::string>>(&policy.keep)->composing(),
       "glob of tensor names kept lossless (excluded, as in convert)");
@@ -326,13 +326,9 @@ int RunBaseline(int argc, char** argv) {
   if (auto r = Parse(argc, argv, d, {"INPUT"}, vm)) return *r;
   auto r = hct::MeasureBaselines(vm["INPUT"].as<std::string>(), policy);
   if (!r.ok()) return Fail(r.status());
-  nlohmann::json j = {
-      {"tensors", r->tensors},
-      {"elements", r->elements},
-      {"int8",
-       {{"rel_rms_error", r->int8_rel_rms_error}, {"bits_per_weight", r->int8_bits_per_weight}}},
-      {"int4_g128",
-       {{"rel_rms_error", r->int4_rel_rms_error}, {"bits_per_weight", r->int4_bits_per_weight}}}};
+  nlohmann::json j = {{"tensors", r->tensors}, {"elements", r->elements}};
+  for (const hct::BaselineReport::Method& m : r->methods)
+    j[m.key] = {{"rel_rms_error", m.rel_rms_error}, {"bits_per_weight", m.bits_per_weight}};
   std::cout << j.dump(2) << "\n";
   return kOk;
 }

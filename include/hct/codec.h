@@ -212,11 +212,23 @@ struct BaselineResult {
   double sum_sq_err = 0;  // for aggregating over tensors
   double sum_sq_ref = 0;
 };
-// INT8 per output channel (per row of the 2-D view), symmetric absmax: s = max|x|/127, one
-// 16-bit scale per row: bits = 8 + 16 / cols.
+// Round to nearest with one scale per group of `group` consecutive elements along the last dim
+// (group 0: one per row of the 2-D view). Symmetric (absmax): s = max|x| / qmax with
+// qmax = 2^(bits-1) - 1, q = clamp(round(x / s), -qmax - 1, qmax) (INT8: -127..127), x' = q s;
+// one F16 scale per group. Asymmetric (min/max): s = (max - min) / (2^bits - 1), m = min,
+// q = clamp(round((x - m) / s), 0, 2^bits - 1), x' = m + q s; F16 scale and F16 m per group.
+// s and m are rounded to F16 before use. Bits per weight = bits + (16 or 32) * groups / cols
+// (asymmetric INT4 g128: 4.25, INT3: 3.25; symmetric INT4 g128: 4.125).
+struct RtnSpec {
+  int bits = 4;
+  int group = 128;
+  bool asymmetric = false;
+};
+Result<BaselineResult> RtnGroup(const TensorView& t, const RtnSpec& spec);
+// INT8 per output channel (per row of the 2-D view), symmetric absmax: RtnGroup {8, 0, false}:
+// bits = 8 + 16 / cols.
 Result<BaselineResult> RtnInt8PerChannel(const TensorView& t);
-// INT4 groups of `group` consecutive elements along the last dim, symmetric absmax:
-// s = max|x|/7, q = clamp(round(x/s), -8, 7), one 16-bit scale per group: bits = 4 + 16/group.
+// Symmetric INT4, groups of `group`: RtnGroup {4, group, false}.
 Result<BaselineResult> RtnInt4Group(const TensorView& t, int group = 128);
 
 // ---- Whole tensors of an HCT file ------------------------------------------------------------

@@ -199,9 +199,15 @@ std::string DecodeReportToJson(const DecodeReport& r);
 // aggregate relative RMS error (sqrt of summed squared errors over summed squares) and average
 // bits per weight weighted by elements.
 struct BaselineReport {
+  struct Method {
+    std::string key;  // JSON key: "int8", "int4_g128", "int3_g128", "asym_int4_g128", ...
+    RtnSpec spec;
+    double rel_rms_error = 0, bits_per_weight = 0;
+  };
   uint64_t tensors = 0, elements = 0;
-  double int8_rel_rms_error = 0, int8_bits_per_weight = 0;
-  double int4_rel_rms_error = 0, int4_bits_per_weight = 0;  // INT4, groups of 128
+  // INT8 per row, symmetric INT4/INT3 g128, asymmetric INT4/INT3 g128, in this order.
+  std::vector<Method> methods;
+  const Method* Find(std::string_view key) const;
 };
 Result<BaselineReport> MeasureBaselines(const std::string& input, const PolicyOptions& policy);
 

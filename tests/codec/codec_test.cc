@@ -235,5 +235,61 @@ TEST(CodecBaselines, RtnErrorsAndBits) {
   EXPECT_LT(r8->rel_rms_error, 0.01);
 }
 
+// Asymmetric RTN, numbers worked out by hand: one group of 128 holding -1.5 + 0.25 k
+// (k = i mod 16) has min -1.5, max 2.25, scale 3.75 / 15 = 0.25: all exact in F16 and on the grid.
+TEST(CodecBaselines, AsymmetricInt4ByHand) {
+  std::vector<float> x(128);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -1.5f + 0.25f * static_cast<float>(i % 16);
+  std::span<const std::byte> b(reinterpret_cast<const std::byte*>(x.data()), x.size() * 4);
+  const RtnSpec asym4{4, 128, true};
+  auto r = RtnGroup({b, DType::kF32, {1, 128}}, asym4);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rel_rms_error, 0.0);
+  EXPECT_DOUBLE_EQ(r->bits_per_weight, 4.25);  // 4 + (16 + 16) / 128
+  // 0.1 -> (0.1 + 1.5) / 0.25 = 6.4 -> q 6 -> -1.5 + 1.5 = 0: error 0.1 (min, max unchanged).
+  x[5] = 0.1f;
+  double ref = 0;
+  for (float v : x) ref += static_cast<double>(v) * v;
+  r = RtnGroup({b, DType::kF32, {1, 128}}, asym4);
+  EXPECT_NEAR(r->rel_rms_error, 0.1 / std::sqrt(ref), 1e-7);
+  // Symmetric INT4 on the same group: absmax 2.25, scale 2.25 / 7 -> F16 0.3215332 (exact:
+  // 0.3214286); worse than asymmetric here since the values are not centred.
+  auto s4 = RtnGroup({b, DType::kF32, {1, 128}}, {4, 128, false});
+  EXPECT_GT(s4->rel_rms_error, r->rel_rms_error);
+  EXPECT_DOUBLE_EQ(s4->bits_per_weight, 4.125);
+}
+
+// The F16 rounding of the scale is counted: one group {0, 1, 0.5}, INT3 asymmetric. Scale
+// 1/7 = 0.142857 rounds to F16 0.142822265625 (1 + 146/1024) / 8, min 0.
+// 1 -> 7.0017 -> q 7 -> 0.999755859375 (error 2^-12); 0.5 -> 3.50085 -> q 4 -> 0.5712890625
+// (error 0.0712890625). A row of 3 has one group: 3 + 32 / 3 bits.
+TEST(CodecBaselines, AsymmetricInt3ScaleRoundedToF16) {
+  std::vector<float> x = {0.0f, 1.0f, 0.5f};
+  std::span<const std::byte> b(reinterpret_cast<const std::byte*>(x.data()), x.size() * 4);
+  auto r = RtnGroup({b, DType::kF32, {1, 3}}, {3, 128, true});
+  ASSERT_TRUE(r.ok());
+  const double see = 0.000244140625 * 0.000244140625 + 0.0712890625 * 0.0712890625;
+  EXPECT_NEAR(r->sum_sq_err, see, 1e-12);
+  EXPECT_DOUBLE_EQ(r->sum_sq_ref, 1.25);
+  EXPECT_DOUBLE_EQ(r->bits_per_weight, 3.0 + 32.0 / 3.0);
+}
+
+// Symmetric INT3: qmin -4, qmax 3. Group {-3, 3, 1.4, 2.6}: scale 1; 1.4 -> 1 (error 0.4),
+// 2.6 -> 3 (error 0.4). Two rows of 200: groups of 128 and 72, 2 scales per row.
+TEST(CodecBaselines, SymmetricInt3AndPartialGroups) {
+  std::vector<float> x = {-3.0f, 3.0f, 1.4f, 2.6f};
+  std::span<const std::byte> b(reinterpret_cast<const std::byte*>(x.data()), x.size() * 4);
+  auto r = RtnGroup({b, DType::kF32, {1, 4}}, {3, 128, false});
+  ASSERT_TRUE(r.ok());
+  EXPECT_NEAR(r->sum_sq_err, 2 * 0.4 * 0.4, 1e-6);  // 1.4f, 2.6f are not exact
+  std::vector<float> y(400, 1.0f);
+  std::span<const std::byte> yb(reinterpret_cast<const std::byte*>(y.data()), y.size() * 4);
+  auto p = RtnGroup({yb, DType::kF32, {2, 200}}, {4, 128, true});
+  ASSERT_TRUE(p.ok());
+  EXPECT_DOUBLE_EQ(p->bits_per_weight, 4.0 + 2 * 32.0 / 200);
+  EXPECT_EQ(p->rel_rms_error, 0.0);  // max == min: scale 0, every value is the min
+  EXPECT_FALSE(RtnGroup({yb, DType::kF32, {2, 200}}, {9, 128, true}).ok());
+}
+
 }  // namespace
 }  // namespace hct
