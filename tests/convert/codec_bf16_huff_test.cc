@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "bf16_test_util.h"
-#include "convert/codec_weights.h"
+#include "codec/codec_weights.h"
 #include "codec/detail/bf16_huff.h"
 #include "codec/detail/huff.h"
 #include "hct/codec.h"

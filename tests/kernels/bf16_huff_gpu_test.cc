@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bf16_test_util.h"
-#include "convert/codec_weights.h"
+#include "codec/codec_weights.h"
 #include "codec/detail/bf16_huff.h"
 #include "gpu_test_util.h"
 #include "hct/codec.h"

@@ -31,7 +31,7 @@ Seen Classify(const std::string& path) {
   } else if (!cat->tensors().empty()) {
     bool all_hct = true, none_hct = true;
     for (const TensorSpec& t : cat->tensors()) {
-      const bool h = t.hct != nullptr;
+      const bool h = t.has_compressed_source();
       all_hct = all_hct && h;
       none_hct = none_hct && !h;
     }
