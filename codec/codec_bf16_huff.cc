@@ -1,5 +1,5 @@
 // "bf16-huff" payloads (codec/detail/bf16_huff.h, docs/hct-format.md §5.5): exponent plane in
-// the "dctq-huff" Huffman code (convert/huff.cc), sign + mantissa plane raw.
+// the "dctq-huff" Huffman code (codec/huff.cc), sign + mantissa plane raw.
 #include <algorithm>
 #include <cstring>
 #include <string>

@@ -3,7 +3,7 @@
 // interleaves it with the payload's raw sign + mantissa plane into BF16 words, bit-exact.
 // Vector path (exponents, rest and out 16-byte aligned): a thread reads 16 bytes of each plane
 // and writes 32 bytes of output; everything else one element per thread. CPU reference:
-// hct::detail::Bf16MergePlanes (convert/codec_bf16_huff.cc).
+// hct::detail::Bf16MergePlanes (codec/codec_bf16_huff.cc).
 #include <algorithm>
 
 #include "codec/detail/bf16_huff.h"
