@@ -67,33 +67,6 @@ struct T {
   std::vector<uint16_t> data;  // BF16
 };
 
-uint16_t ToBF16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even (finite inputs)
-  return uint16_t(u >> 16);
-}
-
-// Gaussian-like (Irwin-Hall of 4 uniforms), sigma 0.02, filled in parallel.
-void Fill(T& t, int threads, uint64_t seed) {
-  t.data.resize(t.rows * t.cols);
-  const uint64_t n = t.data.size(), per = (n + uint64_t(threads) - 1) / uint64_t(threads);
-  std::vector<std::thread> th;
-  for (int k = 0; k < threads; ++k)
-    th.emplace_back([&, k] {
-      uint64_t x = seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 0xD1B54A32D192ED03ull + 1;
-      const float scale = 0.02f * std::sqrt(3.0f) / 2.0f / 2147483648.0f;
-      for (uint64_t i = uint64_t(k) * per; i < std::min(n, uint64_t(k + 1) * per); ++i) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const float s = float(int32_t(uint32_t(x))) + float(int32_t(uint32_t(x >> 32)));
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const float r = float(int32_t(uint32_t(x))) + float(int32_t(uint32_t(x >> 32)));
-        t.data[i] = ToBF16((s + r) * scale);
-      }
-    });
-  for (auto& x : th) x.join();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,7 +117,7 @@ int main(int argc, char** argv) {
   double t0 = Now();
   uint64_t total = 0, weights = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
-    Fill(ts[i], threads, i + 1);
+    hct::bench::FillGaussianBF16(&ts[i].data, ts[i].rows * ts[i].cols, threads, i + 1);
     total += ts[i].data.size() * 2;
     weights += ts[i].data.size();
   }

@@ -38,6 +38,8 @@ using hct::Status;
 
 namespace {
 
+using hct::bench::ReadRate;
+
 using hct::bench::Now;
 using hct::bench::Median;
 using hct::bench::Die;
@@ -86,64 +88,6 @@ std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
         s.source = hct::FileSource(std::move(r));
       }
   return specs;
-}
-
-// N threads pread `path` in `chunk` pieces into pinned buffers (when CUDA is on). ring == 0: each
-// thread reuses its own buffer (the classic page-cache rate); ring > 0: the pieces rotate through
-// one ring of `ring` bytes as the one-shot engine's do (same memory footprint, no copies).
-double ReadRate(const std::string& path, int threads, bool direct, uint64_t chunk = 8ull << 20,
-                uint64_t ring = 0) {
-  struct stat st {};
-  ::stat(path.c_str(), &st);
-  const uint64_t size = uint64_t(st.st_size), n = (size + chunk - 1) / chunk;
-  const uint64_t nslots = ring ? std::max<uint64_t>(1, ring / chunk) : 0;
-  void* ring_mem = nullptr;
-  if (nslots) {
-#if HCT_WITH_CUDA
-    if (cudaHostAlloc(&ring_mem, nslots * chunk, 0) != cudaSuccess) ring_mem = nullptr;
-#endif
-    if (!ring_mem) ring_mem = std::aligned_alloc(4096, nslots * chunk);
-    std::memset(ring_mem, 0, nslots * chunk);
-  }
-  std::atomic<uint64_t> next{0};
-  std::vector<std::thread> th;
-  double t0 = Now();
-  for (int t = 0; t < threads; ++t)
-    th.emplace_back([&] {
-      int fd = ::open(path.c_str(), O_RDONLY | (direct ? O_DIRECT : 0));
-      if (fd < 0) return;
-      void* b = nullptr;
-      bool pinned = false;
-      if (!nslots) {
-#if HCT_WITH_CUDA
-        pinned = cudaHostAlloc(&b, chunk, 0) == cudaSuccess;
-        if (!pinned) b = nullptr;
-#endif
-        if (!b) b = std::aligned_alloc(4096, chunk);
-      }
-      for (uint64_t c; (c = next.fetch_add(1)) < n;) {
-        uint64_t len = std::min(chunk, size - c * chunk);
-        if (direct) len = (len + 4095) & ~4095ull;
-        void* dst = nslots ? static_cast<char*>(ring_mem) + (c % nslots) * chunk : b;
-        if (::pread(fd, dst, len, off_t(c * chunk)) < 0) std::perror("pread");
-      }
-      ::close(fd);
-#if HCT_WITH_CUDA
-      if (pinned) {
-        cudaFreeHost(b);
-        b = nullptr;
-      }
-#endif
-      std::free(b);
-    });
-  for (auto& x : th) x.join();
-  const double rate = double(size) / (Now() - t0) / 1e9;
-#if HCT_WITH_CUDA
-  if (ring_mem && cudaFreeHost(ring_mem) == cudaSuccess) ring_mem = nullptr;
-  (void)cudaGetLastError();
-#endif
-  std::free(ring_mem);
-  return rate;
 }
 
 std::string Mib(uint64_t b) { return std::to_string(b >> 20) + "M"; }
