@@ -4,19 +4,13 @@
 #include <cstring>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/bf16_huff.h"
+#include "codec/detail/bytes.h"
 #include "codec/detail/huff.h"
 
 namespace hct::detail {
-namespace {
-
-uint32_t LoadU32(const std::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-}  // namespace
 
 void Bf16SplitPlanes(const std::byte* bf16, uint64_t n, uint8_t* exp, uint8_t* rest) {
   for (uint64_t i = 0; i < n; ++i) {

@@ -8,24 +8,10 @@
 #include <queue>
 #include <string>
 
+#include "codec/detail/bytes.h"
+
 namespace hct::detail {
 namespace {
-
-uint32_t LoadU32(const std::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint16_t LoadU16(const std::byte* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-void PutU32(std::vector<std::byte>* o, uint32_t v) {
-  const size_t at = o->size();
-  o->resize(at + 4);
-  std::memcpy(o->data() + at, &v, 4);
-}
 
 // Canonical codes: by (length, symbol value), consecutive integers per length (DEFLATE's rule).
 void CanonicalCodes(const uint8_t* len, uint32_t* code) {
