@@ -18,32 +18,9 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def strip_comments(text):
-    """Text with // and /* */ comments and string literals blanked (newlines kept)."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            out.append(" " * (j - i))
-            i = j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append("".join(c if c == "\n" else " " for c in text[i:j]))
-            i = j
-        elif text[i] == '"' and not text.startswith('#include "', max(0, i - 9)):
-            j = i + 1
-            while j < n and text[j] != '"' and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            out.append('"' + " " * (min(j, n) - i - 1))
-            i = j
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The one rule for blanking comments and literals, shared with the function-length check.
+from check_function_length import strip  # noqa: E402
 
 
 def detail_blocks(code):
@@ -58,12 +35,12 @@ def detail_blocks(code):
 
 def check(path):
     text = open(path, encoding="utf-8").read()
-    code = strip_comments(text)
+    code = strip(text)  # blanks include paths too: they are read from the original line
     problems = []
-    for no, line in enumerate(code.splitlines(), 1):
+    for no, (line, orig) in enumerate(zip(code.splitlines(), text.splitlines()), 1):
         if re.search(r"#\s*include\s*<nlohmann/", line) or "nlohmann::" in line:
             problems.append((no, "nlohmann::json in a public header"))
-        m = re.search(r'#\s*include\s*"([^"]+)"', line)
+        m = re.search(r'#\s*include\s*"([^"]+)"', orig) if "#" in line else None
         if m and "/detail/" in m.group(1):
             problems.append((no, "includes the internal header " + m.group(1)))
         if re.search(r"\b\w*(ForTest|ForTesting|TestHooks?)\b", line):
