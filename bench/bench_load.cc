@@ -195,8 +195,7 @@ int main(int argc, char** argv) {
   void* dev = nullptr;
   bool gpu = false;
 #if HCT_WITH_CUDA
-  int ndev = 0;
-  gpu = !base.force_host && cudaGetDeviceCount(&ndev) == cudaSuccess && ndev > 0;
+  gpu = hct::bench::UseDevice(base.force_host);
   if (gpu) {
     cudaStream_t s = hct::bench::OpenDevice(base.device);
     stream = s;

@@ -110,6 +110,12 @@ inline std::vector<LayerTensor> Llama70bLayer(double scale = 1.0) {
 
 namespace hct::bench {
 
+// Whether the GPU path runs: a device is present and the options do not force host placement.
+inline bool UseDevice(bool force_host) {
+  int n = 0;
+  return !force_host && cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
 // Prints the name of `device`, makes it current and returns a new non-blocking stream on it.
 inline cudaStream_t OpenDevice(int device) {
   cudaDeviceProp prop{};
