@@ -85,12 +85,7 @@ int main(int argc, char** argv) {
       "scale", po::value(&scale)->default_value(1.0), "fraction of the rows (quick tries)")(
       "keep", po::bool_switch(&keep), "keep the generated files");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto rc = hct::bench::ParseCommandLine(argc, argv, desc, vm)) return *rc;
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   namespace fs = std::filesystem;
   fs::remove_all(dir);
@@ -209,29 +204,12 @@ int main(int argc, char** argv) {
   bool gpu = false;
   double ceiling = 0;
 #if HCT_WITH_CUDA
-  int ndev = 0;
-  gpu = !base.force_host && cudaGetDeviceCount(&ndev) == cudaSuccess && ndev > 0;
+  gpu = hct::bench::UseDevice(base.force_host);
   if (gpu) {
-    cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, base.device));
-    std::printf("device: %s\n", prop.name);
-    CK(cudaSetDevice(base.device));
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaStream_t s = hct::bench::OpenDevice(base.device);
     stream = s;
     CK(cudaMalloc(&dev, total + 4096 * ts.size()));
-    void* pin = nullptr;
-    CK(cudaHostAlloc(&pin, total, 0));
-    std::memset(pin, 1, total);
-    std::vector<double> v;
-    for (int r = 0; r < runs + 1; ++r) {
-      double a = Now();
-      CK(cudaMemcpyAsync(dev, pin, total, cudaMemcpyHostToDevice, s));
-      CK(cudaStreamSynchronize(s));
-      if (r > 0) v.push_back(gb / (Now() - a));
-    }
-    CK(cudaFreeHost(pin));
-    ceiling = Median(v);
+    ceiling = hct::bench::PinnedCopyCeiling(dev, total, s, runs);
     std::printf("%-48s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", ceiling);
   }
 #endif

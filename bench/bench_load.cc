@@ -116,12 +116,7 @@ int main(int argc, char** argv) {
       "model", po::value(&models)->multitoken(),
       "real models (safetensors file or folder, e.g. kdoc-lm-25m) to warm and load via the cache");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto rc = hct::bench::ParseCommandLine(argc, argv, desc, vm)) return *rc;
   if (thread_set.empty()) thread_set = {4, 8, 12, 16};
   if (chunk_set.empty()) chunk_set = {8, 16, 32};
   if (staging_set.empty()) staging_set = {256, 0};
@@ -144,30 +139,14 @@ int main(int argc, char** argv) {
   void* dev = nullptr;
   bool gpu = false;
 #if HCT_WITH_CUDA
-  int ndev = 0;
-  gpu = !base.force_host && cudaGetDeviceCount(&ndev) == cudaSuccess && ndev > 0;
+  gpu = hct::bench::UseDevice(base.force_host);
   if (gpu) {
-    cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, base.device));
-    std::printf("device: %s\n", prop.name);
-    CK(cudaSetDevice(base.device));
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaStream_t s = hct::bench::OpenDevice(base.device);
     stream = s;
     CK(cudaMalloc(&dev, total));
     // Ceiling: pinned cudaMemcpy of the same bytes.
-    void* pin = nullptr;
-    CK(cudaHostAlloc(&pin, total, 0));
-    std::memset(pin, 1, total);
-    std::vector<double> v;
-    for (int r = 0; r < runs + 1; ++r) {
-      double a = Now();
-      CK(cudaMemcpyAsync(dev, pin, total, cudaMemcpyHostToDevice, s));
-      CK(cudaStreamSynchronize(s));
-      if (r > 0) v.push_back(gb / (Now() - a));
-    }
-    CK(cudaFreeHost(pin));
-    std::printf("%-58s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", Median(v));
+    std::printf("%-58s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)",
+                hct::bench::PinnedCopyCeiling(dev, total, s, runs));
   }
 #endif
   if (!gpu) {

@@ -7,12 +7,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/program_options.hpp>
 #include <cmath>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +47,26 @@ inline void Die(const Status& s, const char* what) {
   if (s.ok()) return;
   std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
   std::exit(1);
+}
+
+// Parses the command line into `vm`. nullopt: go on; otherwise main's exit code: 0 after --help
+// (when `desc` has it) printed the options, 2 after a bad option (message and options on stderr).
+inline std::optional<int> ParseCommandLine(int argc, char** argv,
+                                           const boost::program_options::options_description& desc,
+                                           boost::program_options::variables_map& vm) {
+  namespace po = boost::program_options;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << argv[0] << ": " << e.what() << "\n" << desc;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc;
+    return 0;
+  }
+  return std::nullopt;
 }
 
 // Drops the page cache for cold-read figures (root only); false when not permitted.
@@ -177,4 +201,42 @@ inline double ReadRate(const std::string& path, int threads, bool direct,
 #if HCT_WITH_CUDA
 // CUDA calls in benchmarks: the project's check macro, fatal on error.
 #define CK(x) ::hct::bench::Die(HCT_CALL_STATUS(cuda, x), "bench")
+
+namespace hct::bench {
+
+// Whether the GPU path runs: a device is present and the options do not force host placement.
+inline bool UseDevice(bool force_host) {
+  int n = 0;
+  return !force_host && cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+// Prints the name of `device`, makes it current and returns a new non-blocking stream on it.
+inline cudaStream_t OpenDevice(int device) {
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, device));
+  std::printf("device: %s\n", prop.name);
+  CK(cudaSetDevice(device));
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+// The ceiling a load figure is printed next to, measured in the same run: GB/s (1e9) of one
+// pinned cudaMemcpyAsync of `bytes` to `dev` on `s`, median of `runs` after one warm-up.
+inline double PinnedCopyCeiling(void* dev, uint64_t bytes, cudaStream_t s, int runs) {
+  void* pin = nullptr;
+  CK(cudaHostAlloc(&pin, bytes, 0));
+  std::memset(pin, 1, bytes);
+  std::vector<double> v;
+  for (int r = 0; r < runs + 1; ++r) {
+    const double a = Now();
+    CK(cudaMemcpyAsync(dev, pin, bytes, cudaMemcpyHostToDevice, s));
+    CK(cudaStreamSynchronize(s));
+    if (r > 0) v.push_back(double(bytes) / 1e9 / (Now() - a));
+  }
+  CK(cudaFreeHost(pin));
+  return Median(v);
+}
+
+}  // namespace hct::bench
 #endif

@@ -6,6 +6,8 @@
 #include <sstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "convert/detail/convert_internal.h"
 #include "hct/convert.h"
 #include "hct/detail/paths.h"
@@ -204,12 +206,11 @@ Result<InspectReport> Inspect(const std::string& path) {
       t.dtype = e.dtype;
       t.shape = e.shape;
       t.codec = e.codec;
-      if (IsDctqCodec(e.codec) && e.codec_params.contains("transform") &&
-          e.codec_params["transform"].is_string()) {
-        t.transform = e.codec_params["transform"].get<std::string>();
+      if (IsDctqCodec(e.codec)) {
+        const detail::DctqTransform dt = detail::ParseDctqTransform(e.codec_params);
+        t.transform = dt.transform;
         if (t.transform == "dct")
-          t.transform += " " + std::to_string(e.codec_params.value("tile_r", 0)) + "x" +
-                         std::to_string(e.codec_params.value("tile_c", 0));
+          t.transform += " " + std::to_string(dt.tile_r) + "x" + std::to_string(dt.tile_c);
       }
       t.elements = e.num_elements;
       t.decoded_bytes = DTypeBytes(e.dtype, e.num_elements).value_or(0);

@@ -9,7 +9,10 @@
 #include <tuple>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "formats/detail/container_format.h"
+#include "hct/detail/file.h"
 
 namespace hct {
 
@@ -123,7 +126,8 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
   if (t.name.empty()) return Status::Corruption("tensor with an empty name");
   const bool raw = t.codec == kRawCodec;
   if (t.codec.empty()) return Status::Corruption("empty codec name");
-  if (!t.codec_params.is_object()) return Status::Corruption("codec_params is not an object");
+  if (t.codec_params.empty() || t.codec_params.front() != '{')
+    return Status::Corruption("codec_params is not an object");
   uint64_t n = 1;
   for (uint64_t d : t.shape) {
     if (d != 0 && n > UINT64_MAX / d) {
@@ -215,7 +219,7 @@ json TensorToJson(const TensorEntry& t) {
             {"dtype", std::string(DTypeName(t.dtype))},
             {"shape", t.shape},
             {"codec", t.codec},
-            {"codec_params", t.codec_params},
+            {"codec_params", json::parse(t.codec_params)},
             {"decoded_size", t.decoded_size},
             {"decoded_xxh3", Hex64(t.decoded_xxh3)},
             {"chunks", std::move(chunks)}};
@@ -303,7 +307,7 @@ Status ParseTensorFields(const json& j, TensorEntry* t) {
   auto params = j.find("codec_params");
   if (params == j.end()) return Missing("codec_params");
   if (!params->is_object()) return WrongType("codec_params", "an object");
-  t->codec_params = *params;
+  t->codec_params = params->dump();
   HCT_RETURN_IF_ERROR(GetU64(j, "decoded_size", &t->decoded_size));
   HCT_RETURN_IF_ERROR(GetHex(j, "decoded_xxh3", &t->decoded_xxh3));
   HCT_RETURN_IF_ERROR(GetStringMap(j, "metadata", &t->metadata));

@@ -237,8 +237,8 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
   std::vector<LoadedTensor> out;
   out.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i)
-    out.emplace_back(std::make_shared<const TensorSpec>(specs[i]), dst.at(i), state,
-                     state->event, placement_, gpu ? device_ : -1);
+    out.emplace_back(LoadedTensor::Key{}, std::make_shared<const TensorSpec>(specs[i]),
+                     dst.at(i), state, state->event, placement_, gpu ? device_ : -1);
   return out;
 }
 

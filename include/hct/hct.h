@@ -3,8 +3,8 @@
  * Every function returning int returns 0 (HCT_OK) or an hct_code; hct_last_error() then gives
  * the message of the calling thread's last failure. Handles are opaque. Streams and events are
  * cudaStream_t / cudaEvent_t passed as void*. Settings come from the HCT_* environment variables
- * (see libhct(3)). A runtime must outlive nothing it handed out: loaded tensors and DLPack exports
- * keep their memory alive by themselves.
+ * (the one table of them: docs/runtime.md "Settings"; libhct(3)). A runtime must outlive nothing
+ * it handed out: loaded tensors and DLPack exports keep their memory alive by themselves.
  *
  *   hct_runtime* rt; hct_tensor* t; DLManagedTensor* m;
  *   hct_open("model.safetensors", &rt);
@@ -112,10 +112,11 @@ const char* hct_version(void);
  * rule every HCT tool and HCT_* variable uses. Returns HCT_INVALID_ARGUMENT for anything else. */
 int hct_parse_size(const char* text, uint64_t* out);
 
-/* Runtime settings as a struct (the fields of hct::RuntimeOptions; see libhct(3) for the matching
- * HCT_* variables). Fill with hct_options_default (built-in defaults) or hct_options_from_env
- * (defaults overlaid with HCT_*), change fields, pass to hct_open_ex. struct_size must be
- * sizeof(hct_options): fields appended later stay at their defaults for older callers. */
+/* Runtime settings as a struct (the fields of hct::RuntimeOptions; their HCT_* variables,
+ * defaults and meaning: the table in docs/runtime.md "Settings"). Fill with hct_options_default
+ * (built-in defaults) or hct_options_from_env (defaults overlaid with HCT_*), change fields, pass
+ * to hct_open_ex. struct_size must be sizeof(hct_options): fields appended later stay at their
+ * defaults for older callers. */
 typedef struct {
   uint32_t struct_size;
   uint64_t staging_bytes, chunk_bytes, hct_slot_bytes, hct_staging_bytes, copy_step_bytes;

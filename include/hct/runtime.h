@@ -138,9 +138,11 @@ using EventHandle = void*;
 class LoadedTensor {
  public:
   LoadedTensor() = default;
-  // Made by the runtime: `keep` owns the memory (and the event) for as long as copies live.
-  LoadedTensor(std::shared_ptr<const TensorSpec> spec, void* data, std::shared_ptr<void> keep,
-               EventHandle event, Placement placement, int device)
+  // Made by the runtime only (Runtime::Load/LoadMany): a Key is defined inside the runtime, so
+  // no one else can call this. `keep` owns the memory (and the event) while copies live.
+  class Key;
+  LoadedTensor(const Key&, std::shared_ptr<const TensorSpec> spec, void* data,
+               std::shared_ptr<void> keep, EventHandle event, Placement placement, int device)
       : spec_(std::move(spec)), keep_(std::move(keep)), data_(data), event_(event),
         placement_(placement), device_(device) {}
   const TensorSpec& spec() const { return *spec_; }

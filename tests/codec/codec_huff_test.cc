@@ -6,12 +6,17 @@
 #include <cstring>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "symbol_test_util.h"
 #include "codec/detail/huff.h"
 #include "hct/codec.h"
+#include "params_test_util.h"
 
 namespace hct {
 namespace {
+
+using test::JsonOf;
 
 using detail::HuffCodeLengths;
 using detail::HuffDecode;
@@ -280,8 +285,8 @@ TEST(HuffCodecTest, SameSymbolsAsZstd) {
   ASSERT_TRUE(z.ok() && h.ok());
   EXPECT_EQ(z->codec, kCodecDctqZstd);
   EXPECT_EQ(h->codec, kCodecDctqHuff);
-  EXPECT_EQ(h->params["entropy"], "huff");
-  EXPECT_EQ(h->params["substream"], 2048);
+  EXPECT_EQ(JsonOf(h->params)["entropy"], "huff");
+  EXPECT_EQ(JsonOf(h->params)["substream"], 2048);
   ASSERT_EQ(z->chunks.size(), h->chunks.size());
   ASSERT_GT(h->chunks.size(), 1u);
   auto dz = ChunkDecoder::Create(z->codec, z->params, DType::kF32);
@@ -313,22 +318,22 @@ TEST(HuffCodecTest, Int16SymbolsFallBackToZstd) {
   auto e = EncodeTensor({bytes, DType::kF32, {64, 64}}, o);
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e->codec, kCodecDctqZstd);
-  EXPECT_EQ(e->params["symbol_bits"], 16);
+  EXPECT_EQ(JsonOf(e->params)["symbol_bits"], 16);
 }
 
 TEST(HuffCodecTest, ParamsChecked) {
   nlohmann::json p = {{"transform", "dct"}, {"tile_r", 16},   {"tile_c", 16},
                       {"step", 0.1},        {"symbol_bits", 8}, {"rows", 32},
                       {"cols", 32},         {"rows_per_chunk", 16}};
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);  // no substream
   p["substream"] = 100;
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);
   p["substream"] = 2048;
-  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).ok());
+  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).ok());
   p["symbol_bits"] = 16;
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);
 }
 

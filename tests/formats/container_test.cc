@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace hct {
 namespace {
 
@@ -127,7 +129,7 @@ Status WriteTiny(const std::string& path) {
   HCT_RETURN_IF_ERROR(w.SetMetadata("source", "tiny.safetensors"));
   HCT_RETURN_IF_ERROR(w.SetMetadata("converter", "hct-test"));
   HCT_RETURN_IF_ERROR(w.AddRawTensor("w", DType::kF16, {2, 2}, AsBytes(kW)));
-  HCT_RETURN_IF_ERROR(w.BeginTensor("b", DType::kI8, {3}, "raw", json::object()));
+  HCT_RETURN_IF_ERROR(w.BeginTensor("b", DType::kI8, {3}, "raw", "{}"));
   HCT_RETURN_IF_ERROR(w.AppendRawChunk(AsBytes(kB).subspan(0, 2), 0, 2));
   HCT_RETURN_IF_ERROR(w.AppendRawChunk(AsBytes(kB).subspan(2, 1), 2, 1));
   HCT_RETURN_IF_ERROR(w.EndTensor({{"role", "bias"}}));
@@ -609,7 +611,10 @@ TEST(HctRoundTrip, OpaqueCodecChunksAndParams) {
   {
     auto w = HctWriter::Create(p, false);
     ASSERT_TRUE(w.ok());
-    ASSERT_TRUE(w->BeginTensor("q", DType::kBF16, {1000, 3}, "dctq-zstd", params).ok());
+    // Spaces and key order are the caller's; the file holds the compact sorted form.
+    ASSERT_TRUE(w->BeginTensor("q", DType::kBF16, {1000, 3}, "dctq-zstd",
+                               R"({ "scale": 0.125, "planes": ["hi", "lo"], "level": 19 })")
+                    .ok());
     Bytes s1(100, 0xaa), s2(5000, 0xbb);
     ASSERT_TRUE(w->AppendChunk(AsBytes(s1), 4000, 0x1111, 0, 2000).ok());
     ASSERT_TRUE(w->AppendChunk(AsBytes(s2), 2000, 0x2222, 2000, 1000).ok());
@@ -619,7 +624,8 @@ TEST(HctRoundTrip, OpaqueCodecChunksAndParams) {
   auto f = HctFile::Open(p);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   const TensorEntry& t = f->tensors()[0];
-  EXPECT_EQ(t.codec_params, params);
+  EXPECT_EQ(json::parse(t.codec_params), params);
+  EXPECT_EQ(t.codec_params, R"({"level":19,"planes":["hi","lo"],"scale":0.125})");
   ASSERT_EQ(t.chunks.size(), 2u);
   EXPECT_EQ(t.chunks[0].offset, 4096u);
   EXPECT_EQ(t.chunks[1].offset, 8192u);
@@ -737,8 +743,9 @@ TEST(HctWriterTest, RefusesInconsistentInput) {
   ASSERT_TRUE(w->AppendRawChunk(AsBytes(four).subspan(2, 2), 2, 2).ok());
   ASSERT_TRUE(w->EndTensor().ok());
   EXPECT_EQ(w->BeginTensor("a", DType::kU8, {1}, "raw").code(), Code::kAlreadyExists);
-  EXPECT_EQ(w->BeginTensor("p", DType::kU8, {1}, "c", json::array()).code(),
-            Code::kInvalidArgument);
+  EXPECT_EQ(w->BeginTensor("p", DType::kU8, {1}, "c", "[]").code(), Code::kInvalidArgument);
+  EXPECT_EQ(w->BeginTensor("p", DType::kU8, {1}, "c", "{\"a\": ").code(),
+            Code::kInvalidArgument);  // not JSON at all
   EXPECT_EQ(w->BeginTensor("", DType::kU8, {1}, "raw").code(), Code::kInvalidArgument);
   EXPECT_EQ(w->BeginTensor("bad\xff", DType::kU8, {1}, "raw").code(), Code::kInvalidArgument);
   EXPECT_EQ(w->BeginTensor("o", DType::kU8, {1ull << 40, 1ull << 40}, "raw").code(),
