@@ -415,25 +415,24 @@ class Runtime:
             check(L.hct_load_slice(self._h, name.encode(), dim, start, length,
                                    self.stream_handle(stream), None, 0, ctypes.byref(h)), what)
             return self.to_torch(h, name)
-        tdt = TORCH_DTYPES[dtype]
-        nbytes = torch.empty(0, dtype=tdt).element_size()
-        for d in shape:
-            nbytes *= d
+        # The slice's own compact tensor (no view of a larger buffer), loaded in place.
         if self.on_device:
             stream = stream or torch.cuda.current_stream(self.device)
             with torch.cuda.stream(stream):
-                buf = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=self.device)
+                out = torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=self.device)
         else:
-            buf = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+            out = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
+        nbytes = out.numel() * out.element_size()
         check(L.hct_load_slice(self._h, name.encode(), dim, start, length,
-                               self.stream_handle(stream), ctypes.c_void_p(buf.data_ptr()),
-                               buf.numel(), ctypes.byref(h)), what)
+                               self.stream_handle(stream),
+                               ctypes.c_void_p(out.data_ptr()) if nbytes else None, nbytes,
+                               ctypes.byref(h)), what)
         try:
             if not self.on_device:
                 check(L.hct_tensor_wait(h), what)
         finally:
-            L.hct_tensor_free(h)  # the memory is buf's (a widened read's buffer goes with it)
-        return buf[:nbytes].view(tdt).view(shape)
+            L.hct_tensor_free(h)  # the memory is out's (a widened read's buffer goes with it)
+        return out
 
     def bytes_read(self):
         """(bytes of files and cache entries read, stored bytes of HCT chunks read) so far by
