@@ -15,6 +15,7 @@
 
 #include "hct/runtime.h"
 #include "runtime/detail/sources.h"
+#include "runtime/detail/verify.h"
 
 #if HCT_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -177,6 +178,15 @@ Result<LoadedTensor> RangeSlice(Runtime& rt, const TensorSpec& s, const TensorSp
     sub.block_xxh3.assign(fr.block_xxh3.begin() + int64_t(a / B),
                           fr.block_xxh3.begin() + int64_t((b + B - 1) / B));
     sub.block_bytes = B;
+    sub.offset = fr.offset + a;
+    // One-shot loads verify blocks only when a block fits a ring slot, else the whole-tensor
+    // XXH3: blocks that cannot be verified alone make it a whole-tensor read.
+    if (a == 0 && b == s.length) sub.xxh3 = fr.xxh3;
+    else if (!detail::BlockPieceBytes(sub, b - a, true, rt.options().chunk_bytes)) {
+      a = 0, b = s.length;
+      sub.xxh3 = fr.xxh3;
+      sub.block_xxh3 = fr.block_xxh3;
+    }
   }
   sub.offset = fr.offset + a;
   src->range = std::move(sub);

@@ -92,8 +92,13 @@ void OneShotRun::Cut(std::span<const size_t> which, const Destination& dst) {
     const bool strided = r.range->row_bytes > 0;  // never O_DIRECT: segments are unaligned
     block_piece_[i] = BlockPieceBytes(*r.range, r.length(), env_.opt.verify, slot);
     if (!block_piece_[i] && env_.opt.verify && r.range->xxh3) baton_ = true;
+    // Strided ranges are one pread per row segment: smaller pieces (>= 1 MiB) spread those
+    // calls over all io threads.
+    const uint64_t spiece = std::min(
+        slot, std::max<uint64_t>(1 << 20, r.length() / (4 * uint64_t(env_.opt.io_threads))));
     for (uint64_t o = off; o < end_all;) {
       const uint64_t end = block_piece_[i] ? std::min(end_all, o + block_piece_[i])
+                           : strided       ? std::min(end_all, o + spiece)
                                            : std::min(end_all, (o / slot + 1) * slot);
       pieces_.push_back({i, r.file, !strided && direct[r.file], o, end - o,
                          dst.at(i) + (o - off), o == off, end == end_all, strided});

@@ -315,6 +315,38 @@ TEST(SliceLoadHost, HctChunksOverlappingTheSlice) {
   EXPECT_GT(fewer, 10u);  // the chunking does let slices skip chunks
 }
 
+// An HCT model with a warm cache: slices come from the cache entries; after an entry is
+// corrupted they come from the HCT chunks instead (never the corrupt bytes), equal either way.
+TEST(SliceLoadHost, HctWithCacheFallsBackOnCorruptEntry) {
+  const std::string dir = TempDir("slice_hct_cache");
+  auto descs = test::DefaultDescs();
+  auto f = test::MakeHctFile(dir + "/model.hct", descs);
+  ASSERT_EQ(f.codecs.size(), descs.size());
+  {
+    auto c = Cache::Open(dir + "/cache");
+    ASSERT_TRUE(c.ok());
+    auto w = (*c)->Warm(f.path);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+  }
+  auto cat = Catalog::FromHct(f.path, dir + "/cache");
+  ASSERT_TRUE(cat.ok()) << cat.status().ToString();
+  const TensorSpec* s = cat->Find(descs[0].name);  // lossy BF16 70 x 100
+  ASSERT_TRUE(s && s->from_cache() && s->has_compressed_source());
+  const auto full = test::CpuDecoded(f.path, descs[0].name);
+  const TensorSlice sl{SliceDim::kLeading, 16, 32};
+  auto rt = Runtime::Create(Host());
+  ASSERT_TRUE(rt.ok());
+  auto a = (*rt)->LoadSlice(*s, sl);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(Bytes(*a), test::ExpectedSlice(full, s->dtype, s->shape, sl));
+  EXPECT_EQ((*rt)->stats().bytes_hct_stored, 0u);
+  test::FlipByte(s->path(), s->file()->offset + 20 * 200);  // inside rows 16..48
+  auto b = (*rt)->LoadSlice(*s, sl);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(Bytes(*b), test::ExpectedSlice(full, s->dtype, s->shape, sl));
+  EXPECT_GT((*rt)->stats().bytes_hct_stored, 0u);
+}
+
 TEST(SliceCApi, LoadSliceAndBytesRead) {
   auto ts = test::MakeSliceFile(TempDir("slice_capi") + "/a.bin", 8, /*checksums=*/false);
   // A safetensors file of one of them, through the C API.
