@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "hct/runtime.h"
+#include "runtime/detail/device.h"
 #include "runtime/detail/sources.h"
 #include "runtime/detail/verify.h"
 
@@ -129,6 +130,7 @@ Result<LoadedTensor> CopyOut(Runtime& rt, LoadedTensor from, uint64_t base, cons
     return LoadedTensor(spec, dst, keep, nullptr, rt.placement(), rt.device());
   }
 #if HCT_WITH_CUDA
+  detail::DeviceGuard guard(rt.device());  // the copy and its event on the runtime's device
   auto cs = static_cast<cudaStream_t>(stream);
   HCT_CHECK(cuda, cudaMemcpy2DAsync(dst, g.seg_bytes, src, g.row_bytes, g.seg_bytes, g.rows,
                                     cudaMemcpyDeviceToDevice, cs));
