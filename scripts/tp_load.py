@@ -22,6 +22,10 @@ single-GPU full-load rate, and, with --baseline, against each rank loading every
 --make-llama DIR writes a random Llama-shaped BF16 model there first (rank 0; --hidden, --inter,
 --layers, --vocab, --kv) and uses it as MODEL.
 
+--simulate-world N (no torchrun, one GPU): loads the shards of ranks 0..N-1 in turn, prints each
+rank's seconds, bytes read and rates against the full load of the same run, and checks that the
+shards put back together equal the full load bit for bit.
+
 NVLink multicast stays off (the GPU machines' rule, /work/.library/device/KINDS.md): the script
 sets NCCL_NVLS_ENABLE=0, TORCH_SYMM_MEM_DISABLE_MULTICAST=1 and NVSHMEM_DISABLE_NVLS=1 before
 NCCL starts unless they are already set, and refuses to run if one is set to enable it.
@@ -110,7 +114,8 @@ def nbytes(sd):
 
 
 def load_shards(model, device, rank, world, plan):
-    rt = hct.Runtime(model, device=device)
+    # The shared engine (as load_file uses): its ring is pinned once, not per pass.
+    rt = hct.Runtime(model, device=device, shared=True)
     try:
         f0, s0 = rt.bytes_read()
         shards, secs = timed(lambda: dict(tp.iter_shards(rt, rank, world, plan)), device)
@@ -147,6 +152,59 @@ def gather_and_compare(shards, full, rank, world, plan, device):
     return bad
 
 
+def reassemble(parts, full, plan):
+    """Names whose shards of every rank, put back together, differ from the full load."""
+    rules = tp.make_plan(plan)
+    bad = []
+    for name, want in full.items():
+        mode = tp.mode_of(name, tuple(want.shape), rules)
+        dim = tp.dim_of(mode)
+        ps = [p[name] for p in parts]
+        if dim is None:
+            ok = all(torch.equal(x, want) for x in ps)
+        else:
+            got = torch.cat(ps, dim=0 if dim == 0 or want.dim() == 1 else -1)
+            ok = got.shape == want.shape and torch.equal(got, want)
+        if not ok:
+            bad.append(name)
+    return bad
+
+
+def simulate(a):
+    """--simulate-world N on one device (cuda:0, or the host with --cpu)."""
+    device = "cpu" if a.cpu else "cuda:0"
+    model = make_llama(a.make_llama, a.hidden, a.inter, a.layers, a.vocab, a.kv) \
+        if a.make_llama else a.model
+    plan = json.loads(a.plan) if a.plan else None
+    world = a.simulate_world
+    ht.load_file(model, device=device)  # page cache hot, engine made: every pass sees the same
+    full, full_secs = timed(lambda: ht.load_file(model, device=device), device)
+    rt = hct.Runtime(model, device=device, shared=True)
+    try:
+        f0, s0 = rt.bytes_read()
+        rt.load_tensors(list(rt.infos()))
+        f1, s1 = rt.bytes_read()
+    finally:
+        rt.close()
+    full_read = (f1 - f0) + (s1 - s0)
+    print(f"model {model}: {len(full)} tensors, {nbytes(full) / 1e9:.3f} GB, full load reads "
+          f"{full_read / 1e9:.3f} GB; simulated world {world} on {device}")
+    print(f"full load: {full_secs:.3f} s, {nbytes(full) / 1e9 / full_secs:.2f} GB/s")
+    parts = []
+    for rank in range(world):
+        shards, secs, read = load_shards(model, device, rank, world, plan)
+        parts.append(shards)
+        print(f"  rank {rank}: {secs:.3f} s, shards {nbytes(shards) / 1e9:.3f} GB "
+              f"({nbytes(shards) / nbytes(full):.3f} of the model), read {read / 1e9:.3f} GB "
+              f"({read / full_read:.3f} of the full load's), {nbytes(shards) / 1e9 / secs:.2f} "
+              f"GB/s of shards, {read / 1e9 / secs:.2f} GB/s read (full load "
+              f"{full_read / 1e9 / full_secs:.2f})")
+    bad = reassemble(parts, full, plan)
+    print("check:", "the shards of every rank put together equal the full load" if not bad else
+          f"MISMATCH in {len(bad)} tensors: {bad[:8]}")
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model", nargs="?")
@@ -164,7 +222,13 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="write rank 0's figures as JSON")
     ap.add_argument("--cpu", action="store_true",
                     help="host placement and the gloo backend (a smoke test without GPUs)")
+    ap.add_argument("--simulate-world", type=int, metavar="N",
+                    help="no torch.distributed: one process loads the shards of ranks 0..N-1 "
+                         "in turn on one GPU (per-rank bytes read and rate; the shards "
+                         "reassembled must equal the full load)")
     a = ap.parse_args()
+    if a.simulate_world:
+        return simulate(a)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", rank))
     if a.cpu:
