@@ -477,3 +477,70 @@ int hct_pack_offsets(const hct_runtime* rt, const char* const* names, int64_t n,
 }
 
 }  // extern "C"
+
+// ---- Tensor-parallel slices (runtime/slice.cc).
+namespace {
+int SliceDimOf(int dim, hct::SliceDim* out) {
+  if (dim != HCT_SLICE_LEADING && dim != HCT_SLICE_TRAILING)
+    return Fail(hct::Status::InvalidArgument("slice dimension " + std::to_string(dim) +
+                                             ": HCT_SLICE_LEADING (0) or HCT_SLICE_TRAILING (1)"));
+  *out = dim == HCT_SLICE_LEADING ? hct::SliceDim::kLeading : hct::SliceDim::kTrailing;
+  return HCT_OK;
+}
+}  // namespace
+
+extern "C" {
+
+int hct_even_slice(const hct_runtime* rt, const char* name, int dim, int rank, int world,
+                   int rule, int64_t* start, int64_t* length) {
+  if (!rt || !name || !start || !length)
+    return Fail(hct::Status::InvalidArgument("hct_even_slice: null argument"));
+  if (rule != HCT_SPLIT_EXACT && rule != HCT_SPLIT_CHUNK)
+    return Fail(hct::Status::InvalidArgument("split rule " + std::to_string(rule)));
+  hct::SliceDim d;
+  if (int rc = SliceDimOf(dim, &d); rc != HCT_OK) return rc;
+  const hct::TensorSpec* s = rt->catalog.Find(name);
+  if (!s) return Fail(hct::Status::NotFound(std::string("no tensor '") + name + "'"));
+  auto sl = hct::EvenSlice(*s, d, rank, world,
+                           rule == HCT_SPLIT_CHUNK ? hct::SplitRule::kChunk
+                                                   : hct::SplitRule::kExact);
+  if (!sl.ok()) return Fail(sl.status());
+  *start = sl->start;
+  *length = sl->length;
+  return Ok();
+}
+
+int hct_load_slice(hct_runtime* rt, const char* name, int dim, int64_t start, int64_t length,
+                   void* stream, void* dst, uint64_t dst_bytes, hct_tensor** out) {
+  if (!rt || !name || !out) return Fail(hct::Status::InvalidArgument("hct_load_slice: null argument"));
+  hct::SliceDim d;
+  if (int rc = SliceDimOf(dim, &d); rc != HCT_OK) return rc;
+  const hct::TensorSpec* s = rt->catalog.Find(name);
+  if (!s) return Fail(hct::Status::NotFound(std::string("no tensor '") + name + "'"));
+  auto t = rt->rt->LoadSlice(*s, hct::TensorSlice{d, start, length}, stream, dst, dst_bytes);
+  if (!t.ok()) return Fail(t.status());
+  *out = new hct_tensor{std::move(*t)};
+  return Ok();
+}
+
+int hct_tensor_shape(const hct_tensor* t, int32_t* ndim, int64_t* shape) {
+  if (!t || !ndim || !shape || !t->t.valid())
+    return Fail(hct::Status::InvalidArgument("hct_tensor_shape: null argument"));
+  const std::vector<int64_t>& sh = t->t.spec().shape;
+  if (sh.size() > HCT_MAX_DIMS)
+    return Fail(hct::Status::Unsupported("more than " + std::to_string(HCT_MAX_DIMS) + " dims"));
+  *ndim = int32_t(sh.size());
+  std::copy(sh.begin(), sh.end(), shape);
+  return Ok();
+}
+
+int hct_runtime_bytes_read(const hct_runtime* rt, uint64_t* file_bytes,
+                           uint64_t* hct_stored_bytes) {
+  if (!rt) return Fail(hct::Status::InvalidArgument("hct_runtime_bytes_read: null runtime"));
+  const hct::RuntimeStats st = rt->rt->stats();
+  if (file_bytes) *file_bytes = st.bytes_resident + st.bytes_one_shot;
+  if (hct_stored_bytes) *hct_stored_bytes = st.bytes_hct_stored;
+  return Ok();
+}
+
+}  // extern "C"

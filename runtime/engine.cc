@@ -98,7 +98,7 @@ Status Engine::Prepare(std::span<const TensorSpec> specs) {
       read_bytes = std::max(read_bytes, compressed_->ReadBytesFor(*s.source->hct));
     }
     // Resident files are mapped and registered now (a refusal shows in the stats as on a load).
-    if (s.source->range) (void)resident_->Use(s.source->range->path);
+    if (s.source->range && !s.source->range->row_bytes) (void)resident_->Use(s.source->range->path);
   }
   if (compressed) HCT_RETURN_IF_ERROR(compressed_->Prepare(read_bytes));
   return Status::OK();
@@ -150,8 +150,9 @@ Result<std::shared_ptr<Buffer>> Engine::Target(const LoadTarget& target, uint64_
 Status Engine::Read(const ReadPlan& plan, const Destination& dst, std::vector<size_t>* res,
                     std::vector<size_t>* one) {
   for (size_t i = 0; i < plan.reads.size(); ++i)
-    if (plan.reads[i].kind == ReadKind::kRange)
-      (resident_->Use(plan.reads[i].range->path) ? res : one)->push_back(i);
+    if (plan.reads[i].kind == ReadKind::kRange)  // strided ranges (slices) always one-shot
+      (!plan.reads[i].range->row_bytes && resident_->Use(plan.reads[i].range->path) ? res : one)
+          ->push_back(i);
   Status st;
   if (!res->empty()) st = resident_->Load(plan, *res, dst);
   if (st.ok() && !one->empty()) st = LoadOneShot(*env_, *ring_, plan, *one, dst);

@@ -204,6 +204,30 @@ const char* hct_tensor_name(const hct_tensor* t);
 int hct_pack_offsets(const hct_runtime* rt, const char* const* names, int64_t n,
                      uint64_t* offsets, uint64_t* total);
 
+/* ---- Tensor-parallel slices (hct::Runtime::LoadSlice; docs/tensor-parallel.md). ---- */
+
+/* The dimension a slice cuts: the leading one (dim 0) or the trailing one (the last). */
+enum hct_slice_dim { HCT_SLICE_LEADING = 0, HCT_SLICE_TRAILING = 1 };
+/* A dimension `world` does not divide: HCT_SPLIT_EXACT fails (HCT_INVALID_ARGUMENT);
+ * HCT_SPLIT_CHUNK splits as torch.chunk (parts of ceil(n / world), the last shorter or empty). */
+enum hct_split_rule { HCT_SPLIT_EXACT = 0, HCT_SPLIT_CHUNK = 1 };
+/* Rank `rank`'s part [*start, *start + *length) of tensor `name`'s dimension `dim` split into
+ * `world` parts by `rule`. */
+int hct_even_slice(const hct_runtime* rt, const char* name, int dim, int rank, int world,
+                   int rule, int64_t* start, int64_t* length);
+/* Loads elements [start, start + length) of dimension `dim` of tensor `name` (every other
+ * dimension whole), reading only the bytes (or HCT chunks) that hold them where the source
+ * allows (docs/tensor-parallel.md). dst, dst_bytes, stream and the handle as for hct_load; the
+ * handle's nbytes and shape are the slice's. */
+int hct_load_slice(hct_runtime* rt, const char* name, int dim, int64_t start, int64_t length,
+                   void* stream, void* dst, uint64_t dst_bytes, hct_tensor** out);
+/* The loaded tensor's shape: *ndim and shape[0..ndim) (HCT_MAX_DIMS entries). */
+int hct_tensor_shape(const hct_tensor* t, int32_t* ndim, int64_t* shape);
+/* Bytes the runtime has read so far: *file_bytes of byte ranges (safetensors, cache entries:
+ * resident and one-shot loads) and *hct_stored_bytes of HCT chunks (either may be NULL). */
+int hct_runtime_bytes_read(const hct_runtime* rt, uint64_t* file_bytes,
+                           uint64_t* hct_stored_bytes);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

@@ -66,6 +66,12 @@ struct FileRange {
   // instead of one sequential XXH3 over the tensor (`xxh3` is then not recomputed).
   std::vector<uint64_t> block_xxh3;
   uint64_t block_bytes = 0;  // a multiple of 4096 when block_xxh3 is set
+  // Strided ranges (a slice along the trailing dimension, hct/runtime.h LoadSlice): when
+  // row_bytes > 0, the tensor's bytes are rows of row_bytes bytes, row i at offset + i *
+  // row_pitch (row_pitch >= row_bytes), packed back to back in the destination. Such a range
+  // carries no checksums (xxh3 and block_xxh3 unset) and is read one-shot and buffered.
+  uint64_t row_bytes = 0;
+  uint64_t row_pitch = 0;
 };
 
 // Where a tensor's bytes come from (opaque): a byte range of a file (FileSource), a cache entry
@@ -214,6 +220,8 @@ struct RuntimeStats {
 // total in `*total`.
 std::vector<uint64_t> PackOffsets(std::span<const TensorSpec> specs, uint64_t* total);
 
+struct TensorSlice;  // below: a slice along the leading or trailing dimension
+
 // Made by Create; the implementation is internal (runtime/runtime.cc over runtime/detail/).
 class Runtime {
  public:
@@ -264,9 +272,46 @@ class Runtime {
 
   virtual RuntimeStats stats() const = 0;
 
+  // Loads the slice `slice` of `spec` (tensor-parallel shards; docs/tensor-parallel.md), reading
+  // only the bytes that hold it where the source allows: a contiguous range of a file or cache
+  // entry (leading dimension), its rows' segments (trailing dimension), or the HCT chunks that
+  // overlap the slice. The handle's spec() is the slice's (SliceOf). `dst`, `dst_bytes` and
+  // `stream` as for Load. Implemented over LoadInto and Allocate (runtime/slice.cc).
+  Result<LoadedTensor> LoadSlice(const TensorSpec& spec, const TensorSlice& slice,
+                                 StreamHandle stream = nullptr, void* dst = nullptr,
+                                 uint64_t dst_bytes = 0);
+
  protected:
   Runtime() = default;
 };
+
+// ------------------------------------------------------------------ tensor-parallel slices
+// Which dimension a slice cuts: the leading one (dim 0: the output dimension of an [out, in]
+// weight, column-parallel layers) or the trailing one (the last: the input dimension,
+// row-parallel layers). A 1-D tensor's leading and trailing dimension are the same.
+enum class SliceDim { kLeading = 0, kTrailing = 1 };
+
+// Elements [start, start + length) of dimension `dim`, every other dimension whole.
+struct TensorSlice {
+  SliceDim dim = SliceDim::kLeading;
+  int64_t start = 0;
+  int64_t length = 0;
+};
+
+// How EvenSlice splits a dimension of n that `world` does not divide:
+//  - kExact: InvalidArgument naming the tensor, n and world (what tensor-parallel layers need:
+//    every rank the same shape);
+//  - kChunk: as torch.chunk(world): parts of ceil(n / world), the last ones shorter or empty.
+enum class SplitRule { kExact = 0, kChunk = 1 };
+
+// Rank `rank`'s part of `spec`'s dimension `dim` split into `world` parts. InvalidArgument for
+// a scalar, world < 1, rank outside [0, world), or (kExact) a dimension world does not divide.
+Result<TensorSlice> EvenSlice(const TensorSpec& spec, SliceDim dim, int rank, int world,
+                              SplitRule rule = SplitRule::kExact);
+// The spec of the slice itself: the same name, dtype and layer, `dim` cut to slice.length, and
+// its length in bytes (no source). InvalidArgument when the slice passes the dimension's end,
+// and Unsupported when a sub-byte dtype's slice does not start and end on byte boundaries.
+Result<TensorSpec> SliceOf(const TensorSpec& spec, const TensorSlice& slice);
 
 // Where tensors come from: a list of TensorSpecs by name and by layer.
 class Catalog {

@@ -379,6 +379,68 @@ class Runtime:
     def load(self, name, stream=None):
         return self.load_tensors([name], stream)[0]
 
+    # -- slices (tensor parallelism; docs/tensor-parallel.md)
+    def slice_shape(self, name, dim, length):
+        """The shape of `name` with dimension `dim` (0 leading, 1 trailing) cut to `length`."""
+        shape = list(self.infos()[name][1])
+        if not shape:
+            raise _lib.InvalidArgumentError(f"{self.path}: tensor '{name}': a scalar has no slices")
+        shape[0 if dim == _lib.SLICE_LEADING or len(shape) == 1 else -1] = length
+        return tuple(shape)
+
+    def even_slice(self, name, dim, rank, world, rule=_lib.SPLIT_EXACT):
+        """(start, length) of rank `rank`'s part of dimension `dim` of `name` split `world` ways
+        (rule SPLIT_EXACT: InvalidArgumentError when world does not divide it; SPLIT_CHUNK: as
+        torch.chunk)."""
+        if name not in self.infos():
+            raise _lib.NotFoundError(f"{self.path}: no tensor '{name}'", 2)
+        a, n = ctypes.c_int64(), ctypes.c_int64()
+        check(lib().hct_even_slice(self._h, name.encode(), dim, rank, world, rule,
+                                   ctypes.byref(a), ctypes.byref(n)), f"{self.path}")
+        return a.value, n.value
+
+    def load_slice(self, name, dim, start, length, stream=None):
+        """Elements [start, start + length) of dimension `dim` (0 leading, 1 trailing) of `name`,
+        every other dimension whole, reading only the bytes (or HCT chunks) that hold them: a
+        compact tensor in one torch allocation (ordered on `stream` on the GPU, waited for on
+        the host)."""
+        infos = self.infos()
+        if name not in infos:
+            raise _lib.NotFoundError(f"{self.path}: no tensor '{name}'", 2)
+        dtype = infos[name][0]
+        shape = self.slice_shape(name, dim, length)
+        what = f"{self.path}: tensor '{name}'"
+        L, h = lib(), ctypes.c_void_p()
+        if dtype not in TORCH_DTYPES:  # the runtime's memory, through DLPack
+            check(L.hct_load_slice(self._h, name.encode(), dim, start, length,
+                                   self.stream_handle(stream), None, 0, ctypes.byref(h)), what)
+            return self.to_torch(h, name)
+        # The slice's own compact tensor (no view of a larger buffer), loaded in place.
+        if self.on_device:
+            stream = stream or torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(stream):
+                out = torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=self.device)
+        else:
+            out = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
+        nbytes = out.numel() * out.element_size()
+        check(L.hct_load_slice(self._h, name.encode(), dim, start, length,
+                               self.stream_handle(stream),
+                               ctypes.c_void_p(out.data_ptr()) if nbytes else None, nbytes,
+                               ctypes.byref(h)), what)
+        try:
+            if not self.on_device:
+                check(L.hct_tensor_wait(h), what)
+        finally:
+            L.hct_tensor_free(h)  # the memory is out's (a widened read's buffer goes with it)
+        return out
+
+    def bytes_read(self):
+        """(bytes of files and cache entries read, stored bytes of HCT chunks read) so far by
+        this runtime's engine (the shared engine's totals for shared runtimes)."""
+        f, c = ctypes.c_uint64(), ctypes.c_uint64()
+        check(lib().hct_runtime_bytes_read(self._h, ctypes.byref(f), ctypes.byref(c)))
+        return f.value, c.value
+
     def close(self):
         if getattr(self, "_h", None):
             lib().hct_close(self._h)
@@ -410,10 +472,40 @@ def _safetensors_metadata(path):
             return None
 
 
+def _slice_request(idx, shape):
+    """(dim, start, length) when `idx` is a step-1 range of the leading dimension (`[a:b]`,
+    `[a:b, :]`, `[a:b, ...]`) or of the trailing one (`[:, a:b]` for 2-D, `[..., a:b]`); else
+    None. Ranges are clamped like Python slices."""
+    if not shape:
+        return None
+    full = slice(None)
+    if isinstance(idx, slice):
+        idx = (idx,)
+    if not isinstance(idx, tuple) or not idx:
+        return None
+    if idx[-1] is Ellipsis:
+        idx = idx[:-1]
+    dim = None
+    if len(idx) >= 1 and idx[0] is Ellipsis and len(idx) == 2 and isinstance(idx[1], slice):
+        dim, s = 1, idx[1]
+    elif isinstance(idx[0], slice) and all(i == full for i in idx[1:]) and len(idx) <= len(shape):
+        dim, s = 0, idx[0]
+    elif len(idx) == len(shape) and isinstance(idx[-1], slice) and all(i == full for i in idx[:-1]):
+        dim, s = 1, idx[-1]
+    if dim is None:
+        return None
+    n = shape[0] if dim == 0 or len(shape) == 1 else shape[-1]
+    start, stop, step = s.indices(n)
+    if step != 1:
+        return None
+    return (_lib.SLICE_LEADING if dim == 0 else _lib.SLICE_TRAILING), start, max(0, stop - start)
+
+
 class _Slice:
-    """get_slice(name): shape and dtype without loading; indexing loads the tensor and indexes
-    it (the runtime reads whole tensors; a leading-dimension range returns a compact copy so that
-    the rest of the tensor's memory is released)."""
+    """get_slice(name): shape and dtype without loading. Indexing with a step-1 range of the
+    leading dimension (`[a:b]`) or of the trailing one (`[:, a:b]`, `[..., a:b]`) loads only
+    that slice (Runtime.load_slice: only its bytes, or HCT chunks, are read); any other index
+    loads the tensor and indexes it (a compact copy when it is a view of part of the memory)."""
 
     def __init__(self, rt, name):
         self._rt, self._name = rt, name
@@ -426,6 +518,9 @@ class _Slice:
         return self._dtype
 
     def __getitem__(self, idx):
+        req = _slice_request(idx, self._shape)
+        if req is not None:
+            return self._rt.load_slice(self._name, *req)
         x = self._rt.load(self._name)[idx]
         return x.clone() if x.numel() * x.element_size() < _storage_bytes(x) else x
 

@@ -108,6 +108,8 @@ class Stats(ctypes.Structure):
 
 
 SOURCE_AUTO, SOURCE_CACHE, SOURCE_HCT = 0, 1, 2  # enum hct_source
+SLICE_LEADING, SLICE_TRAILING = 0, 1  # enum hct_slice_dim
+SPLIT_EXACT, SPLIT_CHUNK = 0, 1  # enum hct_split_rule
 
 PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p)
 
@@ -157,6 +159,15 @@ _SIGNATURES = {
                            ctypes.POINTER(ctypes.c_int64)], ctypes.c_int),
     "hct_streamer_restart": ([_P], ctypes.c_int),
     "hct_streamer_free": ([_P], None),
+    "hct_even_slice": ([_P, _S, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                        ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)],
+                       ctypes.c_int),
+    "hct_load_slice": ([_P, _S, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, _P, _P,
+                        ctypes.c_uint64, _PP], ctypes.c_int),
+    "hct_tensor_shape": ([_P, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64)],
+                         ctypes.c_int),
+    "hct_runtime_bytes_read": ([_P, ctypes.POINTER(ctypes.c_uint64),
+                                ctypes.POINTER(ctypes.c_uint64)], ctypes.c_int),
     "hct_last_error": ([], _S),
     "hct_code_name": ([ctypes.c_int], _S),
 }
