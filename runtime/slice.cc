@@ -12,9 +12,11 @@
 //    are element ranges, so every chunk holds some of each column band).
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 
 #include "hct/runtime.h"
 #include "runtime/detail/device.h"
+#include "runtime/detail/engine.h"
 #include "runtime/detail/sources.h"
 #include "runtime/detail/verify.h"
 
@@ -116,7 +118,7 @@ Result<LoadedTensor> CopyOut(Runtime& rt, LoadedTensor from, uint64_t base, cons
     void* data = const_cast<std::byte*>(src);
     EventHandle ev = from.event();
     keep->from = std::move(from);
-    return LoadedTensor(spec, data, keep, ev, rt.placement(), rt.device());
+    return LoadedTensor(LoadedTensor::Key{}, spec, data, keep, ev, rt.placement(), rt.device());
   }
   if (!dst) {
     HCT_ASSIGN_OR_RETURN(keep->mem, rt.Allocate(out.length));
@@ -127,7 +129,7 @@ Result<LoadedTensor> CopyOut(Runtime& rt, LoadedTensor from, uint64_t base, cons
     for (uint64_t r = 0; r < g.rows; ++r)
       std::memcpy(static_cast<std::byte*>(dst) + r * g.seg_bytes, src + r * g.row_bytes,
                   g.seg_bytes);
-    return LoadedTensor(spec, dst, keep, nullptr, rt.placement(), rt.device());
+    return LoadedTensor(LoadedTensor::Key{}, spec, dst, keep, nullptr, rt.placement(), rt.device());
   }
 #if HCT_WITH_CUDA
   detail::DeviceGuard guard(rt.device());  // the copy and its event on the runtime's device
@@ -139,7 +141,7 @@ Result<LoadedTensor> CopyOut(Runtime& rt, LoadedTensor from, uint64_t base, cons
   keep->event = ev;
   HCT_CHECK(cuda, cudaEventRecord(ev, cs));
   keep->from = std::move(from);
-  return LoadedTensor(spec, dst, keep, ev, rt.placement(), rt.device());
+  return LoadedTensor(LoadedTensor::Key{}, spec, dst, keep, ev, rt.placement(), rt.device());
 #else
   (void)stream;
   return Status::Internal("device placement without CUDA");
@@ -227,7 +229,9 @@ Result<std::shared_ptr<const detail::HctRef>> ChunkRange(
   t.decoded_xxh3 = TensorDecodedXxh3(t.chunks);
   if (IsDctqCodec(e.codec)) {  // the 2-D view of the covered row bands
     const uint64_t cols = parent->decoder.dctq().cols;
-    t.codec_params["rows"] = t.num_elements / cols;
+    nlohmann::json p = nlohmann::json::parse(t.codec_params);
+    p["rows"] = t.num_elements / cols;
+    t.codec_params = p.dump();
   }
   auto dec = ChunkDecoder::Create(t.codec, t.codec_params, t.dtype);
   if (!dec.ok()) return dec.status().WithContext("tensor '" + e.name + "'");
@@ -318,7 +322,7 @@ Result<LoadedTensor> Runtime::LoadSlice(const TensorSpec& spec, const TensorSlic
         .WithContext(Ctx(spec));
   if (!spec.source) return Status::InvalidArgument("no source").WithContext(Ctx(spec));
   if (out.length == 0)
-    return LoadedTensor(std::make_shared<const TensorSpec>(out), nullptr, nullptr, nullptr,
+    return LoadedTensor(LoadedTensor::Key{}, std::make_shared<const TensorSpec>(out), nullptr, nullptr, nullptr,
                         placement(), device());
   if (spec.file()) {
     auto r = RangeSlice(*this, spec, out, g, stream, dst, dst_bytes);
