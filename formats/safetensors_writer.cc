@@ -178,9 +178,10 @@ Status SafetensorsWriter::Append(std::span<const std::byte> bytes) {
     return Status::OutOfRange(path() + ": appending " + std::to_string(bytes.size()) +
                               " bytes passes the declared data size (" + std::to_string(m.total) +
                               " bytes, " + std::to_string(m.written) + " written)");
-  if (m.pending.size() + bytes.size() > kPendingBytes) HCT_RETURN_IF_ERROR(m.Flush());
-  if (bytes.size() >= kPendingBytes / 2)
-    HCT_RETURN_IF_ERROR(m.file.Append(bytes));  // large: straight from the caller's buffer
+  const bool large = bytes.size() >= kPendingBytes / 2;
+  if (large || m.pending.size() + bytes.size() > kPendingBytes) HCT_RETURN_IF_ERROR(m.Flush());
+  if (large)
+    HCT_RETURN_IF_ERROR(m.file.Append(bytes));  // straight from the caller's buffer, in order
   else
     m.pending.insert(m.pending.end(), bytes.begin(), bytes.end());
   m.written += bytes.size();
