@@ -12,15 +12,19 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <iterator>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "linearity_test_util.h"
 
 namespace hct {
 namespace {
@@ -644,6 +648,65 @@ TEST(HctReader, StreamedIndexSkipsUnknownMembersAndKeepsCodecParams) {
   EXPECT_EQ(f->tensors()[1].chunks.size(), 2u);
   EXPECT_EQ(f->tensors()[1].chunks[1].offset, 12288u);
   EXPECT_TRUE(f->VerifyData().ok());
+}
+
+// An index of many small tensors was read as an nlohmann tree: 100k tensors took most of a
+// second before any of them was decoded, and the campaign of issue 10 found the JSON handling
+// quadratic. Built here from the spec (raw F32 [4] tensors of zeros, one chunk each), opened
+// in memory at n and 4n: the CPU time must grow like 4x, not 16x.
+TEST(HctHostile, ManyTensorIndexIsLinear) {
+  constexpr size_t kTensors = 4000;
+  Bytes file;
+  auto make = [&](size_t n) {
+    const unsigned char zeros[16] = {};
+    const std::string chunk_hash = Hex(XXH3_64bits(zeros, 16));
+    unsigned char le[8];
+    PutLe(le, XXH3_64bits(zeros, 16), 8);
+    const std::string tensor_hash = Hex(XXH3_64bits(le, 8));
+    std::string index = "{\"metadata\":{},\"tensors\":[";
+    for (size_t i = 0; i < n; ++i) {
+      if (i) index += ',';
+      index += "{\"chunks\":[{\"decoded_size\":16,\"decoded_xxh3\":\"" + chunk_hash +
+               "\",\"elem_count\":4,\"elem_offset\":0,\"offset\":" + std::to_string(4096 * (i + 1)) +
+               ",\"stored_size\":16,\"xxh3\":\"" + chunk_hash +
+               "\"}],\"codec\":\"raw\",\"codec_params\":{},\"decoded_size\":16,\"decoded_xxh3\":\"" +
+               tensor_hash + "\",\"dtype\":\"F32\",\"name\":\"t." + std::to_string(i) +
+               "\",\"shape\":[4]}";
+    }
+    index += "]}";
+    file.assign(4096 * (n + 1), 0);
+    std::memcpy(file.data(), kMagic, 8);
+    PutLe(file.data() + 8, 1, 2);  // version 1.0, flags 0
+    file.insert(file.end(), index.begin(), index.end());
+    const Bytes foot = Footer(4096 * (n + 1), index, 1, 0);
+    file.insert(file.end(), foot.begin(), foot.end());
+  };
+  auto open = [&](size_t n) {
+    Result<HctFile> f = HctFile::Parse(AsBytes(file), "many.hct");
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    ASSERT_EQ(f->tensors().size(), n);
+    ASSERT_NE(f->Find("t.3999"), nullptr);
+  };
+  const double growth = test::GrowthOf4x(kTensors, make, open);
+  std::cout << "4k -> 16k tensors: open x" << growth << " (CPU time; linear 4, quadratic 16)\n";
+  EXPECT_LT(growth, test::kMaxLinearGrowth);
+
+  // The measurement can tell: a linear search per name (what ordered_json did per key) grows
+  // past the bound.
+  std::vector<std::string> names;
+  auto named = [&](size_t n) {
+    names.clear();
+    for (size_t i = 0; i < n; ++i) names.push_back("t." + std::to_string(i));
+  };
+  auto quadratic = [&](size_t n) {
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; ++i)
+      fresh += std::find(names.begin(), names.begin() + i, names[i]) == names.begin() + i;
+    ASSERT_EQ(fresh, n);
+  };
+  const double q = test::GrowthOf4x(2000, named, quadratic);
+  std::cout << "quadratic reference: x" << q << "\n";
+  EXPECT_GT(q, test::kMaxLinearGrowth);
 }
 
 // ------------------------------------------------------------------ round trips
