@@ -2,23 +2,29 @@
 // error, encode/decode speed, zstd settings on real symbols, DCT matrix form vs FFTW.
 //
 //   hct_bench_codec --weights ../shared/weights [--what lossless,lossy,zstd,dct,chunks]
+//   hct_bench_codec --what encspeed [--shapes 8192x8192,28672x8192] [--threads 1,2,4,8,16]
+//                   [--bits 3.8 | --max-error E] [--reps 1]
 #ifdef HCT_WITH_FFTW
 #include <fftw3.h>
 #endif
 
 #include <time.h>
+#include <chrono>
 #include <iostream>
+#include <random>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <boost/program_options.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include "codec/detail/codec_internal.h"
 #include "codec/detail/dct.h"
 #include "codec/detail/zstd_util.h"
 #include "hct/codec.h"
@@ -380,6 +386,117 @@ void ChunkSizes(const Model& m) {
   }
 }
 
+// ---- encoder speed on 70B-shaped tensors (issue 13 item 5) -------------------------------
+// Synthetic BF16 weights shaped like Llama-70B projections: Gaussian values whose scale varies
+// by row and column (as trained weights' do) plus rare outliers, so the rate search, the
+// transform choice and the Huffman tables work on realistic histograms. For each thread count
+// the whole EncodeTensor runs with ThreadsParallelFor(threads) (the path hct-convert takes
+// for a tensor larger than a chunk); printed: wall MB/s of BF16 input, process CPU time and
+// MB/s per core (input bytes / CPU seconds), the scaling against one thread, and whether the
+// output is bit-identical to the one-thread output (hash of every chunk and the params).
+double ProcessCpu() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+std::vector<std::byte> SyntheticBf16(uint64_t rows, uint64_t cols, uint64_t seed) {
+  std::vector<std::byte> out(2 * rows * cols);
+  std::vector<float> col_scale(cols);
+  std::mt19937_64 g(seed);
+  std::lognormal_distribution<float> ln(0.0f, 0.35f);
+  for (float& c : col_scale) c = ln(g);
+  std::vector<float> row(cols);
+  for (uint64_t r = 0; r < rows; ++r) {
+    std::mt19937_64 gr(seed * 1000003 + r);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::lognormal_distribution<float> lr(0.0f, 0.25f);
+    const float rs = 0.02f * lr(gr);
+    for (uint64_t j = 0; j < cols; ++j) {
+      float v = nd(gr) * rs * col_scale[j];
+      if ((gr() & 4095) == 0) v *= 8;  // outliers
+      row[j] = v;
+    }
+    (void)FromFloat(row, DType::kBF16, std::span(out).subspan(2 * r * cols, 2 * cols));
+  }
+  return out;
+}
+
+uint64_t EncodingHash(const EncodedTensor& e) {
+  std::string s = e.codec + e.params;
+  uint64_t h = detail::Xxh3(std::as_bytes(std::span(s)));
+  for (const EncodedChunk& c : e.chunks)
+    h = h * 1000003 ^ detail::Xxh3(c.bytes) ^ (c.elem_offset * 31 + c.decoded_xxh3);
+  return h;
+}
+
+void EncodeSpeed(const std::string& shapes, const std::string& threads_list, double bits,
+                 double max_error, int reps) {
+  std::vector<std::pair<uint64_t, uint64_t>> sh;
+  {
+    std::stringstream ss(shapes);
+    for (std::string s; std::getline(ss, s, ',');) {
+      const size_t x = s.find('x');
+      sh.push_back({std::stoull(s.substr(0, x)), std::stoull(s.substr(x + 1))});
+    }
+  }
+  std::vector<int> ths;
+  {
+    std::stringstream ss(threads_list);
+    for (std::string s; std::getline(ss, s, ',');) ths.push_back(std::stoi(s));
+  }
+  LossyOptions lo;
+  if (max_error > 0) {
+    lo.mode = RateMode::kMaxError, lo.max_error = max_error;
+  } else {
+    lo.mode = RateMode::kBits, lo.bits = bits;
+  }
+  lo.chunk_symbols = 1u << 20;  // hct-convert's default chunk
+  std::printf("\n## encoder speed, synthetic 70B-shaped BF16 tensors (%s %g, chunk 1M, huff)\n",
+              max_error > 0 ? "--max-error" : "--bits", max_error > 0 ? max_error : bits);
+  std::printf("hardware threads: %u; CPU time = process CPU time (all threads)\n",
+              std::thread::hardware_concurrency());
+  std::printf("%-12s %7s %9s %9s %10s %9s %8s %8s %6s %s\n", "shape", "threads", "wall s",
+              "cpu s", "wall MB/s", "MB/s/core", "speedup", "bits", "err", "same");
+  for (auto [rows, cols] : sh) {
+    const std::vector<std::byte> data = SyntheticBf16(rows, cols, rows * 131 + cols);
+    const std::vector<uint64_t> shape = {rows, cols};
+    TensorView v{data, DType::kBF16, shape};
+    uint64_t ref_hash = 0;
+    double wall1 = 0;
+    for (int th : ths) {
+      EncodeOptions o;
+      o.lossy = true;
+      o.lossy_options = lo;
+      o.parallel = ThreadsParallelFor(th);
+      double best_wall = 1e30, cpu_at_best = 0;
+      Result<EncodedTensor> enc = Status::Internal("not run");
+      for (int r = 0; r < reps; ++r) {
+        const double c0 = ProcessCpu();
+        const auto w0 = std::chrono::steady_clock::now();
+        enc = EncodeTensor(v, o);
+        const double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+        const double cpu = ProcessCpu() - c0;
+        if (wall < best_wall) best_wall = wall, cpu_at_best = cpu;
+      }
+      if (!enc.ok()) {
+        std::printf("encode failed: %s\n", enc.status().ToString().c_str());
+        return;
+      }
+      const uint64_t h = EncodingHash(*enc);
+      if (th == ths.front()) ref_hash = h, wall1 = best_wall;
+      const double mb = data.size() / 1e6;
+      std::printf("%-12s %7d %9.3f %9.3f %10.1f %9.1f %8.2f %8.4f %6.4f %s\n",
+                  (std::to_string(rows) + "x" + std::to_string(cols)).c_str(), th, best_wall,
+                  cpu_at_best, mb / best_wall, mb / cpu_at_best, wall1 / best_wall,
+                  enc->metrics.bits_per_weight, enc->metrics.rel_rms_error,
+                  h == ref_hash ? "yes" : "NO");
+      std::fflush(stdout);
+    }
+  }
+}
+
 // ---- DCT: matrix form vs FFTW (built only where FFTW was found) ------------------------------
 #ifndef HCT_WITH_FFTW
 void DctBench() { std::printf("\n## DCT vs FFTW: not built (FFTW was not found at configure time)\n"); }
@@ -439,17 +556,30 @@ void DctBench() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string weights = "../shared/weights", what;
+  std::string weights = "../shared/weights", what, shapes = "8192x8192,28672x8192",
+              threads_list = "1,2";
+  double bits = 3.8, max_error = 0;
+  int reps = 1;
   po::options_description desc("hct_bench_codec");
   desc.add_options()("help", "this help")(
       "weights", po::value(&weights)->default_value("../shared/weights"), "shared weights dir")(
       "what", po::value(&what)->default_value("lossless,variants,lossy,lossyvar,verbose,zstd,chunks,dct"),
-      "comma-separated sections");
+      "comma-separated sections (encspeed: encoder speed only, not in the default list)")(
+      "shapes", po::value(&shapes)->default_value(shapes), "encspeed: RxC,RxC,...")(
+      "threads", po::value(&threads_list)->default_value(threads_list),
+      "encspeed: thread counts, first one is the reference for speedup and identity")(
+      "bits", po::value(&bits)->default_value(bits), "encspeed: --bits target")(
+      "max-error", po::value(&max_error)->default_value(0), "encspeed: --max-error target instead")(
+      "reps", po::value(&reps)->default_value(reps), "encspeed: repetitions (best wall kept)");
   po::variables_map vm;
   if (auto rc = hct::bench::ParseCommandLine(argc, argv, desc, vm)) return *rc;
   std::set<std::string> sec;
   std::stringstream ss(what);
   for (std::string s; std::getline(ss, s, ',');) sec.insert(s);
+  if (sec.count("encspeed")) {
+    EncodeSpeed(shapes, threads_list, bits, max_error, reps);
+    if (sec.size() == 1) return 0;
+  }
   Model kdoc = LoadModel(weights + "/kdoc-lm-25m", "kdoc-lm-25m");
   if (kdoc.files.empty()) std::fprintf(stderr, "no kdoc-lm-25m under %s\n", weights.c_str());
   if (sec.count("lossless")) Lossless(weights);

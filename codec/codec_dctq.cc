@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -11,9 +13,17 @@
 
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/dct.h"
+#include "codec/detail/float_convert.h"
 #include "codec/detail/huff.h"
 #include "codec/detail/quant.h"
 #include "codec/detail/zstd_util.h"
+
+// x86-64: AVX2 clones of the hot loops, chosen at load time (as in codec/quant.cc).
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define HCT_CODEC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define HCT_CODEC_CLONES
+#endif
 
 namespace hct::detail {
 namespace {
@@ -36,7 +46,7 @@ struct Sample {
   double sxx = 0;
 };
 
-Sample MakeSample(const std::vector<float>& x, uint64_t rows, uint64_t cols, int band) {
+Sample MakeSample(const float* x, uint64_t rows, uint64_t cols, int band) {
   Sample s;
   const uint64_t nb = (rows + band - 1) / band;
   const uint64_t want =
@@ -47,7 +57,7 @@ Sample MakeSample(const std::vector<float>& x, uint64_t rows, uint64_t cols, int
     const int h = static_cast<int>(std::min<uint64_t>(band, rows - r0));
     s.band_rows.push_back(r0);
     s.band_h.push_back(h);
-    s.x.insert(s.x.end(), x.begin() + r0 * cols, x.begin() + (r0 + h) * cols);
+    s.x.insert(s.x.end(), x + r0 * cols, x + (r0 + h) * cols);
   }
   for (float v : s.x) s.sxx += static_cast<double>(v) * v;
   return s;
@@ -252,6 +262,34 @@ struct ChunkOut {
   Status status;
 };
 
+// Per-thread buffers reused from chunk to chunk: a fresh vector per chunk cost page faults and
+// zeroing, the largest overhead in a profile of the encoder.
+struct ChunkScratch {
+  std::vector<std::byte> sym;
+  std::vector<float> rec;
+};
+ChunkScratch& Scratch() {
+  thread_local ChunkScratch s;
+  return s;
+}
+
+// x -> dtype -> float in place: what the decoder outputs (as FromFloat then ToFloat).
+HCT_CODEC_CLONES
+void RoundBf16(float* v, uint64_t n) {
+  for (uint64_t i = 0; i < n; ++i) v[i] = Bf16ToFloat(FloatToBf16(v[i]));
+}
+void RoundToDtype(float* v, uint64_t n, DType d) {
+  if (d == DType::kBF16) {
+    RoundBf16(v, n);
+  } else if (d == DType::kF16) {
+    for (uint64_t i = 0; i < n; ++i) v[i] = F16ToFloat(FloatToF16(v[i]));
+  }
+}
+
+// Float copy of the tensor without zero-filling it first (the pages are first touched by the
+// threads that convert them).
+std::unique_ptr<float[]> UninitFloats(uint64_t n) { return std::unique_ptr<float[]>(new float[n]); }
+
 }  // namespace
 
 void DctqReconstructFloat(const ChunkDecoder::DctqParams& p, const std::byte* symbols,
@@ -301,19 +339,31 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
   if (t.data.size() != n * esize)
     return Status::InvalidArgument("tensor data has " + std::to_string(t.data.size()) +
                                    " bytes, shape and dtype say " + std::to_string(n * esize));
-  std::vector<float> x(n);
-  HCT_RETURN_IF_ERROR(ToFloat(t.data, t.dtype, x));
+  // The float copy and its checks, in blocks, in parallel (the first failing block in element
+  // order names the error, as a serial pass would).
+  std::unique_ptr<float[]> xbuf = UninitFloats(n);
+  float* const x = xbuf.get();
   // A DCT coefficient can reach tile_r * tile_c / sqrt(tile_r * tile_c) <= 64 times the largest
   // value and the step search goes to 4x the largest coefficient: beyond FLT_MAX / 2^12 the step
   // or the reconstruction would overflow float (a null step in the file, issue 10 item 5).
   constexpr float kMaxLossyAbs = std::numeric_limits<float>::max() / 4096;
-  for (float v : x) {
-    if (!std::isfinite(v)) return Status::Unsupported("tensor holds NaN or Inf");
-    if (std::fabs(v) > kMaxLossyAbs)
-      return Status::Unsupported("values too large for a finite quantization step");
-  }
+  constexpr uint64_t kConvBlock = 1u << 18;
+  const uint64_t nblocks = (n + kConvBlock - 1) / kConvBlock;
+  std::vector<Status> block_status(nblocks);
+  pf(nblocks, [&](size_t b) {
+    const uint64_t i0 = b * kConvBlock, m = std::min(kConvBlock, n - i0);
+    Status st = ToFloat(t.data.subspan(i0 * esize, m * esize), t.dtype, {x + i0, m});
+    for (uint64_t i = i0; st.ok() && i < i0 + m; ++i) {
+      if (!std::isfinite(x[i])) st = Status::Unsupported("tensor holds NaN or Inf");
+      else if (std::fabs(x[i]) > kMaxLossyAbs)
+        st = Status::Unsupported("values too large for a finite quantization step");
+    }
+    block_status[b] = std::move(st);
+  });
+  for (const Status& st : block_status) HCT_RETURN_IF_ERROR(st);
 
-  // Candidates and the choice between them, on a sample of whole tile-rows.
+  // Candidates and the choice between them, on a sample of whole tile-rows (the candidates are
+  // solved concurrently; the choice is made in their fixed order).
   Plan dct_plan;
   dct_plan.dct = true, dct_plan.tile_r = o.tile_r, dct_plan.tile_c = o.tile_c;
   Plan none_plan;
@@ -327,28 +377,37 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
       (o.transform == Transform::kAuto && o.mode != RateMode::kRetention))
     cands.push_back(none_plan);
   if (o.transform == Transform::kNone && o.mode == RateMode::kRetention) cands = {none_plan};
+  std::vector<std::optional<Result<Candidate>>> solved(cands.size());
+  pf(cands.size(), [&](size_t i) {
+    solved[i] = SolveOnSample(sample, cols, cands[i], o, rounding_energy);
+  });
   Candidate best;
   bool have = false;
-  for (const Plan& p : cands) {
-    HCT_ASSIGN_OR_RETURN(Candidate c, SolveOnSample(sample, cols, p, o, rounding_energy));
+  for (std::optional<Result<Candidate>>& r : solved) {
+    HCT_ASSIGN_OR_RETURN(Candidate c, std::move(*r));
     const bool better = !have || (o.mode == RateMode::kBits ? c.sample_err < best.sample_err
                                                             : c.sample_bits < best.sample_bits);
     if (better) best = c, have = true;
   }
   Plan plan = best.plan;
 
-  // Whole-tensor transform, chunk by chunk.
+  // Whole-tensor transform, chunk by chunk (no copy without a transform).
   uint64_t rpc = std::max<uint64_t>(1, o.chunk_symbols / cols);
   rpc = std::max<uint64_t>(plan.tile_r, rpc / plan.tile_r * plan.tile_r);
   rpc = std::min<uint64_t>(rpc, (rows + plan.tile_r - 1) / plan.tile_r * plan.tile_r);
   const uint64_t nchunks = (rows + rpc - 1) / rpc;
-  std::vector<float> y = x;
+  std::unique_ptr<float[]> ybuf;
+  if (plan.dct) ybuf = UninitFloats(n);
+  const float* const y = plan.dct ? ybuf.get() : x;
   std::vector<float> chunk_max(nchunks, 0);
   pf(nchunks, [&](size_t c) {
     const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0);
-    float* band = y.data() + r0 * cols;
-    if (plan.dct) DctTiled(band, nr, cols, plan.tile_r, plan.tile_c, false);
-    chunk_max[c] = MaxAbs(band, nr * cols);
+    if (plan.dct) {
+      float* band = ybuf.get() + r0 * cols;
+      std::memcpy(band, x + r0 * cols, sizeof(float) * nr * cols);
+      DctTiled(band, nr, cols, plan.tile_r, plan.tile_c, false);
+    }
+    chunk_max[c] = MaxAbs(y + r0 * cols, nr * cols);
   });
   const float ymax = *std::max_element(chunk_max.begin(), chunk_max.end());
 
@@ -372,7 +431,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
       const Quantizer qz = MakeQuantizer(q, o.dead_zone);
       pf(nchunks, [&](size_t c) {
         const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0);
-        part[c] = QuantError(y.data() + r0 * cols, nr * cols, qz);
+        part[c] = QuantError(y + r0 * cols, nr * cols, qz);
       });
       double see = 0;
       for (double v : part) see += v;
@@ -384,28 +443,96 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
 
   // Huffman only for int8 symbols (an int16 alphabet would not fit one table lookup).
   auto huff = [&](const Plan& p) { return o.entropy == Entropy::kHuffman && p.symbol_bits == 8; };
-  auto encode_all = [&](Plan& p, std::vector<ChunkOut>& outs) -> Status {
+  // The step as the file stores it, and the symbol width it needs.
+  auto normalize = [&](Plan& p) {
     p.step = static_cast<float>(std::max(p.step, MinStep(ymax)));
     if (p.step <= 0) p.step = 1;
     const double maxq = std::floor(ymax / static_cast<float>(p.step) + 0.5);
     p.symbol_bits = maxq <= 127 ? 8 : 16;
-    const Quantizer qz = MakeQuantizer(p, o.dead_zone);
+  };
+  auto params_of = [&](const Plan& p) {
     ChunkDecoder::DctqParams dp;
     dp.dct = p.dct, dp.tile_r = p.tile_r, dp.tile_c = p.tile_c;
     dp.step = static_cast<float>(p.step), dp.symbol_bits = p.symbol_bits;
     dp.rows = rows, dp.cols = cols, dp.rows_per_chunk = rpc;
+    return dp;
+  };
+  ZstdSettings zs;
+  zs.level = o.zstd_level;
+  zs.min_match = kCodecMinMatch;
+  // Chunk c's symbols into the thread's scratch buffer.
+  auto quantize = [&](const Plan& p, const Quantizer& qz, size_t c) -> std::vector<std::byte>& {
+    const uint64_t r0 = c * rpc, m = std::min(rpc, rows - r0) * cols;
+    std::vector<std::byte>& sym = Scratch().sym;
+    sym.resize(m * (p.symbol_bits / 8));
+    if (p.symbol_bits == 8)
+      QuantizeTo(y + r0 * cols, m, qz, reinterpret_cast<int8_t*>(sym.data()));
+    else
+      QuantizeTo(y + r0 * cols, m, qz, reinterpret_cast<int16_t*>(sym.data()));
+    return sym;
+  };
+  // The error of chunk c's symbols, measured on what the decoder will output (dtype rounding
+  // included).
+  auto chunk_error = [&](const ChunkDecoder::DctqParams& dp, const std::vector<std::byte>& sym,
+                         size_t c) {
+    const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0), m = nr * cols;
+    std::vector<float>& rec = Scratch().rec;
+    rec.resize(m);
+    DctqReconstructFloat(dp, sym.data(), nr, rec.data());
+    RoundToDtype(rec.data(), m, t.dtype);
+    ErrorAccumulator acc;
+    acc.Add(x + r0 * cols, rec.data(), m);
+    return acc;
+  };
+
+  // What the rate control decides on, without writing the chunks: the exact stored size (a
+  // Huffman payload's size follows from the histogram; zstd is run) and/or the error, per chunk.
+  // The metrics equal those of encoding the plan (same per-chunk sums, merged in chunk order).
+  struct Eval {
+    std::vector<ErrorAccumulator> acc;
+    QualityMetrics m;
+  };
+  auto evaluate = [&](Plan& p, bool need_bits, bool need_err, Eval* ev) -> Status {
+    normalize(p);
+    const Quantizer qz = MakeQuantizer(p, o.dead_zone);
+    const ChunkDecoder::DctqParams dp = params_of(p);
+    std::vector<uint64_t> bytes(nchunks, 0);
+    std::vector<Status> st(nchunks);
+    ev->acc.assign(nchunks, {});
+    pf(nchunks, [&](size_t c) {
+      std::vector<std::byte>& sym = quantize(p, qz, c);
+      if (need_bits && huff(p)) {
+        const std::span<const int8_t> s8(reinterpret_cast<const int8_t*>(sym.data()), sym.size());
+        uint64_t freq[256];
+        HuffHistogram(s8, freq);
+        bytes[c] = HuffPayloadBytes(freq, s8.size(), o.huff_substream);
+      } else if (need_bits) {
+        std::vector<std::byte> z;
+        st[c] = ZstdCompress(sym, zs, &z);
+        bytes[c] = z.size();
+      }
+      if (need_err) ev->acc[c] = chunk_error(dp, sym, c);
+    });
+    ErrorAccumulator total;
+    uint64_t stored = 0;
+    for (size_t c = 0; c < nchunks; ++c) {
+      HCT_RETURN_IF_ERROR(st[c]);
+      total.Merge(ev->acc[c]), stored += bytes[c];
+    }
+    ev->m = total.Finish(n, stored);
+    return Status::OK();
+  };
+  // Writes every chunk of the plan; the errors are measured unless `known` holds them already.
+  auto encode_all = [&](Plan& p, const std::vector<ErrorAccumulator>* known,
+                        std::vector<ChunkOut>& outs) -> Status {
+    normalize(p);
+    const Quantizer qz = MakeQuantizer(p, o.dead_zone);
+    const ChunkDecoder::DctqParams dp = params_of(p);
     outs.assign(nchunks, {});
-    ZstdSettings zs;
-    zs.level = o.zstd_level;
-    zs.min_match = kCodecMinMatch;
     pf(nchunks, [&](size_t c) {
       ChunkOut& out = outs[c];
-      const uint64_t r0 = c * rpc, nr = std::min(rpc, rows - r0), m = nr * cols;
-      std::vector<std::byte> sym(m * (p.symbol_bits / 8));
-      if (p.symbol_bits == 8)
-        QuantizeTo(y.data() + r0 * cols, m, qz, reinterpret_cast<int8_t*>(sym.data()));
-      else
-        QuantizeTo(y.data() + r0 * cols, m, qz, reinterpret_cast<int16_t*>(sym.data()));
+      const uint64_t r0 = c * rpc, m = std::min(rpc, rows - r0) * cols;
+      std::vector<std::byte>& sym = quantize(p, qz, c);
       out.chunk.elem_offset = r0 * cols;
       out.chunk.elem_count = m;
       out.chunk.decoded_size = sym.size();
@@ -415,15 +542,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
                                     o.huff_substream, &out.chunk.bytes)
                        : ZstdCompress(sym, zs, &out.chunk.bytes);
       if (!out.status.ok()) return;
-      // Measure on what the decoder will output, dtype rounding included.
-      std::vector<float> rec(m);
-      DctqReconstructFloat(dp, sym.data(), nr, rec.data());
-      std::vector<std::byte> cast(m * esize);
-      out.status = FromFloat(rec, t.dtype, cast);
-      if (!out.status.ok()) return;
-      out.status = ToFloat(cast, t.dtype, rec);
-      if (!out.status.ok()) return;
-      out.acc.Add(x.data() + r0 * cols, rec.data(), m);
+      out.acc = known ? (*known)[c] : chunk_error(dp, sym, c);
     });
     for (const ChunkOut& out : outs) HCT_RETURN_IF_ERROR(out.status);
     return Status::OK();
@@ -435,22 +554,21 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     return acc.Finish(n, stored);
   };
 
-  std::vector<ChunkOut> outs;
-  HCT_RETURN_IF_ERROR(encode_all(plan, outs));
-  QualityMetrics m = summarize(outs);
-
   // Verify the target on the whole tensor; correct the step a few times if the sample misled.
+  // Each candidate step is evaluated (histograms or errors only); the chunks are written once.
+  const bool err_mode = o.mode == RateMode::kMaxError;
+  Eval cur;
   if (o.mode == RateMode::kMaxError || o.mode == RateMode::kBits) {
-    const bool err_mode = o.mode == RateMode::kMaxError;
     const double target = err_mode ? o.max_error : o.bits;
     auto value = [&](const QualityMetrics& q) {
       return err_mode ? q.rel_rms_error : q.bits_per_weight;
     };
     auto meets = [&](const QualityMetrics& q) { return value(q) <= target * (1 + o.tolerance); };
+    HCT_RETURN_IF_ERROR(evaluate(plan, !err_mode, err_mode, &cur));
     for (int iter = 0; iter < 4; ++iter) {
-      const double v = value(m);
+      const double v = value(cur.m);
       const bool too_far = v < target * (1 - 3 * o.tolerance);
-      if (meets(m) && !too_far) break;
+      if (meets(cur.m) && !too_far) break;
       Plan next = plan;
       const double aim = target * (1 - 0.3 * o.tolerance);
       if (err_mode) {
@@ -460,17 +578,19 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
         next.step = plan.step * std::exp2(v - aim);  // ~1 bit per halving of the step
       }
       if (static_cast<float>(next.step) == static_cast<float>(plan.step)) break;
-      std::vector<ChunkOut> outs2;
-      HCT_RETURN_IF_ERROR(encode_all(next, outs2));
-      QualityMetrics m2 = summarize(outs2);
+      Eval ev2;
+      HCT_RETURN_IF_ERROR(evaluate(next, !err_mode, err_mode, &ev2));
       // Keep the new one if it meets the target, or the old one did not either.
-      if (meets(m2) || !meets(m)) {
-        plan = next, outs = std::move(outs2), m = m2;
+      if (meets(ev2.m) || !meets(cur.m)) {
+        plan = next, cur = std::move(ev2);
       } else {
         break;  // the old one met the target (only a bit too well); keep it
       }
     }
   }
+  std::vector<ChunkOut> outs;
+  HCT_RETURN_IF_ERROR(encode_all(plan, err_mode ? &cur.acc : nullptr, outs));
+  const QualityMetrics m = summarize(outs);
 
   // JSON has no infinities or NaN: nlohmann writes them as null and a decoder then refuses the
   // file, so a step that is not finite never goes into one (the tensor goes lossless).

@@ -98,23 +98,58 @@ std::vector<uint8_t> HuffCodeLengths(std::span<const uint64_t> freq, int max_len
   return len;
 }
 
+void HuffHistogram(std::span<const int8_t> symbols, uint64_t freq[256]) {
+  // Four sub-histograms: consecutive equal symbols (most are 0 or +-1) would otherwise wait on
+  // the same counter.
+  uint32_t h[4][256] = {};
+  const size_t n = symbols.size();
+  const uint8_t* s = reinterpret_cast<const uint8_t*>(symbols.data());
+  std::fill(freq, freq + 256, 0);
+  for (size_t base = 0; base < n; base += size_t(1) << 30) {  // u32 counters never overflow
+    const size_t end = std::min(n, base + (size_t(1) << 30));
+    size_t i = base;
+    for (; i + 4 <= end; i += 4) ++h[0][s[i]], ++h[1][s[i + 1]], ++h[2][s[i + 2]], ++h[3][s[i + 3]];
+    for (; i < end; ++i) ++h[0][s[i]];
+    for (int v = 0; v < 256; ++v) {
+      freq[v] += uint64_t(h[0][v]) + h[1][v] + h[2][v] + h[3][v];
+      h[0][v] = h[1][v] = h[2][v] = h[3][v] = 0;
+    }
+  }
+}
+
+uint64_t HuffPayloadBytes(const uint64_t freq[256], uint64_t n, uint32_t substream) {
+  const std::vector<uint8_t> len = HuffCodeLengths({freq, 256}, kHuffMaxLen);
+  uint64_t bits = 0;
+  if (UsedSymbols(len.data()) > 1)
+    for (int s = 0; s < 256; ++s) bits += freq[s] * len[s];
+  const uint64_t nstreams = (n + substream - 1) / substream;
+  const uint64_t head = (kHuffHeaderBytes + 2 * nstreams + 3) / 4 * 4;
+  return head + (bits + 31) / 32 * 4;
+}
+
 Status HuffEncode(std::span<const int8_t> symbols, uint32_t substream,
+                  std::vector<std::byte>* out) {
+  uint64_t freq[256];
+  HuffHistogram(symbols, freq);
+  return HuffEncode(symbols, freq, substream, out);
+}
+
+Status HuffEncode(std::span<const int8_t> symbols, const uint64_t freq[256], uint32_t substream,
                   std::vector<std::byte>* out) {
   if (substream < 32 || substream > kHuffMaxSubstream || substream % 32)
     return Status::InvalidArgument("huffman sub-stream size must be a multiple of 32 in 32..4096");
   if (symbols.empty() || symbols.size() > UINT32_MAX)
     return Status::InvalidArgument("huffman chunk must hold 1..2^32-1 symbols");
-  uint64_t freq[256] = {};
-  for (int8_t v : symbols) ++freq[uint8_t(v)];
-  const std::vector<uint8_t> lv = HuffCodeLengths(freq, kHuffMaxLen);
+  const std::vector<uint8_t> lv = HuffCodeLengths({freq, 256}, kHuffMaxLen);
   uint8_t len[256];
   std::copy(lv.begin(), lv.end(), len);
   uint32_t code[256] = {};
   CanonicalCodes(len, code);
   // One used symbol: zero-bit codes (every sub-stream is empty).
-  if (UsedSymbols(len) == 1)
-    for (int s = 0; s < 256; ++s) code[s] = 0;
   const bool single = UsedSymbols(len) == 1;
+  // Code and length in one table entry: code << 8 | length.
+  uint32_t entry[256];
+  for (int s = 0; s < 256; ++s) entry[s] = single ? 0 : code[s] << 8 | len[s];
 
   const size_t n = symbols.size();
   const uint32_t nstreams = uint32_t((n + substream - 1) / substream);
@@ -125,32 +160,43 @@ Status HuffEncode(std::span<const int8_t> symbols, uint32_t substream,
   const size_t sizes_at = out->size();
   out->resize(sizes_at + 2 * size_t(nstreams));
   while ((out->size() - base) % 4) out->push_back(std::byte{0});
+  // The words: their count follows from the histogram, so they are written in place.
+  uint64_t total = 0;
+  for (int s = 0; s < 256; ++s) total += freq[s] * (entry[s] & 0xFF);
+  const size_t words_at = out->size();
+  out->resize(words_at + (total + 31) / 32 * 4);
+  std::byte* wp = out->data() + words_at;
+  std::byte* sizes = out->data() + sizes_at;
+  const uint8_t* sym = reinterpret_cast<const uint8_t*>(symbols.data());
   // Bits go MSB-first into little-endian u32 words.
-  std::vector<uint32_t> words;
-  uint64_t acc = 0;  // pending bits, right-aligned
+  uint64_t acc = 0;  // pending bits, right-aligned (at most 31 + kHuffMaxLen)
   int nacc = 0;
+  size_t nw = 0;
   // Sub-stream k holds symbols k, k + S, k + 2S, ... (S = nstreams; interleaved so that GPU
   // threads decoding adjacent sub-streams write adjacent bytes).
   for (uint32_t k = 0; k < nstreams; ++k) {
-    uint64_t bits = 0;
+    uint32_t bits = 0;
     for (size_t i = k; i < n; i += nstreams) {
-      const uint8_t s = uint8_t(symbols[i]);
-      const int l = single ? 0 : len[s];
-      acc = (acc << l) | code[s];
+      const uint32_t e = entry[sym[i]];
+      const int l = int(e & 0xFF);
+      acc = (acc << l) | (e >> 8);
       nacc += l;
       bits += l;
       if (nacc >= 32) {
         nacc -= 32;
-        words.push_back(uint32_t(acc >> nacc));
+        const uint32_t w = uint32_t(acc >> nacc);
+        std::memcpy(wp + 4 * nw++, &w, 4);
       }
     }
     const uint16_t b16 = uint16_t(bits);
-    std::memcpy(out->data() + sizes_at + 2 * k, &b16, 2);
+    std::memcpy(sizes + 2 * k, &b16, 2);
   }
-  if (nacc > 0) words.push_back(uint32_t(acc << (32 - nacc)));
-  const size_t at = out->size();
-  out->resize(at + 4 * words.size());
-  std::memcpy(out->data() + at, words.data(), 4 * words.size());
+  if (nacc > 0) {
+    const uint32_t w = uint32_t(acc << (32 - nacc));
+    std::memcpy(wp + 4 * nw++, &w, 4);
+  }
+  if (nw * 4 != out->size() - words_at)
+    return Status::Internal("huffman encoder: histogram does not match the symbols");
   return Status::OK();
 }
 

@@ -50,6 +50,31 @@ double QuantError(const float* y, uint64_t n, const Quantizer& qz) {
   return total;
 }
 
+// min(float, max_q) before the conversion equals Quantizer::Q's clamp after it (floor is
+// monotone and max_q an integer); the select form lets the compiler vectorize.
+template <class S>
+static inline void QuantizeBody(const float* y, uint64_t n, const Quantizer& qz, S* out) {
+  const float inv = qz.inv_step, off = qz.offset, thr = qz.threshold;
+  const float qmax = static_cast<float>(qz.max_q);
+  for (uint64_t i = 0; i < n; ++i) {
+    const float a = std::fabs(y[i]);
+    const float t = std::min(a * inv + off, qmax);
+    int q = static_cast<int>(t);
+    q = a < thr ? 0 : q;
+    out[i] = static_cast<S>(y[i] < 0 ? -q : q);
+  }
+}
+
+HCT_QUANT_CLONES
+void QuantizeTo(const float* y, uint64_t n, const Quantizer& qz, int8_t* out) {
+  QuantizeBody(y, n, qz, out);
+}
+
+HCT_QUANT_CLONES
+void QuantizeTo(const float* y, uint64_t n, const Quantizer& qz, int16_t* out) {
+  QuantizeBody(y, n, qz, out);
+}
+
 HCT_QUANT_CLONES
 void ErrorSums(const float* x, const float* y, uint64_t n, double sums[4], double* max_abs) {
   float mx = static_cast<float>(*max_abs);

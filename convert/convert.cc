@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,17 +24,35 @@ namespace {
 
 bool IsFloatCodable(DType d) { return d == DType::kBF16 || d == DType::kF16 || d == DType::kF32; }
 
-// ||x||^2 of a float tensor, in blocks (no whole-tensor copy).
-double SumSquares(std::span<const std::byte> data, DType dtype) {
+// ||x||^2 of a float tensor, in blocks (no whole-tensor copy), the blocks in parallel: for a
+// tensor larger than a chunk this pass ran on one thread after the parallel encode, the largest
+// serial stage left in the convert of 70B-shaped tensors. Block sums are added in block order,
+// so the result does not depend on the thread count.
+double SumSquares(std::span<const std::byte> data, DType dtype, const ParallelFor& pf) {
   if (!IsFloatCodable(dtype)) return 0;
   const size_t esize = DTypeBits(dtype) / 8;
   const size_t n = data.size() / esize;
-  std::vector<float> buf(std::min<size_t>(n, 1 << 16));
-  double s = 0;
-  for (size_t i = 0; i < n; i += buf.size()) {
-    const size_t m = std::min(buf.size(), n - i);
-    if (!ToFloat(data.subspan(i * esize, m * esize), dtype, std::span(buf).first(m)).ok()) return 0;
+  constexpr size_t kBlock = size_t(1) << 16;
+  const size_t nblocks = (n + kBlock - 1) / kBlock;
+  std::vector<double> part(nblocks, 0);
+  std::vector<char> bad(nblocks, 0);
+  auto block = [&](size_t b) {
+    const size_t i = b * kBlock, m = std::min(kBlock, n - i);
+    thread_local std::vector<float> buf;
+    buf.resize(m);
+    if (!ToFloat(data.subspan(i * esize, m * esize), dtype, buf).ok()) {
+      bad[b] = 1;
+      return;
+    }
+    double s = 0;
     for (size_t k = 0; k < m; ++k) s += static_cast<double>(buf[k]) * buf[k];
+    part[b] = s;
+  };
+  if (pf) pf(nblocks, block); else for (size_t b = 0; b < nblocks; ++b) block(b);
+  double s = 0;
+  for (size_t b = 0; b < nblocks; ++b) {
+    if (bad[b]) return 0;
+    s += part[b];
   }
   return s;
 }
@@ -109,7 +128,9 @@ json OptionsJson(const ConvertOptions& o, int threads) {
 // One tensor on its way through the encoder.
 struct Job {
   const ModelTensor* mt = nullptr;
-  std::vector<std::byte> bytes;  // read with pread: a mapping dies of SIGBUS if the file shrinks
+  // Read with pread: a mapping dies of SIGBUS if the file shrinks. Not zero-filled first (the
+  // reads fill it; zeroing a 470 MB tensor on one thread was a serial stage of the convert).
+  std::unique_ptr<std::byte[]> bytes;
   std::span<const std::byte> data;
   PolicyDecision policy;
   std::optional<Result<EncodedTensor>> enc;
@@ -283,10 +304,23 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
           Status st = hooks.before_tensor(ti.name);
           if (!st.ok()) return file_err(st.WithContext(TensorCtx(ti.name)));
         }
-        j.bytes.resize(ti.num_bytes());
-        HCT_RETURN_IF_ERROR(shard.Read(ti, j.bytes));
-        j.data = j.bytes;
+        j.bytes.reset(new std::byte[ti.num_bytes()]);
+        j.data = {j.bytes.get(), ti.num_bytes()};
         j.policy = ChooseCodecClass(ti.name, ti.dtype, ti.shape, options.policy);
+        if (batch.size() > 1) HCT_RETURN_IF_ERROR(shard.Read(ti, {j.bytes.get(), ti.num_bytes()}));
+      }
+      if (batch.size() == 1) {
+        // One large tensor: read in pieces on every thread (copies from the page cache scale
+        // with the threads; one thread's pread was a serial stage).
+        const TensorInfo& ti = batch[0].mt->info;
+        constexpr uint64_t kPiece = 8u << 20;
+        const uint64_t nb = ti.num_bytes(), pieces = std::max<uint64_t>(1, (nb + kPiece - 1) / kPiece);
+        std::vector<Status> rs(pieces);
+        pf(pieces, [&](size_t k) {
+          const uint64_t off = k * kPiece, len = std::min(kPiece, nb - std::min(nb, off));
+          rs[k] = shard.ReadAt(ti, off, {batch[0].bytes.get() + off, len});
+        });
+        for (const Status& st : rs) HCT_RETURN_IF_ERROR(st);
       }
       auto encode = [&](Job& j, const ParallelFor& inner) {
         EncodeOptions eo = base;
@@ -295,7 +329,7 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
         const int esize = std::max(1, DTypeBits(j.mt->info.dtype) / 8);
         eo.lossless_options.chunk_bytes = options.chunk_elems * esize;
         j.enc = EncodeTensor({j.data, j.mt->info.dtype, j.mt->info.shape}, eo);
-        j.sum_sq = SumSquares(j.data, j.mt->info.dtype);
+        j.sum_sq = SumSquares(j.data, j.mt->info.dtype, inner);
       };
       if (batch.size() == 1) {
         encode(batch[0], pf);
@@ -337,7 +371,7 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
         shard_decoded += ti.num_bytes();
         weight_map[ti.name] = hct_name;
         rep.tensors.push_back(std::move(tr));
-        j.bytes = std::vector<std::byte>();  // free the input now
+        j.bytes.reset();  // free the input now
         j.enc.reset();  // free the chunks now
         ++prog.tensors_done;
         prog.bytes_done += ti.num_bytes();

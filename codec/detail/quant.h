@@ -41,9 +41,8 @@ double QuantError(const float* y, uint64_t n, const Quantizer& qz);
 // Sums for ErrorAccumulator: x.x, e.e, x.y, y.y and max |e| over n values (e = x - y).
 void ErrorSums(const float* x, const float* y, uint64_t n, double sums[4], double* max_abs);
 
-template <class S>
-inline void QuantizeTo(const float* y, uint64_t n, const Quantizer& qz, S* out) {
-  for (uint64_t i = 0; i < n; ++i) out[i] = static_cast<S>(qz.Q(y[i]));
-}
+// out[i] = qz.Q(y[i]) (vectorized, same results; codec/quant.cc).
+void QuantizeTo(const float* y, uint64_t n, const Quantizer& qz, int8_t* out);
+void QuantizeTo(const float* y, uint64_t n, const Quantizer& qz, int16_t* out);
 
 }  // namespace hct::detail

@@ -182,6 +182,35 @@ TEST(HuffTest, CostNearEntropy) {
   EXPECT_LT(bits, h + 0.1) << "entropy " << h;
 }
 
+// The rate search prices a step by HuffPayloadBytes instead of coding the chunk: it must be the
+// size HuffEncode writes, for every alphabet shape (one symbol, skewed, full, odd sizes).
+TEST(HuffTest, PayloadBytesIsTheEncodedSize) {
+  std::mt19937 rng(7);
+  for (uint32_t k : {32u, 2048u, 4096u}) {
+    for (size_t n : {size_t(1), size_t(33), size_t(4095), size_t(100003), size_t(1) << 20}) {
+      for (double scale : {0.01, 1.5, 40.0}) {
+        const auto s = Peaked(n, uint32_t(n * 3 + k), scale);
+        std::vector<std::byte> p;
+        ASSERT_TRUE(HuffEncode(s, k, &p).ok());
+        uint64_t freq[256];
+        detail::HuffHistogram(s, freq);
+        uint64_t direct[256] = {};
+        for (int8_t v : s) ++direct[uint8_t(v)];
+        EXPECT_TRUE(std::equal(freq, freq + 256, direct));
+        EXPECT_EQ(detail::HuffPayloadBytes(freq, n, k), p.size())
+            << "n=" << n << " k=" << k << " scale=" << scale;
+      }
+    }
+  }
+  std::vector<int8_t> uniform(70000);
+  for (auto& v : uniform) v = int8_t(rng());
+  std::vector<std::byte> p;
+  ASSERT_TRUE(HuffEncode(uniform, 2048, &p).ok());
+  uint64_t freq[256];
+  detail::HuffHistogram(uniform, freq);
+  EXPECT_EQ(detail::HuffPayloadBytes(freq, uniform.size(), 2048), p.size());
+}
+
 TEST(HuffTest, RejectsBadArguments) {
   std::vector<std::byte> p;
   std::vector<int8_t> s(100, 1);
