@@ -193,6 +193,7 @@ struct RuntimeStats {
   uint64_t loads_hct = 0, bytes_hct_decoded = 0, bytes_hct_stored = 0, hct_chunks = 0;
   double hct_decode_thread_seconds = 0;
   uint64_t hct_device_scratch_bytes = 0;  // device ring for symbols
+  uint64_t hct_bf16_gpu_chunks = 0;  // bf16-huff chunks decoded on the GPU (others: on the CPU)
   // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
   // (entry evicted or corrupt).
   uint64_t loads_cache = 0, cache_fallbacks = 0;

@@ -77,6 +77,10 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
     env_.stats.hct_device_scratch_bytes = ring_->bytes();
     CountSetup(env_.stats, t0, ring_->bytes());
   }
+  if (env_.gpu() && !lossless_) {
+    lossless_ = std::make_unique<LosslessGpu>(env_, *ring_);
+    HCT_RETURN_IF_ERROR(lossless_->Prepare());
+  }
 #endif
   if (read_bytes > 0) {
     const double t0 = NowSeconds();
@@ -90,6 +94,7 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
 
 uint64_t CompressedLoader::ReadBytesFor(const HctRef& h) const {
   if (env_.gpu() && h.decoder.codec() == kCodecDctqHuff) return 0;  // read into the ring
+  if (IsBf16HuffGpu(h, env_.gpu())) return 0;                         // likewise
   uint64_t most = 0;
   for (const ChunkEntry& c : h.entry->chunks) most = std::max(most, CoverBytes(c.offset, c.stored_size));
   return most;
@@ -123,6 +128,7 @@ struct Item {
   bool direct = false;
   size_t count = 1;
   bool huff = false;
+  bool bf16 = false;  // a bf16-huff GPU group (runtime/detail/lossless_gpu.h)
 };
 
 HuffBatchWorkspace GroupWorkspace(const std::vector<ChunkEntry>& ch, size_t c0, size_t m) {
@@ -170,6 +176,7 @@ class CompressedRun {
   size_t HuffGroup(const PlannedRead& r, size_t c0) const;
   Status Do(int worker, int64_t j);
   Status HuffItem(int64_t j, const Item& it);
+  Status Bf16Item(int64_t j, const Item& it);
   Status ReadHuffGroup(const Item& it, std::byte* host, std::byte* dev, uint64_t* max_sym);
   Status ChunkItem(int worker, int64_t j, const Item& it);
   Status DecodeOnDevice(int64_t j, const Item& it, std::span<const std::byte> stored,
@@ -188,6 +195,7 @@ class CompressedRun {
   std::vector<Item> items_;
   std::atomic<int64_t> next_{0};
   uint64_t stored_ = 0, direct_ = 0, buffered_ = 0, verified_ = 0;  // under the turns' lock
+  uint64_t bf16_gpu_ = 0;                                             // likewise
   double decode_s_ = 0;
 };
 
@@ -216,8 +224,9 @@ void CompressedRun::Cut(std::span<const size_t> which) {
     for (const ChunkEntry& c : ch) ranges[r.file].emplace_back(c.offset, c.stored_size);
     for (size_t c = 0; c < ch.size();) {
       const size_t m = HuffGroup(r, c);
-      items_.push_back({i, c, false, std::max<size_t>(m, 1), m > 0});
-      c += std::max<size_t>(m, 1);
+      const size_t b = m ? 0 : Bf16HuffGroupSize(r, c, res_.ring().slot_bytes(), env_.gpu());
+      items_.push_back({i, c, false, std::max<size_t>(m + b, 1), m > 0, b > 0});
+      c += std::max<size_t>(m + b, 1);
     }
   }
   std::map<const OpenFile*, bool> direct;
@@ -308,6 +317,33 @@ Status CompressedRun::HuffItem(int64_t j, const Item& it) {
   uint64_t group_stored = 0;
   for (size_t k = 0; k < it.count; ++k) group_stored += chs[it.chunk + k].stored_size;
   turns_.Release(slot, j, [&] { Count(it, group_stored, group_stored); });
+  return Status::OK();
+}
+
+// A group of it.count bf16-huff chunks, read, checked and decoded by LosslessGpu.
+Status CompressedRun::Bf16Item(int64_t j, const Item& it) {
+  const PlannedRead& r = plan_.reads[it.t];
+  size_t slot = 0;
+  if (!turns_.Acquire(j, &slot, TensorCtx(r.name()))) return Status::Internal("aborted");
+  Bf16HuffGroupJob job;
+  job.r = &r;
+  job.chunk = it.chunk;
+  job.count = it.count;
+  job.direct = it.direct;
+  job.slot = slot;
+  job.host = res_.ring().slot(slot);
+  job.dev = res_.scratch() + slot * res_.ring().slot_bytes();
+  job.out = dst_.at(it.t);
+  job.stream = env_.streams.at(uint64_t(j));
+  double cpu_s = 0;
+  HCT_RETURN_IF_ERROR(res_.lossless()->Run(job, &cpu_s));
+  uint64_t stored = 0;
+  for (size_t k = 0; k < it.count; ++k) stored += r.hct->entry->chunks[it.chunk + k].stored_size;
+  turns_.Release(slot, j, [&] {
+    decode_s_ += cpu_s;
+    bf16_gpu_ += it.count;
+    Count(it, stored, stored);
+  });
   return Status::OK();
 }
 
@@ -410,6 +446,7 @@ Status CompressedRun::ChunkItem(int worker, int64_t j, const Item& it) {
 
 Status CompressedRun::Do(int worker, int64_t j) {
   const Item& it = items_[size_t(j)];
+  if (it.bf16) return Bf16Item(j, it);
   return it.huff ? HuffItem(j, it) : ChunkItem(worker, j, it);
 }
 
@@ -420,10 +457,14 @@ Status CompressedRun::Run() {
       if (Status st = Do(worker, j); !st.ok()) return turns_.Fail(std::move(st));
     }
   });
+  // The bf16-huff groups' GPU error words (also after a failure: none stays pending).
+  if (LosslessGpu* l = res_.lossless())
+    if (Status st = l->Finish(); !st.ok()) turns_.Fail(std::move(st));
   env_.stats.bytes_o_direct += direct_;
   env_.stats.bytes_buffered += buffered_;
   env_.stats.bytes_verified += verified_;
   env_.stats.bytes_hct_stored += stored_;
+  env_.stats.hct_bf16_gpu_chunks += bf16_gpu_;
   env_.stats.hct_decode_thread_seconds += decode_s_;
   return turns_.status();
 }

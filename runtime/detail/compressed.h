@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/detail/load_env.h"
+#include "runtime/detail/lossless_gpu.h"
 #include "runtime/detail/source_planner.h"
 #include "runtime/detail/staging_ring.h"
 #include "runtime/detail/worker_pool.h"
@@ -43,6 +44,8 @@ class CompressedLoader {
   WorkerPool& pool() { return *pool_; }
   // Worker w's aligned read buffer, grown to at least `bytes` (a growth is counted as setup).
   Result<std::byte*> ReadBuffer(int w, uint64_t bytes);
+  // bf16-huff groups on the GPU (runtime/detail/lossless_gpu.h); null on the host path.
+  LosslessGpu* lossless() const { return lossless_.get(); }
 
  private:
   const LoadEnv& env_;
@@ -55,6 +58,7 @@ class CompressedLoader {
   std::unique_ptr<StagingRing> own_ring_;
   const StagingRing* ring_ = nullptr;
   std::byte* scratch_ = nullptr;  // device, ring-sized: symbols and Huffman workspaces
+  std::unique_ptr<LosslessGpu> lossless_;
 };
 
 }  // namespace hct::detail

@@ -1,0 +1,90 @@
+// runtime/detail/lossless_gpu.h: lossless BF16 ("bf16-huff", docs/hct-format.md §5.5) on the
+// compressed loader's GPU path (internal). A GROUP of chunks of one tensor (as many as one ring
+// slot holds) goes: pread of each chunk's stored bytes into the pinned slot at 4096-aligned
+// offsets -> stored XXH3 (always) + Bf16HuffParseHeader on the CPU -> ONE cudaMemcpyAsync of the
+// descriptors and payloads -> ONE LaunchHuffDecodeBatch of the exponent planes into the slot's
+// device twin -> ONE LaunchBf16MergeBatch writing the BF16 words in place (docs/kernels.md, "For
+// the runtime's compressed loader"). The kernels' error word is copied back per slot and checked
+// when the slot is next taken by a group or at the end of the load (Finish), so a payload the
+// GPU finds inconsistent fails the load naming file, tensor and chunks; nothing is handed out.
+// The CPU decoder (host placement, chunks too big for a slot) stays the reference.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/detail/load_env.h"
+#include "runtime/detail/source_planner.h"
+#include "runtime/detail/staging_ring.h"
+
+namespace hct::detail {
+
+// Whether the chunks of `h` are bf16-huff chunks the GPU path decodes (and reads into the ring
+// itself, so the decode threads need no read buffer for them).
+bool IsBf16HuffGpu(const HctRef& h, bool gpu);
+
+// How many chunks from c0 on form one GPU group of tensor `r` within a slot of `slot_bytes`
+// (0: this chunk takes the generic path, e.g. it alone does not fit a slot, or not bf16-huff).
+size_t Bf16HuffGroupSize(const PlannedRead& r, size_t c0, uint64_t slot_bytes, bool gpu);
+
+// A group's layout in the slot and its device twin (the same offsets): HuffChunk[count], then
+// Bf16MergeChunk[count], payload k at payload(k) (4096-aligned), the copied prefix ends at
+// copy_bytes, then the exponent planes (16-byte aligned each) to `bytes`.
+struct Bf16HuffGroupLayout {
+  uint64_t payload_begin = 0;
+  uint64_t copy_bytes = 0;
+  uint64_t bytes = 0;
+};
+Bf16HuffGroupLayout Bf16HuffLayoutOf(const std::vector<ChunkEntry>& ch, size_t c0, size_t count);
+
+// One group to decode: chunks [chunk, chunk + count) of plan read `r` into `out` (the tensor's
+// device destination), through ring slot `slot` (held by the caller) on `stream`.
+struct Bf16HuffGroupJob {
+  const PlannedRead* r = nullptr;
+  size_t chunk = 0, count = 0;
+  bool direct = false;  // O_DIRECT reads
+  size_t slot = 0;
+  std::byte* host = nullptr;  // the pinned slot
+  std::byte* dev = nullptr;   // its device twin
+  std::byte* out = nullptr;
+  void* stream = nullptr;  // cudaStream_t
+};
+
+// Per-slot error words of the bf16-huff kernels (device and pinned host), and which group
+// each slot's word belongs to until it is checked. Owned by the CompressedLoader.
+class LosslessGpu {
+ public:
+  LosslessGpu(const LoadEnv& env, const StagingRing& ring) : env_(env), ring_(ring) {}
+  ~LosslessGpu();
+  LosslessGpu(const LosslessGpu&) = delete;
+  LosslessGpu& operator=(const LosslessGpu&) = delete;
+  // The error words, once (counted as setup); before the load's items run (not thread-safe).
+  Status Prepare();
+  // Runs one group (the caller holds job.slot and releases it afterwards): checks the slot's
+  // previous group's error word, reads + checks the chunks, enqueues copy + kernels + the
+  // slot's event. *cpu_seconds: time spent hashing and parsing headers (the decode threads').
+  Status Run(const Bf16HuffGroupJob& job, double* cpu_seconds);
+  // After every item of a load (also a failed one): waits for the slots whose error word is
+  // unchecked and checks them; the first inconsistency found, or OK.
+  Status Finish();
+
+ private:
+  struct Pending {
+    bool active = false;
+    std::string file, tensor;
+    size_t chunk = 0, count = 0;
+  };
+  Status Read(const Bf16HuffGroupJob& job, uint64_t* max_n, double* cpu_seconds);
+  Status Enqueue(const Bf16HuffGroupJob& job, uint64_t max_n);
+  Status Check(size_t slot);  // the slot's GPU work has finished
+
+  const LoadEnv& env_;
+  const StagingRing& ring_;
+  uint32_t* dev_err_ = nullptr;   // device, one word per slot
+  uint32_t* host_err_ = nullptr;  // pinned, one word per slot
+  std::vector<Pending> pending_;  // per slot; touched only by the slot's holder (RingTurns)
+};
+
+}  // namespace hct::detail
