@@ -180,6 +180,8 @@ int main(int argc, char** argv) {
   uint32_t substream = 2048;
   double scale = 1.0;
   bool keep = false;
+  std::vector<uint64_t> slot_mib;
+  std::string slots = "64,16";
   Bench b;
   po::options_description desc("hct_bench_lossless_load: lossless HCT -> GPU load benchmark");
   desc.add_options()("help,h", "this help")(
@@ -188,6 +190,8 @@ int main(int argc, char** argv) {
       "threads", po::value(&threads)->default_value(0), "encode threads (0: all cores)")(
       "substream", po::value(&substream)->default_value(2048), "bf16-huff sub-stream size")(
       "scale", po::value(&scale)->default_value(1.0), "fraction of the rows (quick tries)")(
+      "slot-mib", po::value(&slots)->default_value(slots),
+      "compressed ring slot sizes to try, MiB (hct_slot_bytes; the first also for resident)")(
       "keep", po::bool_switch(&keep), "keep the generated files");
   po::variables_map vm;
   po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -197,6 +201,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  for (size_t p = 0; p < slots.size();) {
+    const size_t q = std::min(slots.find(',', p), slots.size());
+    slot_mib.push_back(std::stoull(slots.substr(p, q - p)));
+    p = q + 1;
+  }
   fs::remove_all(dir);
   fs::create_directories(dir);
   for (const char* d : {"/st", "/huff", "/zstd"}) fs::create_directories(dir + d);
@@ -270,18 +279,24 @@ int main(int argc, char** argv) {
   for (const Var& v : vars) {
     auto cat = hct::Catalog::FromHct(v.path);
     Die(cat.status(), "hct catalog");
-    for (bool resident : {false, true}) {
+    // Page cache at each slot size (a group is as many chunks as a slot holds), then resident.
+    std::vector<std::pair<uint64_t, bool>> runs;
+    for (uint64_t mib : slot_mib) runs.push_back({mib, false});
+    runs.push_back({slot_mib.empty() ? 64 : slot_mib[0], true});
+    for (auto [mib, resident] : runs) {
       hct::RuntimeOptions o = *base;
       if (resident) o.resident_budget = 2 * L.bytes;
+      o.hct_slot_bytes = mib << 20;
       auto rt = MakeRuntime(o);
       const std::string label = std::string(v.name) + (resident ? " resident budget" : " page cache") +
-                                (b.gpu ? " -> GPU" : " -> host");
+                                (b.gpu ? " -> GPU" : " -> host") + " (" + std::to_string(mib) +
+                                " MiB slots)";
       CheckExact(b, *rt, cat->tensors(), L, label.c_str());
       const auto s0 = rt->stats();
       const double g = Timed(b, *rt, cat->tensors());
       const auto s1 = rt->stats();
       const double ref = resident && s1.registered_bytes > 0 ? raw_res : raw_best;
-      std::printf("%-52s %7.2f GB/s BF16-eq. = %.2f x raw best one-shot (%d threads), %.2f x raw "
+      std::printf("%-60s %7.2f GB/s BF16-eq. = %.2f x raw best one-shot (%d threads), %.2f x raw "
                   "default, %.2f x raw resident, %.2f x ceiling; stored read %.2f GB/s; %llu of "
                   "%llu chunks GPU-decoded; registered %.2f GB; >= 1.3 x raw of the same "
                   "placement: %s\n",

@@ -104,7 +104,7 @@ Status LosslessGpu::Prepare() {
   CountSetup(env_.stats, t0, 2 * n * sizeof(uint32_t));
   return Status::OK();
 #else
-  return Status::Unimplemented("bf16-huff GPU decode: built without CUDA");
+  return Status::Unsupported("bf16-huff GPU decode: built without CUDA");
 #endif
 }
 
@@ -192,7 +192,7 @@ Status LosslessGpu::Enqueue(const Bf16HuffGroupJob& job, uint64_t max_n) {
   return Status::OK();
 #else
   (void)job, (void)max_n;
-  return Status::Unimplemented("bf16-huff GPU decode: built without CUDA");
+  return Status::Unsupported("bf16-huff GPU decode: built without CUDA");
 #endif
 }
 
