@@ -181,7 +181,7 @@ int main(int argc, char** argv) {
   double scale = 1.0;
   bool keep = false;
   std::vector<uint64_t> slot_mib;
-  std::string slots = "64,16";
+  std::string slots = "64,16,8";
   Bench b;
   po::options_description desc("hct_bench_lossless_load: lossless HCT -> GPU load benchmark");
   desc.add_options()("help,h", "this help")(

@@ -122,13 +122,31 @@ Status LosslessGpu::Check(size_t slot) {
   return InChunks(Status::Corruption(why), p.file, p.tensor, p.chunk, p.count);
 }
 
-// Stored bytes straight into the slot at their layout offsets, each checked there: the stored
-// XXH3 (always: decoded_xxh3 is not recomputed on this path, as for dctq-huff; the stored
-// checksum covers the same information and the decode is deterministic) and the header.
+Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stored,
+                          const void* dev_payload, void* dev_exponents, std::byte* out,
+                          HuffChunk* huff, Bf16MergeChunk* merge) {
+  const ChunkEntry& cc = r.hct->entry->chunks[ci];
+  auto fail = [&](const Status& s) { return InChunks(s, r.file->path, r.name(), ci, 1); };
+  const uint64_t x = XXH3_64bits(stored, cc.stored_size);
+  if (x != cc.xxh3)
+    return ChecksumMismatch(r.file->path, r.name(),
+                            "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
+  auto hdr = Bf16HuffParseHeader({stored, cc.stored_size});
+  if (!hdr.ok()) return fail(hdr.status());
+  if (hdr->n != cc.elem_count || hdr->substream != r.hct->decoder.dctq().huff_substream)
+    return fail(Status::Corruption("bf16-huff header does not match the chunk"));
+  auto out_off = DTypeBytes(DType::kBF16, cc.elem_offset);
+  if (!out_off || *out_off > r.length() || cc.decoded_size > r.length() - *out_off)
+    return fail(Status::Corruption("lies outside the tensor"));
+  Status st = DescribeBf16HuffChunk(dev_payload, cc.stored_size, cc.elem_count, dev_exponents,
+                                    out + *out_off, huff, merge);
+  return st.ok() ? st : fail(st);
+}
+
+// Stored bytes straight into the slot at their layout offsets, each checked there.
 Status LosslessGpu::Read(const Bf16HuffGroupJob& job, uint64_t* max_n, double* cpu_seconds) {
   const PlannedRead& r = *job.r;
   const std::vector<ChunkEntry>& chs = r.hct->entry->chunks;
-  const uint32_t K = r.hct->decoder.dctq().huff_substream;
   const Bf16HuffGroupLayout L = Bf16HuffLayoutOf(chs, job.chunk, job.count);
   auto* huff = reinterpret_cast<HuffChunk*>(job.host);
   auto* merge = reinterpret_cast<Bf16MergeChunk*>(job.host + job.count * sizeof(HuffChunk));
@@ -136,26 +154,16 @@ Status LosslessGpu::Read(const Bf16HuffGroupJob& job, uint64_t* max_n, double* c
   for (size_t k = 0; k < job.count; ++k) {
     const size_t ci = job.chunk + k;
     const ChunkEntry& cc = chs[ci];
-    auto fail = [&](const Status& s) { return InChunks(s, r.file->path, r.name(), ci, 1); };
     auto data = ReadRange(*r.file, job.direct, job.host + poff, cc.offset, cc.stored_size);
     if (!data.ok()) return data.status().WithContext(TensorCtx(r.name()));
-    if (*data != job.host + poff) return fail(Status::Internal("chunk read off its slot offset"));
+    if (*data != job.host + poff)
+      return InChunks(Status::Internal("chunk read off its slot offset"), r.file->path, r.name(),
+                      ci, 1);
     const double t0 = NowSeconds();
-    const uint64_t x = XXH3_64bits(*data, cc.stored_size);
-    if (x != cc.xxh3)
-      return ChecksumMismatch(r.file->path, r.name(),
-                              "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
-    auto hdr = Bf16HuffParseHeader({*data, cc.stored_size});
+    Status st = CheckBf16HuffChunk(r, ci, *data, job.dev + poff, job.dev + eoff, job.out,
+                                   &huff[k], &merge[k]);
     *cpu_seconds += NowSeconds() - t0;
-    if (!hdr.ok()) return fail(hdr.status());
-    if (hdr->n != cc.elem_count || hdr->substream != K)
-      return fail(Status::Corruption("bf16-huff header does not match the chunk"));
-    auto out_off = DTypeBytes(DType::kBF16, cc.elem_offset);
-    if (!out_off || *out_off > r.length() || cc.decoded_size > r.length() - *out_off)
-      return fail(Status::Corruption("lies outside the tensor"));
-    Status st = DescribeBf16HuffChunk(job.dev + poff, cc.stored_size, cc.elem_count,
-                                      job.dev + eoff, job.out + *out_off, &huff[k], &merge[k]);
-    if (!st.ok()) return fail(st);
+    HCT_RETURN_IF_ERROR(st);
     *max_n = std::max<uint64_t>(*max_n, cc.elem_count);
     poff += AlignUp(cc.stored_size);
     eoff += Bf16HuffWorkspaceBytes(cc.elem_count);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "hct/kernels.h"
 #include "runtime/detail/load_env.h"
 #include "runtime/detail/source_planner.h"
 #include "runtime/detail/staging_ring.h"
@@ -38,6 +39,17 @@ struct Bf16HuffGroupLayout {
   uint64_t bytes = 0;
 };
 Bf16HuffGroupLayout Bf16HuffLayoutOf(const std::vector<ChunkEntry>& ch, size_t c0, size_t count);
+
+// Checks chunk ci of `r` whose stored bytes are at host address `stored` -- the stored XXH3
+// (always: decoded_xxh3 is not recomputed on the GPU path, as for dctq-huff; the stored checksum
+// covers the same information and the decode is deterministic), Bf16HuffParseHeader against the
+// chunk and the tensor's sub-stream size, the element range inside the tensor -- and fills its
+// two descriptors for a payload at device address `dev_payload`, exponent plane at
+// `dev_exponents`, output in the tensor at `out`. Corruption names file, tensor and chunk.
+// (A resident tier can check registered pages with it and point dev_payload into them.)
+Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stored,
+                          const void* dev_payload, void* dev_exponents, std::byte* out,
+                          HuffChunk* huff, Bf16MergeChunk* merge);
 
 // One group to decode: chunks [chunk, chunk + count) of plan read `r` into `out` (the tensor's
 // device destination), through ring slot `slot` (held by the caller) on `stream`.
