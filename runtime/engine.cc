@@ -89,6 +89,7 @@ Status Engine::Prepare() {
 
 Status Engine::Prepare(std::span<const TensorSpec> specs) {
   std::lock_guard<std::mutex> l(mu_);
+  resident_->BeginLoad();
   bool compressed = false;
   uint64_t read_bytes = 0;
   for (const TensorSpec& s : specs) {
@@ -96,6 +97,7 @@ Status Engine::Prepare(std::span<const TensorSpec> specs) {
     if (s.source->hct) {
       compressed = true;
       read_bytes = std::max(read_bytes, compressed_->ReadBytesFor(*s.source->hct));
+      if (!s.source->range) (void)resident_->Use(s.source->hct->file->path());
     }
     // Resident files are mapped and registered now (a refusal shows in the stats as on a load).
     if (s.source->range) (void)resident_->Use(s.source->range->path);
@@ -175,7 +177,13 @@ Status Engine::ReadAll(ReadPlan& plan, const Destination& dst, std::vector<size_
     files.clear();
     st = streams_.Barrier();
   }
-  if (st.ok() && !comp.empty()) st = compressed_->Load(plan, comp, dst);
+  if (st.ok() && !comp.empty()) {
+    // HCT files share the resident budget with raw files: a resident one is DMA'd from its
+    // registered mapping; one that is refused (budget, registration) is read as before.
+    bool any = false;
+    for (size_t i : comp) any |= resident_->Use(plan.reads[i].file->path);
+    st = compressed_->Load(plan, comp, dst, any ? resident_.get() : nullptr);
+  }
   *served = std::move(files);
   return st;
 }
@@ -196,6 +204,7 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
                                                    const LoadTarget& target) {
   std::lock_guard<std::mutex> l(mu_);
   HCT_ASSIGN_OR_RETURN(ReadPlan plan, planner_.Plan(specs));
+  resident_->BeginLoad();
   uint64_t total = 0;
   const std::vector<uint64_t> offs = PackOffsets(specs, &total);
   HCT_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> buf, Target(target, total));

@@ -184,6 +184,8 @@ struct RuntimeStats {
   uint64_t pinned_staging_bytes = 0;  // the ring (cudaHostAlloc)
   uint64_t registered_bytes = 0;      // resident files (cudaHostRegister'ed mappings)
   uint64_t resident_files = 0;
+  // Resident files released (least recently used first) to make room for others in the budget.
+  uint64_t resident_evictions = 0;
   uint64_t loads_resident = 0, loads_one_shot = 0;
   uint64_t bytes_resident = 0, bytes_one_shot = 0;
   uint64_t bytes_o_direct = 0, bytes_buffered = 0;
@@ -194,6 +196,9 @@ struct RuntimeStats {
   double hct_decode_thread_seconds = 0;
   uint64_t hct_device_scratch_bytes = 0;  // device ring for symbols
   uint64_t hct_bf16_gpu_chunks = 0;  // bf16-huff chunks decoded on the GPU (others: on the CPU)
+  // Compressed tensors loaded from resident (mapped, registered) HCT files, and their stored
+  // bytes DMA'd straight from the mapping (GPU) or decoded from it (host); included above.
+  uint64_t loads_hct_resident = 0, bytes_hct_resident = 0;
   // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
   // (entry evicted or corrupt).
   uint64_t loads_cache = 0, cache_fallbacks = 0;

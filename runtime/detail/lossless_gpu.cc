@@ -122,15 +122,17 @@ Status LosslessGpu::Check(size_t slot) {
   return InChunks(Status::Corruption(why), p.file, p.tensor, p.chunk, p.count);
 }
 
-Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stored,
+Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stored, bool hash,
                           const void* dev_payload, void* dev_exponents, std::byte* out,
                           HuffChunk* huff, Bf16MergeChunk* merge) {
   const ChunkEntry& cc = r.hct->entry->chunks[ci];
   auto fail = [&](const Status& s) { return InChunks(s, r.file->path, r.name(), ci, 1); };
-  const uint64_t x = XXH3_64bits(stored, cc.stored_size);
-  if (x != cc.xxh3)
-    return ChecksumMismatch(r.file->path, r.name(),
-                            "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
+  if (hash) {
+    const uint64_t x = XXH3_64bits(stored, cc.stored_size);
+    if (x != cc.xxh3)
+      return ChecksumMismatch(r.file->path, r.name(),
+                              "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
+  }
   auto hdr = Bf16HuffParseHeader({stored, cc.stored_size});
   if (!hdr.ok()) return fail(hdr.status());
   if (hdr->n != cc.elem_count || hdr->substream != r.hct->decoder.dctq().huff_substream)
@@ -143,78 +145,41 @@ Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stor
   return st.ok() ? st : fail(st);
 }
 
-// Stored bytes straight into the slot at their layout offsets, each checked there.
-Status LosslessGpu::Read(const Bf16HuffGroupJob& job, uint64_t* max_n, double* cpu_seconds) {
-  const PlannedRead& r = *job.r;
-  const std::vector<ChunkEntry>& chs = r.hct->entry->chunks;
-  const Bf16HuffGroupLayout L = Bf16HuffLayoutOf(chs, job.chunk, job.count);
-  auto* huff = reinterpret_cast<HuffChunk*>(job.host);
-  auto* merge = reinterpret_cast<Bf16MergeChunk*>(job.host + job.count * sizeof(HuffChunk));
-  uint64_t poff = L.payload_begin, eoff = L.copy_bytes;
-  for (size_t k = 0; k < job.count; ++k) {
-    const size_t ci = job.chunk + k;
-    const ChunkEntry& cc = chs[ci];
-    auto data = ReadRange(*r.file, job.direct, job.host + poff, cc.offset, cc.stored_size);
-    if (!data.ok()) return data.status().WithContext(TensorCtx(r.name()));
-    if (*data != job.host + poff)
-      return InChunks(Status::Internal("chunk read off its slot offset"), r.file->path, r.name(),
-                      ci, 1);
-    const double t0 = NowSeconds();
-    Status st = CheckBf16HuffChunk(r, ci, *data, job.dev + poff, job.dev + eoff, job.out,
-                                   &huff[k], &merge[k]);
-    *cpu_seconds += NowSeconds() - t0;
-    HCT_RETURN_IF_ERROR(st);
-    *max_n = std::max<uint64_t>(*max_n, cc.elem_count);
-    poff += AlignUp(cc.stored_size);
-    eoff += Bf16HuffWorkspaceBytes(cc.elem_count);
-  }
-  return Status::OK();
-}
-
-// One copy of descriptors + payloads, the two batched kernels, the error word back, the event.
-Status LosslessGpu::Enqueue(const Bf16HuffGroupJob& job, uint64_t max_n) {
+Status LosslessGpu::Launch(const Bf16HuffGroupJob& job) {
+  if (pending_.size() != size_t(ring_.nslots()))
+    return Status::Internal("bf16-huff GPU decode before Prepare");
+  HCT_RETURN_IF_ERROR(Check(job.slot));
 #if HCT_WITH_CUDA
   const PlannedRead& r = *job.r;
-  const Bf16HuffGroupLayout L = Bf16HuffLayoutOf(r.hct->entry->chunks, job.chunk, job.count);
   auto stream = static_cast<cudaStream_t>(job.stream);
+  auto gs = reinterpret_cast<GpuStream>(stream);
   uint32_t* err = dev_err_ + job.slot;
-  HCT_CHECK(cuda, cudaMemcpyAsync(job.dev, job.host, L.copy_bytes, cudaMemcpyHostToDevice,
-                                  stream));
-  HCT_CHECK(cuda, cudaMemsetAsync(err, 0, sizeof(uint32_t), stream));
+  Status st = HCT_CALL_STATUS(cuda, cudaMemsetAsync(err, 0, sizeof(uint32_t), stream));
   HuffBatchArgs ha;
   ha.chunks = reinterpret_cast<const HuffChunk*>(job.dev);
   ha.count = uint32_t(job.count);
   ha.substream = r.hct->decoder.dctq().huff_substream;
-  ha.max_symbols = max_n;
+  ha.max_symbols = job.max_elements;
   ha.error = err;
-  HCT_RETURN_IF_ERROR(LaunchHuffDecodeBatch(ha, reinterpret_cast<GpuStream>(stream)));
+  if (st.ok()) st = LaunchHuffDecodeBatch(ha, gs);
   Bf16MergeBatchArgs ma;
   ma.chunks = reinterpret_cast<const Bf16MergeChunk*>(job.dev + job.count * sizeof(HuffChunk));
   ma.count = uint32_t(job.count);
-  ma.max_count = max_n;
+  ma.max_count = job.max_elements;
   ma.error = err;
-  HCT_RETURN_IF_ERROR(LaunchBf16MergeBatch(ma, reinterpret_cast<GpuStream>(stream)));
-  HCT_CHECK(cuda, cudaMemcpyAsync(host_err_ + job.slot, err, sizeof(uint32_t),
-                                  cudaMemcpyDeviceToHost, stream));
-  HCT_CHECK(cuda, cudaEventRecord(static_cast<cudaEvent_t>(ring_.event(job.slot)), stream));
+  if (st.ok()) st = LaunchBf16MergeBatch(ma, gs);
+  if (st.ok())
+    st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(host_err_ + job.slot, err, sizeof(uint32_t),
+                                               cudaMemcpyDeviceToHost, stream));
+  if (st.ok())
+    st = HCT_CALL_STATUS(
+        cuda, cudaEventRecord(static_cast<cudaEvent_t>(ring_.event(job.slot)), stream));
+  if (!st.ok()) return InChunks(st, r.file->path, r.name(), job.chunk, job.count);
+  pending_[job.slot] = {true, r.file->path, r.name(), job.chunk, job.count};
   return Status::OK();
 #else
-  (void)job, (void)max_n;
   return Status::Unsupported("bf16-huff GPU decode: built without CUDA");
 #endif
-}
-
-Status LosslessGpu::Run(const Bf16HuffGroupJob& job, double* cpu_seconds) {
-  if (pending_.size() != size_t(ring_.nslots()))
-    return Status::Internal("bf16-huff GPU decode before Prepare");
-  // The holder of the slot waited for its event: the previous group's word is final.
-  HCT_RETURN_IF_ERROR(Check(job.slot));
-  uint64_t max_n = 0;
-  HCT_RETURN_IF_ERROR(Read(job, &max_n, cpu_seconds));
-  Status st = Enqueue(job, max_n);
-  if (!st.ok()) return InChunks(st, job.r->file->path, job.r->name(), job.chunk, job.count);
-  pending_[job.slot] = {true, job.r->file->path, job.r->name(), job.chunk, job.count};
-  return Status::OK();
 }
 
 Status LosslessGpu::Finish() {

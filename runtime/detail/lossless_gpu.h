@@ -1,10 +1,11 @@
 // runtime/detail/lossless_gpu.h: lossless BF16 ("bf16-huff", docs/hct-format.md §5.5) on the
 // compressed loader's GPU path (internal). A GROUP of chunks of one tensor (as many as one ring
-// slot holds) goes: pread of each chunk's stored bytes into the pinned slot at 4096-aligned
-// offsets -> stored XXH3 (always) + Bf16HuffParseHeader on the CPU -> ONE cudaMemcpyAsync of the
-// descriptors and payloads -> ONE LaunchHuffDecodeBatch of the exponent planes into the slot's
-// device twin -> ONE LaunchBf16MergeBatch writing the BF16 words in place (docs/kernels.md, "For
-// the runtime's compressed loader"). The kernels' error word is copied back per slot and checked
+// slot holds) is read like a dctq-huff group by the loader (runtime/detail/compressed.cc: units
+// of chunks pread into the pinned slot at 4096-aligned offsets, or a resident file's mapping),
+// each chunk checked here on the CPU (stored XXH3 + Bf16HuffParseHeader), the descriptors and
+// payloads copied, then ONE LaunchHuffDecodeBatch of the exponent planes into the slot's device
+// twin and ONE LaunchBf16MergeBatch writing the BF16 words in place (docs/kernels.md, "For the
+// runtime's compressed loader"). The kernels' error word is copied back per slot and checked
 // when the slot is next taken by a group or at the end of the load (Finish), so a payload the
 // GPU finds inconsistent fails the load naming file, tensor and chunks; nothing is handed out.
 // The CPU decoder (host placement, chunks too big for a slot) stays the reference.
@@ -41,27 +42,27 @@ struct Bf16HuffGroupLayout {
 Bf16HuffGroupLayout Bf16HuffLayoutOf(const std::vector<ChunkEntry>& ch, size_t c0, size_t count);
 
 // Checks chunk ci of `r` whose stored bytes are at host address `stored` -- the stored XXH3
-// (always: decoded_xxh3 is not recomputed on the GPU path, as for dctq-huff; the stored checksum
-// covers the same information and the decode is deterministic), Bf16HuffParseHeader against the
-// chunk and the tensor's sub-stream size, the element range inside the tensor -- and fills its
-// two descriptors for a payload at device address `dev_payload`, exponent plane at
-// `dev_exponents`, output in the tensor at `out`. Corruption names file, tensor and chunk.
-// (A resident tier can check registered pages with it and point dev_payload into them.)
-Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stored,
+// when `hash` (always on the page-cache path: decoded_xxh3 is not recomputed on the GPU path, as
+// for dctq-huff; the stored checksum covers the same information and the decode is
+// deterministic; a resident file's chunks were hashed when it became resident),
+// Bf16HuffParseHeader against the chunk and the tensor's sub-stream size, the element range
+// inside the tensor -- and fills its two descriptors for a payload at device address
+// `dev_payload`, exponent plane at `dev_exponents`, output in the tensor at `out`. Corruption
+// names file, tensor and chunk.
+Status CheckBf16HuffChunk(const PlannedRead& r, size_t ci, const std::byte* stored, bool hash,
                           const void* dev_payload, void* dev_exponents, std::byte* out,
                           HuffChunk* huff, Bf16MergeChunk* merge);
 
-// One group to decode: chunks [chunk, chunk + count) of plan read `r` into `out` (the tensor's
-// device destination), through ring slot `slot` (held by the caller) on `stream`.
+// One group's GPU work: chunks [chunk, chunk + count) of plan read `r`, whose descriptors and
+// payloads the caller has copied (enqueued) to `dev` (the slot's device twin, laid out as
+// Bf16HuffLayoutOf) on `stream`; `slot` is the ring slot it holds.
 struct Bf16HuffGroupJob {
   const PlannedRead* r = nullptr;
   size_t chunk = 0, count = 0;
-  bool direct = false;  // O_DIRECT reads
   size_t slot = 0;
-  std::byte* host = nullptr;  // the pinned slot
-  std::byte* dev = nullptr;   // its device twin
-  std::byte* out = nullptr;
-  void* stream = nullptr;  // cudaStream_t
+  std::byte* dev = nullptr;
+  uint64_t max_elements = 0;  // the largest chunk's elem_count
+  void* stream = nullptr;     // cudaStream_t
 };
 
 // Per-slot error words of the bf16-huff kernels (device and pinned host), and which group
@@ -74,10 +75,11 @@ class LosslessGpu {
   LosslessGpu& operator=(const LosslessGpu&) = delete;
   // The error words, once (counted as setup); before the load's items run (not thread-safe).
   Status Prepare();
-  // Runs one group (the caller holds job.slot and releases it afterwards): checks the slot's
-  // previous group's error word, reads + checks the chunks, enqueues copy + kernels + the
-  // slot's event. *cpu_seconds: time spent hashing and parsing headers (the decode threads').
-  Status Run(const Bf16HuffGroupJob& job, double* cpu_seconds);
+  // Enqueues the group's kernels after the caller's copies: zero the slot's error word, ONE
+  // LaunchHuffDecodeBatch of the exponent planes, ONE LaunchBf16MergeBatch into the tensor, the
+  // word back to pinned memory, the slot's event. First checks the word of the slot's previous
+  // group (its work has finished: the caller waited for the slot's event).
+  Status Launch(const Bf16HuffGroupJob& job);
   // After every item of a load (also a failed one): waits for the slots whose error word is
   // unchecked and checks them; the first inconsistency found, or OK.
   Status Finish();
@@ -88,8 +90,6 @@ class LosslessGpu {
     std::string file, tensor;
     size_t chunk = 0, count = 0;
   };
-  Status Read(const Bf16HuffGroupJob& job, uint64_t* max_n, double* cpu_seconds);
-  Status Enqueue(const Bf16HuffGroupJob& job, uint64_t max_n);
   Status Check(size_t slot);  // the slot's GPU work has finished
 
   const LoadEnv& env_;

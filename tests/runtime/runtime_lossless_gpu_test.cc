@@ -78,6 +78,36 @@ TEST_P(LosslessGpu, LoadsBitExact) {
 
 INSTANTIATE_TEST_SUITE_P(Slots, LosslessGpu, ::testing::Values(0, 1, 2));
 
+// The resident tier: the file mapped and registered within resident_budget, the groups' stored
+// bytes DMA'd from the registered pages (no pread), decoded on the GPU, bit-exact.
+TEST(LosslessGpuTest, ResidentLoadsBitExact) {
+  REQUIRE_GPU();
+  const std::string dir = test::TempDir("lossless_gpu_resident");
+  auto f = test::MakeLosslessFile(dir + "/model.hct", test::DefaultLosslessTensors());
+  ASSERT_TRUE(f.ok);
+  auto cat = Catalog::FromHct(f.path);
+  ASSERT_TRUE(cat.ok());
+  RuntimeOptions o = Opts(0);
+  o.resident_budget = 64 << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  uint64_t chunks = 0;
+  for (size_t n : f.chunks) chunks += n;
+  for (int rep = 0; rep < 3; ++rep) {
+    auto all = (*rt)->LoadMany(cat->tensors());
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    for (const auto& t : *all) {
+      size_t i = 0;
+      while (f.tensors[i].name != t.spec().name) ++i;
+      EXPECT_EQ(ToHost(t), f.original[i]) << t.spec().name << " rep " << rep;
+    }
+  }
+  const RuntimeStats st = (*rt)->stats();
+  EXPECT_EQ(st.resident_files, 1u) << st.resident_fallback;
+  EXPECT_EQ(st.loads_hct_resident, 3 * f.tensors.size());
+  EXPECT_EQ(st.hct_bf16_gpu_chunks, 3 * chunks);
+}
+
 TEST(LosslessGpuTest, FlippedStoredByteRefused) {
   REQUIRE_GPU();
   const std::string dir = test::TempDir("lossless_gpu_flip");
@@ -103,6 +133,14 @@ TEST(LosslessGpuTest, FlippedStoredByteRefused) {
     ASSERT_TRUE(g.ok()) << g.status().ToString();
     EXPECT_EQ(ToHost(*g), f.original[1]);
   }
+  // Resident: the chunks are hashed when the file becomes resident.
+  RuntimeOptions o = Opts(0);
+  o.resident_budget = 64 << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  auto t = (*rt)->LoadMany(cat->tensors());
+  ASSERT_FALSE(t.ok());
+  EXPECT_TRUE(test::IsChecksumFailure(t.status(), f.path, bad));
 }
 
 // A chunk whose exponent bitstream is zeroed but whose stored checksum matches (a broken writer):

@@ -52,6 +52,30 @@ TEST(LosslessHost, LoadsBitExact) {
   EXPECT_EQ((*rt)->stats().hct_bf16_gpu_chunks, 0u);  // the host decodes on the CPU
 }
 
+// Resident on the host: the CPU decoder reads the mapping.
+TEST(LosslessHost, ResidentLoadsBitExact) {
+  const std::string dir = test::TempDir("lossless_host_resident");
+  auto f = test::MakeLosslessFile(dir + "/model.hct", test::DefaultLosslessTensors());
+  ASSERT_TRUE(f.ok);
+  auto cat = Catalog::FromHct(f.path);
+  ASSERT_TRUE(cat.ok());
+  RuntimeOptions o = HostOpts();
+  o.resident_budget = 64 << 20;
+  auto rt = Runtime::Create(o);
+  ASSERT_TRUE(rt.ok());
+  for (int rep = 0; rep < 2; ++rep) {
+    auto all = (*rt)->LoadMany(cat->tensors());
+    ASSERT_TRUE(all.ok()) << all.status().ToString();
+    for (const auto& t : *all) {
+      size_t i = 0;
+      while (f.tensors[i].name != t.spec().name) ++i;
+      EXPECT_EQ(Bytes(t), f.original[i]) << t.spec().name;
+    }
+  }
+  EXPECT_EQ((*rt)->stats().loads_hct_resident, 2 * f.tensors.size())
+      << (*rt)->stats().resident_fallback;
+}
+
 TEST(LosslessHost, FlippedStoredByteRefused) {
   const std::string dir = test::TempDir("lossless_host_flip");
   auto f = test::MakeLosslessFile(dir + "/model.hct", test::DefaultLosslessTensors());
