@@ -110,7 +110,9 @@ struct LosslessOptions {
   bool exponent_planes = true;      // false: plain little-endian byte planes (for measurements)
   // BF16 tensors: kHuffman = "bf16-huff" (exponent plane in the GPU-decodable Huffman code,
   // docs/hct-format.md §5.5), kZstd = "bytesplit-zstd". Other dtypes always use bytesplit-zstd.
-  Entropy entropy = Entropy::kZstd;
+  // The default is bf16-huff: the runtime decodes it on the GPU (GPU loads are the main path);
+  // the CPU decoders (host loads, hct-cache) read both, bf16-huff more slowly per core.
+  Entropy entropy = Entropy::kHuffman;
   uint32_t huff_substream = 2048;  // bf16-huff: symbols per sub-stream (multiple of 32, <= 4096)
 };
 

@@ -203,6 +203,7 @@ struct RuntimeStats {
   uint64_t loads_hct = 0, bytes_hct_decoded = 0, bytes_hct_stored = 0, hct_chunks = 0;
   double hct_decode_thread_seconds = 0;
   uint64_t hct_device_scratch_bytes = 0;  // device ring for symbols
+  uint64_t hct_bf16_gpu_chunks = 0;  // bf16-huff chunks decoded on the GPU (others: on the CPU)
   // Compressed tensors loaded from resident (mapped, registered) HCT files, and their stored
   // bytes DMA'd straight from the mapping (GPU) or decoded from it (host); included above.
   uint64_t loads_hct_resident = 0, bytes_hct_resident = 0;

@@ -77,6 +77,10 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
     env_.stats.hct_device_scratch_bytes = ring_->bytes();
     CountSetup(env_.stats, t0, ring_->bytes());
   }
+  if (env_.gpu() && !lossless_) {
+    lossless_ = std::make_unique<LosslessGpu>(env_, *ring_);
+    HCT_RETURN_IF_ERROR(lossless_->Prepare());
+  }
 #endif
   if (read_bytes > 0) {
     const double t0 = NowSeconds();
@@ -90,6 +94,7 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
 
 uint64_t CompressedLoader::ReadBytesFor(const HctRef& h) const {
   if (env_.gpu() && h.decoder.codec() == kCodecDctqHuff) return 0;  // read into the ring
+  if (IsBf16HuffGpu(h, env_.gpu())) return 0;                         // likewise
   uint64_t most = 0;
   for (const ChunkEntry& c : h.entry->chunks) most = std::max(most, CoverBytes(c.offset, c.stored_size));
   return most;
@@ -122,7 +127,8 @@ struct Group {
   size_t t;      // index into plan.reads
   size_t chunk;  // index into the tensor's chunks (the first one of a group)
   size_t count = 1;
-  bool huff = false;
+  bool huff = false;  // read in units into one slot and decoded there on the GPU
+  bool bf16 = false;  // huff: bf16-huff (runtime/detail/lossless_gpu.h), else dctq-huff
   bool direct = false;
   const std::byte* mapped = nullptr;  // the resident file's mapping: no read, no CPU copy
   HuffBatchWorkspace ws{};            // huff: the slot's layout
@@ -213,6 +219,7 @@ class CompressedRun {
   // Under the turns' lock:
   uint64_t stored_ = 0, direct_ = 0, buffered_ = 0, verified_ = 0, mapped_ = 0;
   double decode_s_ = 0;
+  uint64_t bf16_gpu_ = 0;  // bf16-huff chunks decoded on the GPU
 };
 
 // How many chunks from c0 on form one dctq-huff GPU group (0: this chunk takes the generic
@@ -248,7 +255,7 @@ void CompressedRun::CutUnits(size_t gi) {
       const ChunkEntry& c = ch[g.chunk + u.k1];
       bytes += c.stored_size;
       poff += AlignUp(c.stored_size);
-      soff += c.decoded_size;
+      soff += g.bf16 ? Bf16HuffWorkspaceBytes(c.elem_count) : c.decoded_size;
       ++u.k1;
     }
     units_.push_back(u);
@@ -267,9 +274,15 @@ void CompressedRun::Cut(std::span<const size_t> which) {
       for (const ChunkEntry& c : ch) ranges[r.file].emplace_back(c.offset, c.stored_size);
     for (size_t c = 0; c < ch.size();) {
       const size_t m = HuffGroup(r, c);
-      Group g{i, c, std::max<size_t>(m, 1), m > 0};
+      const size_t b = m ? 0 : Bf16HuffGroupSize(r, c, res_.ring().slot_bytes(), env_.gpu());
+      Group g{i, c, std::max<size_t>(m + b, 1), m + b > 0};
       g.mapped = mapped;
-      if (g.huff) {
+      g.bf16 = b > 0;
+      if (g.bf16) {
+        const Bf16HuffGroupLayout L = Bf16HuffLayoutOf(ch, c, b);
+        g.ws = HuffBatchWorkspace{L.payload_begin, L.copy_bytes, L.bytes};
+        for (size_t k = 0; k < b; ++k) g.max_sym = std::max(g.max_sym, ch[c + k].elem_count);
+      } else if (g.huff) {
         g.ws = GroupWorkspace(ch, c, m);
         for (size_t k = 0; k < m; ++k) g.max_sym = std::max(g.max_sym, ch[c + k].decoded_size);
       }
@@ -292,6 +305,13 @@ void CompressedRun::Cut(std::span<const size_t> which) {
 Status CompressedRun::CheckHuffChunk(const Group& g, size_t ci, const std::byte* data,
                                      uint64_t poff, uint64_t soff, std::byte* host,
                                      std::byte* dev) {
+  if (g.bf16) {  // runtime/detail/lossless_gpu.h
+    const PlannedRead& rb = plan_.reads[g.t];
+    const size_t k = ci - g.chunk;
+    auto* merge = reinterpret_cast<Bf16MergeChunk*>(host + g.count * sizeof(HuffChunk));
+    return CheckBf16HuffChunk(rb, ci, data, !g.mapped, dev + poff, dev + soff, dst_.at(g.t),
+                              reinterpret_cast<HuffChunk*>(host) + k, merge + k);
+  }
   const PlannedRead& r = plan_.reads[g.t];
   const ChunkEntry& cc = r.hct->entry->chunks[ci];
   const ChunkDecoder::DctqParams& q = r.hct->decoder.dctq();
@@ -327,7 +347,8 @@ Status CompressedRun::SubmitHuff(const Group& g, size_t slot, std::byte* host, s
   Status st;
 #if HCT_WITH_CUDA
   auto stream = static_cast<cudaStream_t>(env_.streams.at(uint64_t(&g - groups_.data())));
-  const uint64_t head = g.mapped ? g.count * sizeof(HuffChunk) : g.ws.symbols_begin;
+  const uint64_t head =
+      g.mapped ? (g.bf16 ? 2 : 1) * g.count * sizeof(HuffChunk) : g.ws.symbols_begin;
   st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(dev, host, head, cudaMemcpyHostToDevice, stream));
   if (g.mapped) {
     uint64_t poff = g.ws.payload_begin, run_dev = poff, run_file = c0.offset, run_len = 0;
@@ -343,6 +364,10 @@ Status CompressedRun::SubmitHuff(const Group& g, size_t slot, std::byte* host, s
       }
       if (c) poff += AlignUp(c->stored_size);
     }
+  }
+  if (g.bf16) {  // the exponent planes and the merge, checked by LosslessGpu
+    if (!st.ok()) return InChunk(st, r, g.chunk);
+    return res_.lossless()->Launch({&r, g.chunk, g.count, slot, dev, g.max_sym, stream});
   }
   if (st.ok()) {
     HuffBatchArgs ha;
@@ -393,7 +418,7 @@ Status CompressedRun::HuffUnit(const Unit& u) {
     }
     HCT_RETURN_IF_ERROR(CheckHuffChunk(g, ci, data, poff, soff, host, dev));
     poff += AlignUp(cc.stored_size);
-    soff += cc.decoded_size;
+    soff += g.bf16 ? Bf16HuffWorkspaceBytes(cc.elem_count) : cc.decoded_size;
     stored += cc.stored_size;
   }
   const double dt = NowSeconds() - t0;
@@ -401,6 +426,7 @@ Status CompressedRun::HuffUnit(const Unit& u) {
   if (last) HCT_RETURN_IF_ERROR(SubmitHuff(g, slot, host, dev));
   auto count = [&] {
     decode_s_ += dt;
+    if (last && g.bf16) bf16_gpu_ += g.count;
     Count(g, stored, g.mapped ? 0 : stored);
   };
   if (last) turns_.Release(slot, int64_t(u.g), count);
@@ -523,12 +549,16 @@ Status CompressedRun::Run() {
       if (Status st = Do(worker, j); !st.ok()) return turns_.Fail(std::move(st));
     }
   });
+  // The bf16-huff groups' GPU error words (also after a failure: none stays pending).
+  if (LosslessGpu* l = res_.lossless())
+    if (Status st = l->Finish(); !st.ok()) turns_.Fail(std::move(st));
   env_.stats.bytes_o_direct += direct_;
   env_.stats.bytes_buffered += buffered_;
   env_.stats.bytes_verified += verified_;
   env_.stats.bytes_hct_stored += stored_;
   env_.stats.bytes_hct_resident += mapped_;
   env_.stats.hct_decode_thread_seconds += decode_s_;
+  env_.stats.hct_bf16_gpu_chunks += bf16_gpu_;
   return turns_.status();
 }
 

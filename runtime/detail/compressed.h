@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "runtime/detail/load_env.h"
+#include "runtime/detail/lossless_gpu.h"
 #include "runtime/detail/resident.h"
 #include "runtime/detail/source_planner.h"
 #include "runtime/detail/staging_ring.h"
@@ -43,6 +44,8 @@ class CompressedLoader {
 
   const StagingRing& ring() const { return *ring_; }
   std::byte* scratch() const { return scratch_; }
+  // bf16-huff groups' kernels and error words (runtime/detail/lossless_gpu.h); null on the host.
+  LosslessGpu* lossless() const { return lossless_.get(); }
   WorkerPool& pool() { return *pool_; }
   // Worker w's aligned read buffer, grown to at least `bytes` (a growth is counted as setup).
   Result<std::byte*> ReadBuffer(int w, uint64_t bytes);
@@ -60,6 +63,7 @@ class CompressedLoader {
   std::unique_ptr<StagingRing> own_ring_;
   const StagingRing* ring_ = nullptr;
   std::byte* scratch_ = nullptr;  // device, ring-sized: symbols and Huffman workspaces
+  std::unique_ptr<LosslessGpu> lossless_;
 };
 
 }  // namespace hct::detail

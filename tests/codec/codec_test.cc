@@ -95,6 +95,7 @@ TEST(CodecLossless, RandomBytesGoRawCompressibleGoBytesplit) {
   std::vector<std::byte> w(2 << 16);
   for (size_t i = 0; i < w.size() / 2; ++i) detail::Store16(&w[2 * i], detail::FloatToBf16(g(rng)));
   EncodeOptions o;
+  o.lossless_options.entropy = Entropy::kZstd;  // bytesplit-zstd (bf16-huff is the default)
   auto exp = EncodeTensor({w, DType::kBF16, {256, 256}}, o);
   o.lossless_options.exponent_planes = false;
   auto plain = EncodeTensor({w, DType::kBF16, {256, 256}}, o);
@@ -124,7 +125,9 @@ TEST(CodecLossless, DeterministicAcrossThreadCounts) {
 TEST(CodecLossless, CorruptChunksFailCleanly) {
   std::vector<std::byte> data(1 << 16);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>((i * 7) % 13);
-  auto enc = EncodeTensor({data, DType::kBF16, {1 << 15}}, {});
+  EncodeOptions zo;
+  zo.lossless_options.entropy = Entropy::kZstd;  // bytesplit-zstd (bf16-huff is the default)
+  auto enc = EncodeTensor({data, DType::kBF16, {1 << 15}}, zo);
   ASSERT_TRUE(enc.ok());
   ASSERT_EQ(enc->codec, "bytesplit-zstd");
   auto dec = ChunkDecoder::Create(enc->codec, enc->params, DType::kBF16);
