@@ -33,6 +33,9 @@ struct hct_streamer {
   void* stream;
   std::unique_ptr<hct::LayerStreamer> s;
   int64_t max_tensors = 0;
+  uint64_t extra_bytes = 0;
+  bool cyclic = false;
+  std::vector<std::vector<hct::TensorSpec>> layers;  // given layers (empty: the catalog's)
 };
 
 namespace {
@@ -242,14 +245,16 @@ int OpenWith(hct::Result<hct::Catalog> cat, const hct_options* opt, hct_runtime*
 }
 
 int MakeStreamer(hct_streamer* s) {
-  std::vector<std::vector<hct::TensorSpec>> layers;
-  const int n = s->rt->catalog.num_layers();
+  std::vector<std::vector<hct::TensorSpec>> layers = s->layers;
+  if (layers.empty())
+    for (int i = 0; i < s->rt->catalog.num_layers(); ++i) layers.push_back(s->rt->catalog.Layer(i));
   s->max_tensors = 0;
-  for (int i = 0; i < n; ++i) {
-    layers.push_back(s->rt->catalog.Layer(i));
-    s->max_tensors = std::max<int64_t>(s->max_tensors, int64_t(layers.back().size()));
-  }
-  auto r = hct::LayerStreamer::Create(s->rt->rt.get(), std::move(layers), s->prefetch, s->stream);
+  for (const auto& l : layers) s->max_tensors = std::max<int64_t>(s->max_tensors, int64_t(l.size()));
+  hct::LayerStreamer::Options o;
+  o.prefetch = s->prefetch;
+  o.extra_bytes = s->extra_bytes;
+  o.cyclic = s->cyclic;
+  auto r = hct::LayerStreamer::Create(s->rt->rt.get(), std::move(layers), o, s->stream);
   if (!r.ok()) return Fail(r.status());
   s->s = std::move(*r);
   return Ok();
@@ -353,10 +358,41 @@ int hct_release_resident(hct_runtime* rt) {
 
 int hct_streamer_create(hct_runtime* rt, int prefetch, void* stream, hct_streamer** out) {
   if (!rt || !out) return Fail(hct::Status::InvalidArgument("hct_streamer_create: null argument"));
-  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, prefetch, stream, nullptr});
+  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, prefetch, stream, nullptr, 0, 0, false, {}});
   if (int rc = MakeStreamer(s.get()); rc != HCT_OK) return rc;
   *out = s.release();
   return Ok();
+}
+
+int hct_streamer_create_ex(hct_runtime* rt, const hct_stream_options* opt, void* stream,
+                           hct_streamer** out) {
+  if (!rt || !opt || !out || opt->num_layers < 0 || (opt->num_layers && !opt->layer_sizes))
+    return Fail(hct::Status::InvalidArgument("hct_streamer_create_ex: null argument"));
+  if (opt->struct_size != sizeof(hct_stream_options))
+    return Fail(hct::Status::InvalidArgument("hct_stream_options.struct_size " +
+                                             std::to_string(opt->struct_size) + " is not valid"));
+  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, opt->prefetch, stream, nullptr, 0, 0, false, {}});
+  s->extra_bytes = opt->extra_bytes;
+  s->cyclic = opt->cyclic != 0;
+  int64_t at = 0;
+  for (int64_t i = 0; i < opt->num_layers; ++i) {
+    std::vector<hct::TensorSpec> layer;
+    if (opt->layer_sizes[i] < 0 || (opt->layer_sizes[i] > 0 && !opt->names))
+      return Fail(hct::Status::InvalidArgument("hct_streamer_create_ex: bad layer_sizes"));
+    if (int rc = FindAll(rt, opt->names + at, opt->layer_sizes[i], &layer); rc != HCT_OK) return rc;
+    at += opt->layer_sizes[i];
+    s->layers.push_back(std::move(layer));
+  }
+  if (int rc = MakeStreamer(s.get()); rc != HCT_OK) return rc;
+  *out = s.release();
+  return Ok();
+}
+
+int hct_streamer_restart_at(hct_streamer* s, int layer) {
+  if (!s) return Fail(hct::Status::InvalidArgument("hct_streamer_restart_at: null streamer"));
+  if (!s->s) return MakeStreamer(s);
+  hct::Status st = s->s->RestartAt(layer);
+  return st.ok() ? Ok() : Fail(st);
 }
 
 int hct_streamer_num_layers(const hct_streamer* s) { return s && s->s ? s->s->num_layers() : 0; }

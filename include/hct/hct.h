@@ -164,6 +164,26 @@ int hct_streamer_next(hct_streamer* s, int* index, hct_tensor** out, int64_t cap
  * not handed out are dropped. */
 int hct_streamer_restart(hct_streamer* s);
 void hct_streamer_free(hct_streamer* s);
+/* hct_streamer_create with more settings (hct::LayerStreamer::Options). struct_size must be
+ * sizeof(hct_stream_options). num_layers > 0: the layers are the given names, layer i being the
+ * next layer_sizes[i] entries of names, in the order the consumer uses (and drops) them;
+ * num_layers 0: the catalog's layers. extra_bytes (prefetch 0 only): device bytes beyond the one
+ * slot, shared by two overlapping windows; each tensor is then released on its own when its
+ * handle and exports are dropped, and the next layer's tensors load as soon as the bytes they
+ * land on are free. cyclic: after the last layer continue at the first (the next token). */
+typedef struct {
+  uint32_t struct_size;
+  int32_t prefetch;
+  uint64_t extra_bytes;
+  int32_t cyclic;
+  int64_t num_layers;
+  const int64_t* layer_sizes;
+  const char* const* names;
+} hct_stream_options;
+int hct_streamer_create_ex(hct_runtime* rt, const hct_stream_options* opt, void* stream,
+                           hct_streamer** out);
+/* hct_streamer_restart at layer `layer` (0 <= layer < hct_streamer_num_layers). */
+int hct_streamer_restart_at(hct_streamer* s, int layer);
 
 /* Cache maintenance (hct::Cache, thin). progress (may be NULL): done / total bytes, called from
  * worker threads one at a time. */

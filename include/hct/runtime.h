@@ -369,6 +369,21 @@ class LayerStreamer {
   static Result<std::unique_ptr<LayerStreamer>> Create(Runtime* runtime,
                                                        std::vector<std::vector<TensorSpec>> layers,
                                                        int prefetch, StreamHandle stream);
+  struct Options {
+    int prefetch = 1;
+    // prefetch 0 only: device bytes beyond the one slot. Layers then alternate between two
+    // overlapping windows of one buffer (slot_bytes + extra_bytes); the next layer's tensors
+    // outside the current layer's window load at once, the others once the current layer's
+    // tensors they overlap are dropped (each tensor is released on its own in this mode). Give
+    // the layers' tensors in the order the consumer uses them (and drops them).
+    uint64_t extra_bytes = 0;
+    // After the last layer, continue at layer 0 (the next token) without Restart().
+    bool cyclic = false;
+  };
+  static Result<std::unique_ptr<LayerStreamer>> Create(Runtime* runtime,
+                                                       std::vector<std::vector<TensorSpec>> layers,
+                                                       const Options& options,
+                                                       StreamHandle stream);
   virtual ~LayerStreamer() = default;
   LayerStreamer(const LayerStreamer&) = delete;
   LayerStreamer& operator=(const LayerStreamer&) = delete;
@@ -379,6 +394,8 @@ class LayerStreamer {
   // nothing is allocated. Layers still held stay valid (their slots are reused once dropped);
   // prefetched layers not handed out are dropped. Also clears an error.
   virtual Status Restart() = 0;
+  // Restart() at `layer` (0 <= layer < num_layers()).
+  virtual Status RestartAt(int layer) = 0;
   virtual int num_layers() const = 0;
   virtual uint64_t slot_bytes() const = 0;
   virtual int slots() const = 0;

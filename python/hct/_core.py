@@ -61,6 +61,14 @@ def parse_device(device):
     raise _lib.InvalidArgumentError(f"device {device!r}: only 'cpu' and 'cuda[:N]' are supported")
 
 
+def _is_safetensors(path):
+    try:
+        return path.endswith(".safetensors") or (os.path.isdir(path) and any(
+            e.name.endswith(".safetensors") for e in os.scandir(path)))
+    except OSError:
+        return False
+
+
 def _staging_for(path, default, chunk):
     """A pinned ring no larger than the model: pinning the default 256 MiB takes ~100 ms (H200
     box), more than loading a small model. At least 2 chunks (the ring's minimum) and 16 MiB."""
@@ -80,7 +88,13 @@ def _staging_for(path, default, chunk):
     return min(default, want)
 
 
-def make_options(device="cpu", options=None, path=None):
+# Shared engines (load_file, safe_open) over safetensors: a ring of 2 chunks per I/O thread in
+# 1 MiB chunks keeps every thread reading while pinning 32 MiB (~14 ms) instead of 256 MiB
+# (~115 ms on the H200 box), which the first call of a process pays (docs/BENCHMARKS.md).
+SHARED_CHUNK_BYTES = 1 << 20
+
+
+def make_options(device="cpu", options=None, path=None, shared=False):
     """hct_options from the HCT_* environment, the placement of `device` and `options` (a dict
     of field names: staging_bytes, io_threads, resident_budget, verify, ...)."""
     o = _lib.Options()
@@ -90,6 +104,10 @@ def make_options(device="cpu", options=None, path=None):
     o.device = index
     if path is not None and "staging_bytes" not in (options or {}) and \
             "HCT_STAGING_BYTES" not in os.environ:
+        if shared and "chunk_bytes" not in (options or {}) and \
+                "HCT_CHUNK_BYTES" not in os.environ and _is_safetensors(path):
+            o.chunk_bytes = SHARED_CHUNK_BYTES
+            o.staging_bytes = 2 * max(1, o.io_threads) * SHARED_CHUNK_BYTES
         o.staging_bytes = _staging_for(path, o.staging_bytes, o.chunk_bytes)
     for k, v in (options or {}).items():
         if k == "struct_size" or not hasattr(o, k):
@@ -236,7 +254,8 @@ class Runtime:
         self.device_kind, self.device_index = parse_device(device)
         if self.device_kind == "cuda" and not torch.cuda.is_available():
             raise _lib.InvalidArgumentError(f"device {device!r}: torch sees no CUDA device")
-        opt = make_options(device, options, self.path)
+        opt = make_options(device, options, self.path,
+                           shared=shared and cache_dir is None and not _is_cache(self.path))
         h = ctypes.c_void_p()
         L = lib()
         self.shared = shared and cache_dir is None and not _is_cache(self.path)

@@ -107,6 +107,13 @@ class Stats(ctypes.Structure):
         "resident_files", "hct_device_scratch_bytes")]
 
 
+class StreamOptions(ctypes.Structure):  # hct_stream_options
+    _fields_ = [("struct_size", ctypes.c_uint32), ("prefetch", ctypes.c_int32),
+                ("extra_bytes", ctypes.c_uint64), ("cyclic", ctypes.c_int32),
+                ("num_layers", ctypes.c_int64), ("layer_sizes", ctypes.POINTER(ctypes.c_int64)),
+                ("names", ctypes.POINTER(ctypes.c_char_p))]
+
+
 SOURCE_AUTO, SOURCE_CACHE, SOURCE_HCT = 0, 1, 2  # enum hct_source
 SLICE_LEADING, SLICE_TRAILING = 0, 1  # enum hct_slice_dim
 SPLIT_EXACT, SPLIT_CHUNK = 0, 1  # enum hct_split_rule
@@ -168,6 +175,8 @@ _SIGNATURES = {
                          ctypes.c_int),
     "hct_runtime_bytes_read": ([_P, ctypes.POINTER(ctypes.c_uint64),
                                 ctypes.POINTER(ctypes.c_uint64)], ctypes.c_int),
+    "hct_streamer_create_ex": ([_P, ctypes.POINTER(StreamOptions), _P, _PP], ctypes.c_int),
+    "hct_streamer_restart_at": ([_P, ctypes.c_int], ctypes.c_int),
     "hct_last_error": ([], _S),
     "hct_code_name": ([ctypes.c_int], _S),
 }
