@@ -185,27 +185,18 @@ void StreamSource(const Args& a, const Source& src, uint64_t layer_bytes, double
               s.resident_fallback.c_str());
 }
 
+// The pinned-copy ceiling of one layer's bytes (0 without a GPU); *stream: the stream the
+// streamers use.
 double PinnedCeiling(uint64_t bytes, void** stream) {
 #if HCT_WITH_CUDA
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) return 0;
-  cudaStream_t s;
-  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  if (!hct::bench::UseDevice(false)) return 0;
+  cudaStream_t s = hct::bench::OpenDevice(0);
   *stream = s;
-  void *pin = nullptr, *dev = nullptr;
-  CK(cudaHostAlloc(&pin, bytes, 0));
+  void* dev = nullptr;
   CK(cudaMalloc(&dev, bytes));
-  std::memset(pin, 1, bytes);
-  std::vector<double> v;
-  for (int r = 0; r < 6; ++r) {
-    const double t0 = Now();
-    CK(cudaMemcpyAsync(dev, pin, bytes, cudaMemcpyHostToDevice, s));
-    CK(cudaStreamSynchronize(s));
-    if (r > 0) v.push_back(double(bytes) / (Now() - t0) / 1e9);
-  }
-  CK(cudaFreeHost(pin));
+  const double c = hct::bench::PinnedCopyCeiling(dev, bytes, s, 5);
   CK(cudaFree(dev));
-  return Median(v);
+  return c;
 #else
   (void)bytes, (void)stream;
   return 0;
