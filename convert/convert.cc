@@ -75,6 +75,10 @@ Status CheckOptions(const ConvertOptions& o) {
     return Status::InvalidArgument("--tile must be in 1..64");
   if (!(l.dead_zone >= 0 && l.dead_zone < 0.5))
     return Status::InvalidArgument("--dead-zone must be in [0, 0.5)");
+  if (o.allocation != BitAllocation::kUniform && l.mode != RateMode::kBits)
+    return Status::InvalidArgument("--allocate needs a --bits target");
+  if (o.allocation == BitAllocation::kSensitivity && o.sensitivity.empty())
+    return Status::InvalidArgument("--allocate sensitivity needs a --sensitivity file");
   return Status::OK();
 }
 
@@ -118,6 +122,8 @@ json OptionsJson(const ConvertOptions& o, int threads) {
             {"lossless_entropy", o.lossless_entropy == Entropy::kHuffman ? "huff" : "zstd"},
             {"threads", threads},
             {"verify", o.verify}};
+  if (o.allocation != BitAllocation::kUniform)
+    j["allocate"] = o.allocation == BitAllocation::kMse ? "mse" : "sensitivity";
   if (l.mode == RateMode::kMaxError) j["max_error"] = l.max_error;
   if (l.mode == RateMode::kBits) j["bits"] = l.bits;
   if (l.mode == RateMode::kRetention) j["retention"] = l.retention;
@@ -253,6 +259,12 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
   base.lossless_options.zstd_level = options.zstd_level;
   base.lossless_options.entropy = options.lossless_entropy;
   const ParallelFor pf = ThreadsParallelFor(threads);
+  std::map<std::string, double> alloc_bits;
+  if (options.allocation != BitAllocation::kUniform && !options.policy.lossless) {
+    detail::Stopwatch alloc_clock;
+    HCT_ASSIGN_OR_RETURN(alloc_bits, detail::AllocateBits(in, options, pf));
+    rep.allocation_seconds = alloc_clock.seconds();
+  }
 
   Progress prog;
   prog.phase = "convert";
@@ -326,6 +338,8 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
         EncodeOptions eo = base;
         eo.lossy = j.policy.lossy;
         eo.parallel = inner;
+        if (auto it = alloc_bits.find(j.mt->info.name); it != alloc_bits.end())
+          eo.lossy_options.bits = it->second;
         const int esize = std::max(1, DTypeBits(j.mt->info.dtype) / 8);
         eo.lossless_options.chunk_bytes = options.chunk_elems * esize;
         j.enc = EncodeTensor({j.data, j.mt->info.dtype, j.mt->info.shape}, eo);
@@ -368,6 +382,8 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
         tr.chunks = enc.chunks.size();
         tr.metrics = enc.metrics;
         tr.sum_sq = j.sum_sq;
+        if (auto it = alloc_bits.find(ti.name); it != alloc_bits.end() && IsDctqCodec(enc.codec))
+          tr.target_bits = it->second;
         shard_decoded += ti.num_bytes();
         weight_map[ti.name] = hct_name;
         rep.tensors.push_back(std::move(tr));

@@ -117,6 +117,7 @@ static json ReportJsonValue(const ConvertReport& r) {
       j["tile"] = {t.tile_r, t.tile_c};
     }
     if (!t.note.empty()) j["note"] = t.note;
+    if (t.target_bits > 0) j["target_bits"] = t.target_bits;
     tensors.push_back(std::move(j));
   }
   const ConvertTotals& T = r.totals;
@@ -128,6 +129,7 @@ static json ReportJsonValue(const ConvertReport& r) {
           {"threads", r.threads},
           {"seconds", r.seconds},
           {"encode_seconds", r.encode_seconds},
+          {"allocation_seconds", r.allocation_seconds},
           {"encode_mb_per_s", r.encode_seconds > 0 ? T.input_bytes / 1e6 / r.encode_seconds : 0},
           {"verified", r.verified},
           {"copied_files", r.copied_files},

@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "hct/convert.h"
 #include "hct/detail/model_files.h"
+#include "hct/safetensors.h"
 #include "hct/status.h"
 
 namespace hct::detail {
@@ -24,6 +26,12 @@ struct ConvertHooks {
 };
 Result<ConvertReport> ConvertWithHooks(const std::string& input, const std::string& output,
                                        const ConvertOptions& options, const ConvertHooks& hooks);
+
+// BitAllocation (convert/convert_alloc.cc): name -> bits target of every lossy tensor that was
+// priced (a tensor missing from the map keeps options.lossy.bits).
+Result<std::map<std::string, double>> AllocateBits(const ModelFolder& in,
+                                                   const ConvertOptions& options,
+                                                   const ParallelFor& pf);
 
 // 0 -> all cores.
 int ResolveThreads(int threads);

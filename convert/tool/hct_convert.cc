@@ -143,7 +143,7 @@ int RunConvert(int argc, char** argv) {
   std::string lossless_entropy =
       hct::LosslessOptions{}.entropy == hct::Entropy::kHuffman ? "huff" : "zstd";
   std::string transform = "auto", tile = "16", chunk = std::to_string(hct::kDefaultChunkElems);
-  std::string report;
+  std::string report, allocate = "uniform", sensitivity;
   std::vector<std::string> keep;
   int zstd_level = hct::kDefaultZstdLevel;
   bool lossless = false, verify = false;
@@ -176,7 +176,13 @@ int RunConvert(int argc, char** argv) {
                                    po::value<std::string>(&chunk)->default_value("1M"),
                                    "weights per chunk (K, M suffixes)")(
       "verify", po::bool_switch(&verify), "decode the output and check it before finishing")(
-      "report", po::value<std::string>(&report), "write the per-tensor report as JSON to FILE");
+      "report", po::value<std::string>(&report), "write the per-tensor report as JSON to FILE")(
+      "allocate", po::value<std::string>(&allocate)->default_value("uniform"),
+      "how --bits is spent across tensors: uniform (the same bits each), mse (equal slope of "
+      "the squared error, data-free) or sensitivity (equal slope of the Fisher-weighted error; "
+      "needs --sensitivity)")(
+      "sensitivity", po::value<std::string>(&sensitivity),
+      "per-tensor Fisher sums (scripts/hct_sensitivity.py); implies --allocate sensitivity");
   AddCommon(d, c);
   po::variables_map vm;
   if (auto r = Parse(argc, argv, d, {"INPUT", "OUTPUT"}, vm)) return *r;
@@ -218,6 +224,26 @@ int RunConvert(int argc, char** argv) {
   o.chunk_elems = *chunk_elems;
   if (c.threads < 0 || c.threads > kMaxThreads)
     return Usage("--threads must be " + Range(0, kMaxThreads));
+  if (vm.count("sensitivity") && !vm["allocate"].defaulted() && allocate != "sensitivity")
+    return Usage("--sensitivity goes with --allocate sensitivity, not '" + allocate + "'");
+  if (vm.count("sensitivity")) allocate = "sensitivity";
+  if (allocate == "uniform")
+    o.allocation = hct::BitAllocation::kUniform;
+  else if (allocate == "mse")
+    o.allocation = hct::BitAllocation::kMse;
+  else if (allocate == "sensitivity")
+    o.allocation = hct::BitAllocation::kSensitivity;
+  else
+    return Usage("--allocate must be uniform, mse or sensitivity, not '" + allocate + "'");
+  if (o.allocation != hct::BitAllocation::kUniform &&
+      (vm.count("max-error") || vm.count("retention")))
+    return Usage("--allocate and --sensitivity need a --bits target, not --max-error or --retention");
+  if (o.allocation == hct::BitAllocation::kSensitivity) {
+    if (!vm.count("sensitivity")) return Usage("--allocate sensitivity needs --sensitivity FILE");
+    auto sens = hct::ReadSensitivityFile(sensitivity);
+    if (!sens.ok()) return Fail(sens.status());
+    o.sensitivity = std::move(*sens);
+  }
   o.zstd_level = zstd_level;
   o.policy.lossless = lossless;
   o.policy.keep = keep;

@@ -70,6 +70,16 @@ struct Progress {
 };
 using ProgressFn = std::function<void(const Progress&)>;
 
+// How a bits target (RateMode::kBits) is spent across the lossy tensors (docs/QUALITY.md, "Bits
+// where the model is sensitive"). kUniform: every lossy tensor gets lossy.bits. kMse and
+// kSensitivity spend the same total (lossy.bits x the lossy weights) unevenly: each tensor's
+// rate/error curve is priced with the codec on a sample of its rows, and the bits go where the
+// weighted error falls fastest per bit (equal slope), the weight of a tensor being its element
+// count (kMse: plain squared error, data-free) or its summed Fisher diagonal (kSensitivity:
+// ConvertOptions::sensitivity, from scripts/hct_sensitivity.py). Costs one pricing pass (ten
+// fixed-step encodes of <= 256 K sampled weights per tensor) before the encode.
+enum class BitAllocation { kUniform, kMse, kSensitivity };
+
 struct ConvertOptions {
   // Lossy knobs (mode, max_error/bits/retention, transform, tile, dead zone). chunk_symbols and
   // zstd_level are overwritten from chunk_elems / zstd_level below.
@@ -87,6 +97,10 @@ struct ConvertOptions {
   // Lossless BF16 tensors: kHuffman = "bf16-huff" (GPU-decoded, the default), kZstd =
   // "bytesplit-zstd".
   Entropy lossless_entropy = LosslessOptions{}.entropy;
+  BitAllocation allocation = BitAllocation::kUniform;  // needs lossy.mode == kBits otherwise
+  // kSensitivity: tensor name -> summed Fisher diagonal (ReadSensitivityFile); every tensor the
+  // policy makes lossy must have an entry (InvalidArgument naming it otherwise).
+  std::map<std::string, double> sensitivity;
   int threads = 0;      // 0: all cores
   bool force = false;   // replace an existing output folder
   bool verify = false;  // decode what was written and check it before the rename
@@ -107,6 +121,7 @@ struct TensorReport {
   uint64_t chunks = 0;
   QualityMetrics metrics;  // stored_bytes = chunk payload bytes
   double sum_sq = 0;       // ||x||^2 (float dtypes), for the aggregate error
+  double target_bits = 0;  // the bits target BitAllocation gave this tensor (0: none)
 };
 
 struct ConvertTotals {
@@ -134,6 +149,7 @@ struct ConvertReport {
   int threads = 1;
   double seconds = 0;         // whole conversion
   double encode_seconds = 0;  // reading + encoding + writing tensors
+  double allocation_seconds = 0;  // BitAllocation's pricing pass (0 for kUniform)
   bool verified = false;
 };
 
@@ -144,6 +160,11 @@ struct ConvertReport {
 // temporary folder) on failure.
 Result<ConvertReport> Convert(const std::string& input, const std::string& output,
                               const ConvertOptions& options);
+
+// Reads a sensitivity file (scripts/hct_sensitivity.py: {"format": "hct-sensitivity",
+// "version": 1, "tensors": {name: {"fisher_sum": F, ...}}}) into name -> F. NotFound when it
+// cannot be opened; InvalidArgument naming the file (and tensor) for anything malformed.
+Result<std::map<std::string, double>> ReadSensitivityFile(const std::string& path);
 
 // True for the Status of a failed --verify (the CLI's exit code 4).
 bool IsVerificationFailure(const Status& s);
