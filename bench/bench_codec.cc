@@ -22,11 +22,15 @@
 
 #include <boost/program_options.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/dct.h"
 #include "codec/detail/zstd_util.h"
 #include "hct/codec.h"
 #include "tests/codec/codec_weights.h"
+
+#include "bench/bench_util.h"
 
 namespace po = boost::program_options;
 using namespace hct;
@@ -200,7 +204,7 @@ LossyRun RunLossy(const Model& m, LossyOptions lo, bool per_tensor_target, doubl
     r.in_bytes += t.data.size();
     const double ref2 = base->sum_sq_ref;
     r.ref2 += ref2, r.err2 += q.rel_rms_error * q.rel_rms_error * ref2;
-    std::string tr = enc->codec == "dctq-zstd" ? enc->params["transform"].get<std::string>()
+    std::string tr = enc->codec == "dctq-zstd" ? nlohmann::json::parse(enc->params)["transform"].get<std::string>()
                                                : enc->codec;
     r.picked[tr]++;
     if (verbose)
@@ -319,7 +323,7 @@ void ZstdOnSymbols(const Model& m) {
     for (auto& c : e.chunks) {
       std::vector<std::byte> s(c.decoded_size);
       (void)dec->DecodePayload(c.bytes, ChunkMeta(c), s);
-      if (e.params["symbol_bits"] == 8) {
+      if (nlohmann::json::parse(e.params)["symbol_bits"] == 8) {
         for (std::byte b : s) hist[static_cast<int8_t>(b)]++;
         nsym += s.size();
       }
@@ -419,7 +423,7 @@ std::vector<std::byte> SyntheticBf16(uint64_t rows, uint64_t cols, uint64_t seed
 }
 
 uint64_t EncodingHash(const EncodedTensor& e) {
-  std::string s = e.codec + e.params.dump();
+  std::string s = e.codec + e.params;
   uint64_t h = detail::Xxh3(std::as_bytes(std::span(s)));
   for (const EncodedChunk& c : e.chunks)
     h = h * 1000003 ^ detail::Xxh3(c.bytes) ^ (c.elem_offset * 31 + c.decoded_xxh3);
@@ -568,12 +572,7 @@ int main(int argc, char** argv) {
       "max-error", po::value(&max_error)->default_value(0), "encspeed: --max-error target instead")(
       "reps", po::value(&reps)->default_value(reps), "encspeed: repetitions (best wall kept)");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto rc = hct::bench::ParseCommandLine(argc, argv, desc, vm)) return *rc;
   std::set<std::string> sec;
   std::stringstream ss(what);
   for (std::string s; std::getline(ss, s, ',');) sec.insert(s);

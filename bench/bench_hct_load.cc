@@ -67,33 +67,6 @@ struct T {
   std::vector<uint16_t> data;  // BF16
 };
 
-uint16_t ToBF16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  u += 0x7FFF + ((u >> 16) & 1);  // round to nearest even (finite inputs)
-  return uint16_t(u >> 16);
-}
-
-// Gaussian-like (Irwin-Hall of 4 uniforms), sigma 0.02, filled in parallel.
-void Fill(T& t, int threads, uint64_t seed) {
-  t.data.resize(t.rows * t.cols);
-  const uint64_t n = t.data.size(), per = (n + uint64_t(threads) - 1) / uint64_t(threads);
-  std::vector<std::thread> th;
-  for (int k = 0; k < threads; ++k)
-    th.emplace_back([&, k] {
-      uint64_t x = seed * 0x9E3779B97F4A7C15ull + uint64_t(k) * 0xD1B54A32D192ED03ull + 1;
-      const float scale = 0.02f * std::sqrt(3.0f) / 2.0f / 2147483648.0f;
-      for (uint64_t i = uint64_t(k) * per; i < std::min(n, uint64_t(k + 1) * per); ++i) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const float s = float(int32_t(uint32_t(x))) + float(int32_t(uint32_t(x >> 32)));
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        const float r = float(int32_t(uint32_t(x))) + float(int32_t(uint32_t(x >> 32)));
-        t.data[i] = ToBF16((s + r) * scale);
-      }
-    });
-  for (auto& x : th) x.join();
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,12 +85,7 @@ int main(int argc, char** argv) {
       "scale", po::value(&scale)->default_value(1.0), "fraction of the rows (quick tries)")(
       "keep", po::bool_switch(&keep), "keep the generated files");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto rc = hct::bench::ParseCommandLine(argc, argv, desc, vm)) return *rc;
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
   namespace fs = std::filesystem;
   fs::remove_all(dir);
@@ -144,7 +112,7 @@ int main(int argc, char** argv) {
   double t0 = Now();
   uint64_t total = 0, weights = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
-    Fill(ts[i], threads, i + 1);
+    hct::bench::FillGaussianBF16(&ts[i].data, ts[i].rows * ts[i].cols, threads, i + 1);
     total += ts[i].data.size() * 2;
     weights += ts[i].data.size();
   }
@@ -236,29 +204,12 @@ int main(int argc, char** argv) {
   bool gpu = false;
   double ceiling = 0;
 #if HCT_WITH_CUDA
-  int ndev = 0;
-  gpu = !base.force_host && cudaGetDeviceCount(&ndev) == cudaSuccess && ndev > 0;
+  gpu = hct::bench::UseDevice(base.force_host);
   if (gpu) {
-    cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, base.device));
-    std::printf("device: %s\n", prop.name);
-    CK(cudaSetDevice(base.device));
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaStream_t s = hct::bench::OpenDevice(base.device);
     stream = s;
     CK(cudaMalloc(&dev, total + 4096 * ts.size()));
-    void* pin = nullptr;
-    CK(cudaHostAlloc(&pin, total, 0));
-    std::memset(pin, 1, total);
-    std::vector<double> v;
-    for (int r = 0; r < runs + 1; ++r) {
-      double a = Now();
-      CK(cudaMemcpyAsync(dev, pin, total, cudaMemcpyHostToDevice, s));
-      CK(cudaStreamSynchronize(s));
-      if (r > 0) v.push_back(gb / (Now() - a));
-    }
-    CK(cudaFreeHost(pin));
-    ceiling = Median(v);
+    ceiling = hct::bench::PinnedCopyCeiling(dev, total, s, runs);
     std::printf("%-48s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", ceiling);
   }
 #endif

@@ -38,6 +38,8 @@ using hct::Status;
 
 namespace {
 
+using hct::bench::ReadRate;
+
 using hct::bench::Now;
 using hct::bench::Median;
 using hct::bench::Die;
@@ -88,64 +90,6 @@ std::vector<hct::TensorSpec> WriteLayer(const std::string& path) {
   return specs;
 }
 
-// N threads pread `path` in `chunk` pieces into pinned buffers (when CUDA is on). ring == 0: each
-// thread reuses its own buffer (the classic page-cache rate); ring > 0: the pieces rotate through
-// one ring of `ring` bytes as the one-shot engine's do (same memory footprint, no copies).
-double ReadRate(const std::string& path, int threads, bool direct, uint64_t chunk = 8ull << 20,
-                uint64_t ring = 0) {
-  struct stat st {};
-  ::stat(path.c_str(), &st);
-  const uint64_t size = uint64_t(st.st_size), n = (size + chunk - 1) / chunk;
-  const uint64_t nslots = ring ? std::max<uint64_t>(1, ring / chunk) : 0;
-  void* ring_mem = nullptr;
-  if (nslots) {
-#if HCT_WITH_CUDA
-    if (cudaHostAlloc(&ring_mem, nslots * chunk, 0) != cudaSuccess) ring_mem = nullptr;
-#endif
-    if (!ring_mem) ring_mem = std::aligned_alloc(4096, nslots * chunk);
-    std::memset(ring_mem, 0, nslots * chunk);
-  }
-  std::atomic<uint64_t> next{0};
-  std::vector<std::thread> th;
-  double t0 = Now();
-  for (int t = 0; t < threads; ++t)
-    th.emplace_back([&] {
-      int fd = ::open(path.c_str(), O_RDONLY | (direct ? O_DIRECT : 0));
-      if (fd < 0) return;
-      void* b = nullptr;
-      bool pinned = false;
-      if (!nslots) {
-#if HCT_WITH_CUDA
-        pinned = cudaHostAlloc(&b, chunk, 0) == cudaSuccess;
-        if (!pinned) b = nullptr;
-#endif
-        if (!b) b = std::aligned_alloc(4096, chunk);
-      }
-      for (uint64_t c; (c = next.fetch_add(1)) < n;) {
-        uint64_t len = std::min(chunk, size - c * chunk);
-        if (direct) len = (len + 4095) & ~4095ull;
-        void* dst = nslots ? static_cast<char*>(ring_mem) + (c % nslots) * chunk : b;
-        if (::pread(fd, dst, len, off_t(c * chunk)) < 0) std::perror("pread");
-      }
-      ::close(fd);
-#if HCT_WITH_CUDA
-      if (pinned) {
-        cudaFreeHost(b);
-        b = nullptr;
-      }
-#endif
-      std::free(b);
-    });
-  for (auto& x : th) x.join();
-  const double rate = double(size) / (Now() - t0) / 1e9;
-#if HCT_WITH_CUDA
-  if (ring_mem && cudaFreeHost(ring_mem) == cudaSuccess) ring_mem = nullptr;
-  (void)cudaGetLastError();
-#endif
-  std::free(ring_mem);
-  return rate;
-}
-
 std::string Mib(uint64_t b) { return std::to_string(b >> 20) + "M"; }
 
 }  // namespace
@@ -172,12 +116,7 @@ int main(int argc, char** argv) {
       "model", po::value(&models)->multitoken(),
       "real models (safetensors file or folder, e.g. kdoc-lm-25m) to warm and load via the cache");
   po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  po::notify(vm);
-  if (vm.count("help")) {
-    std::cout << desc;
-    return 0;
-  }
+  if (auto rc = hct::bench::ParseCommandLine(argc, argv, desc, vm)) return *rc;
   if (thread_set.empty()) thread_set = {4, 8, 12, 16};
   if (chunk_set.empty()) chunk_set = {8, 16, 32};
   if (staging_set.empty()) staging_set = {256, 0};
@@ -200,30 +139,14 @@ int main(int argc, char** argv) {
   void* dev = nullptr;
   bool gpu = false;
 #if HCT_WITH_CUDA
-  int ndev = 0;
-  gpu = !base.force_host && cudaGetDeviceCount(&ndev) == cudaSuccess && ndev > 0;
+  gpu = hct::bench::UseDevice(base.force_host);
   if (gpu) {
-    cudaDeviceProp prop{};
-    CK(cudaGetDeviceProperties(&prop, base.device));
-    std::printf("device: %s\n", prop.name);
-    CK(cudaSetDevice(base.device));
-    cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaStream_t s = hct::bench::OpenDevice(base.device);
     stream = s;
     CK(cudaMalloc(&dev, total));
     // Ceiling: pinned cudaMemcpy of the same bytes.
-    void* pin = nullptr;
-    CK(cudaHostAlloc(&pin, total, 0));
-    std::memset(pin, 1, total);
-    std::vector<double> v;
-    for (int r = 0; r < runs + 1; ++r) {
-      double a = Now();
-      CK(cudaMemcpyAsync(dev, pin, total, cudaMemcpyHostToDevice, s));
-      CK(cudaStreamSynchronize(s));
-      if (r > 0) v.push_back(gb / (Now() - a));
-    }
-    CK(cudaFreeHost(pin));
-    std::printf("%-58s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)", Median(v));
+    std::printf("%-58s %7.2f GB/s\n", "pinned cudaMemcpy ceiling (same bytes)",
+                hct::bench::PinnedCopyCeiling(dev, total, s, runs));
   }
 #endif
   if (!gpu) {

@@ -28,17 +28,15 @@
 #include "hct/convert.h"
 #include "hct/safetensors.h"
 
+#include "bench/bench_util.h"
+
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 using hct::Status;
 
 namespace {
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using hct::bench::Median;
 
 template <class T>
 T Must(hct::Result<T> r, const std::string& what) {
@@ -153,17 +151,7 @@ int main(int argc, char** argv) {
                                                                 "warm threads (0: all cores)")(
       "synthetic-mib", po::value(&synthetic_mib), "also warm one synthetic entry of N MiB");
   po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, opts), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    std::cerr << "hct_bench_warm: " << e.what() << "\n" << opts;
-    return 2;
-  }
-  if (vm.count("help")) {
-    std::cout << opts;
-    return 0;
-  }
+  if (auto rc = hct::bench::ParseCommandLine(argc, argv, opts, vm)) return *rc;
   if (model.empty()) {
     const char* w = std::getenv("HCT_WEIGHTS_DIR");
     model = std::string(w ? w : "../shared/weights") + "/kdoc-lm-25m";

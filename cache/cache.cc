@@ -387,12 +387,23 @@ constexpr const char* kTensorCols =
 }  // namespace
 
 Result<std::vector<EntryInfo>> detail::CacheImpl::Entries(const std::string& model) {
-  std::string sql = std::string(kEntryCols) + (model.empty() ? "" : "WHERE m.name = ?1 ") +
-                    "ORDER BY m.name, f.path";
   std::lock_guard g(db_mu);
   if (!model.empty()) HCT_RETURN_IF_ERROR(ModelId(model).status());
-  HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(sql));
-  if (!model.empty()) s.Bind(1, model);
+  HCT_ASSIGN_OR_RETURN(std::vector<EntryInfo> out,
+                       model.empty() ? EntryRows("ORDER BY m.name, f.path", {})
+                                     : EntryRows("WHERE m.name = ?1 ORDER BY m.name, f.path",
+                                                 {model}));
+  for (EntryInfo& e : out) {
+    auto abs = EntryAbs(e.path, /*check_links=*/false);
+    if (abs.ok()) e.path = std::move(*abs);  // else shown as stored; verify reports it
+  }
+  return out;
+}
+
+Result<std::vector<EntryInfo>> detail::CacheImpl::EntryRows(const std::string& where,
+                                                            const std::vector<std::string>& args) {
+  HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(std::string(kEntryCols) + where));
+  for (size_t i = 0; i < args.size(); ++i) s.Bind(static_cast<int>(i + 1), args[i]);
   std::vector<EntryInfo> out;
   while (true) {
     HCT_ASSIGN_OR_RETURN(bool row, s.Step());
@@ -400,8 +411,7 @@ Result<std::vector<EntryInfo>> detail::CacheImpl::Entries(const std::string& mod
     EntryInfo e;
     e.id = s.Int(0);
     e.model = s.Text(1);
-    auto abs = EntryAbs(s.Text(2), /*check_links=*/false);
-    e.path = abs.ok() ? *abs : s.Text(2);  // shown as stored; verify reports it
+    e.path = s.Text(2);
     e.source_file = s.Text(3);
     if (!s.IsNull(4)) e.layer = static_cast<int>(s.Int(4));
     e.size = static_cast<uint64_t>(s.Int(5));

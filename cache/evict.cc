@@ -69,26 +69,12 @@ Result<EvictReport> detail::CacheImpl::EvictImpl(const EvictOptions& opt,
         "SELECT count(*) FROM files f JOIN models m ON m.id = f.model_id "
         "WHERE f.pinned != 0 OR m.pinned != 0"));
     rep.pinned_skipped = static_cast<uint64_t>(pinned);
-    // LRU: an entry never read counts as used when it was warmed.
-    HCT_ASSIGN_OR_RETURN(Stmt s, db->Prepare(
-        "SELECT f.id, m.name, f.path, f.size, f.last_access, f.warmed_at, f.access_count "
-        "FROM files f JOIN models m ON m.id = f.model_id "
-        "WHERE f.pinned = 0 AND m.pinned = 0 AND (?1 = '' OR m.name = ?1) AND m.name != ?2 "
-        "ORDER BY max(f.last_access, f.warmed_at), f.id"));
-    s.Bind(1, opt.model).Bind(2, protect_model);
-    while (true) {
-      HCT_ASSIGN_OR_RETURN(bool row, s.Step());
-      if (!row) break;
-      EntryInfo e;
-      e.id = s.Int(0);
-      e.model = s.Text(1);
-      e.path = s.Text(2);  // relative until reported
-      e.size = static_cast<uint64_t>(s.Int(3));
-      e.last_access = s.Int(4) / 1000;
-      e.warmed_at = s.Int(5) / 1000;
-      e.access_count = static_cast<uint64_t>(s.Int(6));
-      cands.push_back(std::move(e));
-    }
+    // LRU: an entry never read counts as used when it was warmed. Paths relative until
+    // reported.
+    HCT_ASSIGN_OR_RETURN(
+        cands, EntryRows("WHERE f.pinned = 0 AND m.pinned = 0 AND (?1 = '' OR m.name = ?1) AND "
+                         "m.name != ?2 ORDER BY max(f.last_access, f.warmed_at), f.id",
+                         {opt.model, protect_model}));
   }
   if (opt.model.empty() && !opt.all && !opt.max_size)
     return Status::InvalidArgument("evict needs exactly one of --max-size, --model, --all");

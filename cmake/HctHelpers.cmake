@@ -28,6 +28,29 @@ function(hct_component)
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endfunction()
 
+# hct_tool(NAME <exe> SOURCE <file.cc> DEPS <targets...>): a command-line tool over the
+# component libraries `DEPS`, with the shared CLI code (hct_cli, tools/common) and
+# Boost.Program_options; installed to bin/.
+function(hct_tool)
+  cmake_parse_arguments(A "" "NAME;SOURCE" "DEPS" ${ARGN})
+  add_executable(${A_NAME} ${A_SOURCE})
+  target_link_libraries(${A_NAME} PRIVATE ${A_DEPS} Boost::program_options hct_cli)
+  target_include_directories(${A_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  install(TARGETS ${A_NAME} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endfunction()
+
+# One GoogleTest executable `target` of `sources`, labelled `labels`, linked with `deps`.
+function(_hct_test_executable target sources labels deps)
+  add_executable(${target} ${sources})
+  target_link_libraries(${target} PRIVATE ${deps} GTest::gtest GTest::gtest_main)
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/tests)
+  target_compile_definitions(${target} PRIVATE
+    HCT_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
+    HCT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    HCT_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  gtest_discover_tests(${target} PROPERTIES LABELS "${labels}" DISCOVERY_TIMEOUT 60)
+endfunction()
+
 # hct_tests(NAME <name> DEPS <targets...>): one executable of <dir>/*_test.cc for CPU tests and,
 # when CUDA is on, one of <dir>/*_gpu_test.cc|.cu labelled `gpu` (they GTEST_SKIP without a GPU).
 function(hct_tests)
@@ -36,32 +59,14 @@ function(hct_tests)
   file(GLOB _cpu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cc)
   list(FILTER _cpu EXCLUDE REGEX "_gpu_test\\.cc$")
   if(_cpu)
-    add_executable(hct_${A_NAME}_tests ${_cpu})
-    target_link_libraries(hct_${A_NAME}_tests PRIVATE ${A_DEPS} GTest::gtest GTest::gtest_main)
-    target_include_directories(hct_${A_NAME}_tests PRIVATE ${PROJECT_SOURCE_DIR}
-                               ${PROJECT_SOURCE_DIR}/tests)
-    target_compile_definitions(hct_${A_NAME}_tests PRIVATE
-      HCT_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
-      HCT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-      HCT_BINARY_DIR="${PROJECT_BINARY_DIR}")
-    gtest_discover_tests(hct_${A_NAME}_tests PROPERTIES LABELS "cpu;${A_NAME}"
-                         DISCOVERY_TIMEOUT 60)
+    _hct_test_executable(hct_${A_NAME}_tests "${_cpu}" "cpu;${A_NAME}" "${A_DEPS}")
   endif()
   if(HCT_WITH_CUDA)
     file(GLOB _gpu CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_gpu_test.cc
          ${CMAKE_CURRENT_SOURCE_DIR}/*_gpu_test.cu)
     if(_gpu)
-      add_executable(hct_${A_NAME}_gpu_tests ${_gpu})
-      target_link_libraries(hct_${A_NAME}_gpu_tests PRIVATE ${A_DEPS} CUDA::cudart
-                            GTest::gtest GTest::gtest_main)
-      target_include_directories(hct_${A_NAME}_gpu_tests PRIVATE ${PROJECT_SOURCE_DIR}
-                                 ${PROJECT_SOURCE_DIR}/tests)
-      target_compile_definitions(hct_${A_NAME}_gpu_tests PRIVATE
-        HCT_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
-        HCT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-        HCT_BINARY_DIR="${PROJECT_BINARY_DIR}")
-      gtest_discover_tests(hct_${A_NAME}_gpu_tests PROPERTIES LABELS "gpu;${A_NAME}"
-                           DISCOVERY_TIMEOUT 60)
+      _hct_test_executable(hct_${A_NAME}_gpu_tests "${_gpu}" "gpu;${A_NAME}"
+                           "${A_DEPS};CUDA::cudart")
     endif()
   endif()
 endfunction()

@@ -11,6 +11,8 @@
 #include <string>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/bf16_huff.h"
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/float_convert.h"
@@ -114,20 +116,6 @@ Result<QualityMetrics> MeasureQuality(std::span<const std::byte> original,
   return acc.Finish(n, 0);
 }
 
-namespace {
-
-// JSON has no infinities or NaN: nlohmann writes them as null, and a decoder then refuses the
-// file. Every number of a codec's parameters must be finite before it goes into a file.
-bool AllNumbersFinite(const nlohmann::json& j) {
-  if (j.is_number_float()) return std::isfinite(j.get<double>());
-  if (j.is_structured())
-    for (const nlohmann::json& v : j)
-      if (!AllNumbersFinite(v)) return false;
-  return true;
-}
-
-}  // namespace
-
 Result<EncodedTensor> EncodeTensor(const TensorView& t, const EncodeOptions& opts) {
   uint64_t elems = 1;
   for (uint64_t d : t.shape) elems *= d;
@@ -139,9 +127,9 @@ Result<EncodedTensor> EncodeTensor(const TensorView& t, const EncodeOptions& opt
       note = "lossless: empty";
     } else {
       Result<EncodedTensor> r = detail::EncodeDctq(t, opts.lossy_options, opts.parallel);
-      // A lossy result the decoder could not read (non-finite step) or that decodes to
-      // non-finite errors is never kept: the tensor goes lossless instead.
-      if (r.ok() && (!AllNumbersFinite(r->params) || !std::isfinite(r->metrics.rel_rms_error) ||
+      // A lossy result that decodes to non-finite errors is never kept: the tensor goes
+      // lossless instead (EncodeDctq itself refuses a non-finite step, Unsupported).
+      if (r.ok() && (!std::isfinite(r->metrics.rel_rms_error) ||
                      !std::isfinite(r->metrics.max_abs_error)))
         r = Status::Unsupported("values too large for a finite quantization step");
       if (r.ok() || r.status().code() != Code::kUnsupported) return r;
@@ -167,8 +155,10 @@ Result<uint64_t> GetU64(const nlohmann::json& p, const char* key) {
 
 }  // namespace
 
-Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, const nlohmann::json& params,
+Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, std::string_view params_json,
                                           DType dtype) {
+  const nlohmann::json params =
+      nlohmann::json::parse(params_json, nullptr, /*allow_exceptions=*/false);
   ChunkDecoder d;
   d.codec_ = std::string(codec);
   d.dtype_ = dtype;

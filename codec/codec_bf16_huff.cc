@@ -4,19 +4,13 @@
 #include <cstring>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/bf16_huff.h"
+#include "codec/detail/bytes.h"
 #include "codec/detail/huff.h"
 
 namespace hct::detail {
-namespace {
-
-uint32_t LoadU32(const std::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-
-}  // namespace
 
 void Bf16SplitPlanes(const std::byte* bf16, uint64_t n, uint8_t* exp, uint8_t* rest) {
   for (uint64_t i = 0; i < n; ++i) {
@@ -56,8 +50,8 @@ Result<Bf16HuffLayout> Bf16HuffParseHeader(std::span<const std::byte> p) {
   if (p.size() < kBf16HuffHeaderBytes)
     return Status::Corruption("bf16-huff payload shorter than its header");
   Bf16HuffLayout L;
-  L.n = LoadU32(p.data());
-  L.exp_offset = LoadU32(p.data() + 4);
+  L.n = Load32(p.data());
+  L.exp_offset = Load32(p.data() + 4);
   if (L.n == 0 || L.exp_offset != Bf16HuffExpOffset(L.n))
     return Status::Corruption("bf16-huff header: element count " + std::to_string(L.n) +
                               " and exponent offset " + std::to_string(L.exp_offset) + " disagree");
@@ -81,7 +75,7 @@ Result<Bf16HuffLayout> Bf16HuffParseHeader(std::span<const std::byte> p) {
       return Status::Corruption("bf16-huff exponent plane: padding is not zero");
   // So are the bits after the last code: every stored bit has one meaning.
   if (const uint32_t tail = uint32_t(h->total_bits % 32); tail != 0) {
-    const uint32_t last = LoadU32(p.data() + p.size() - 4);
+    const uint32_t last = Load32(p.data() + p.size() - 4);
     if (last & (0xffffffffu >> tail))
       return Status::Corruption("bf16-huff exponent plane: bits after the last code are set");
   }

@@ -9,6 +9,8 @@
 #include <string>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/dct.h"
 #include "codec/detail/float_convert.h"
@@ -604,20 +606,26 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
   HCT_RETURN_IF_ERROR(encode_all(plan, err_mode ? &cur.acc : nullptr, outs));
   const QualityMetrics m = summarize(outs);
 
+  // JSON has no infinities or NaN: nlohmann writes them as null and a decoder then refuses the
+  // file, so a step that is not finite never goes into one (the tensor goes lossless).
+  const double step = static_cast<double>(static_cast<float>(plan.step));
+  if (!std::isfinite(step))
+    return Status::Unsupported("values too large for a finite quantization step");
   EncodedTensor enc;
   enc.codec = std::string(!huff(plan)                ? kCodecDctqZstd
                           : plan.symbol_bits == 8 ? kCodecDctqHuff
                                                   : kCodecDctqHuffx);
-  enc.params = {{"transform", plan.dct ? "dct" : "none"},
-                {"tile_r", plan.dct ? plan.tile_r : 1},
-                {"tile_c", plan.dct ? plan.tile_c : 1},
-                {"step", static_cast<double>(static_cast<float>(plan.step))},
-                {"symbol_bits", plan.symbol_bits},
-                {"rows", rows},
-                {"cols", cols},
-                {"rows_per_chunk", rpc},
-                {"entropy", huff(plan) ? "huff" : "zstd"}};
-  if (huff(plan)) enc.params["substream"] = huff_k(plan);
+  nlohmann::json params = {{"transform", plan.dct ? "dct" : "none"},
+                           {"tile_r", plan.dct ? plan.tile_r : 1},
+                           {"tile_c", plan.dct ? plan.tile_c : 1},
+                           {"step", step},
+                           {"symbol_bits", plan.symbol_bits},
+                           {"rows", rows},
+                           {"cols", cols},
+                           {"rows_per_chunk", rpc},
+                           {"entropy", huff(plan) ? "huff" : "zstd"}};
+  if (huff(plan)) params["substream"] = huff_k(plan);
+  enc.params = params.dump();
   enc.chunks.reserve(outs.size());
   for (ChunkOut& out : outs) enc.chunks.push_back(std::move(out.chunk));
   enc.metrics = m;

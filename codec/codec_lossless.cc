@@ -4,6 +4,8 @@
 
 #include <xxhash.h>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/bf16_huff.h"
 #include "codec/detail/codec_internal.h"
 #include "codec/detail/zstd_util.h"
@@ -191,15 +193,16 @@ Result<EncodedTensor> EncodeLossless(const TensorView& t, const LosslessOptions&
       stored += ch.bytes.size();
     }
     enc.codec = std::string(kCodecRaw);
-    enc.params = nlohmann::json::object();
+    enc.params = "{}";
   } else if (huff) {
     enc.codec = std::string(kCodecBf16Huff);
-    enc.params = Bf16HuffParamsJson(o.huff_substream);
+    enc.params = Bf16HuffParamsJson(o.huff_substream).dump();
   } else {
     enc.codec = std::string(kCodecBytesplitZstd);
-    enc.params = {{"split", o.exponent_planes && s.rotate_bits ? "exp" : "bytes"},
-                  {"word_bytes", s.word_bytes},
-                  {"rotate_bits", s.rotate_bits}};
+    enc.params = nlohmann::json{{"split", o.exponent_planes && s.rotate_bits ? "exp" : "bytes"},
+                                {"word_bytes", s.word_bytes},
+                                {"rotate_bits", s.rotate_bits}}
+                     .dump();
   }
   ErrorAccumulator exact;  // lossless: error 0
   enc.metrics = exact.Finish(elems, stored);

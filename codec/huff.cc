@@ -9,24 +9,10 @@
 #include <queue>
 #include <string>
 
+#include "codec/detail/bytes.h"
+
 namespace hct::detail {
 namespace {
-
-uint32_t LoadU32(const std::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint16_t LoadU16(const std::byte* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-void PutU32(std::vector<std::byte>* o, uint32_t v) {
-  const size_t at = o->size();
-  o->resize(at + 4);
-  std::memcpy(o->data() + at, &v, 4);
-}
 
 // Canonical codes: by (length, symbol value), consecutive integers per length (DEFLATE's rule).
 void CanonicalCodes(const uint8_t* len, uint32_t* code) {
@@ -169,8 +155,8 @@ Status HuffEncode(std::span<const int8_t> symbols, const uint64_t freq[256], uin
   const size_t n = symbols.size();
   const uint32_t nstreams = uint32_t((n + substream - 1) / substream);
   const size_t base = out->size();
-  PutU32(out, uint32_t(n));
-  PutU32(out, substream);
+  Append32(out, uint32_t(n));
+  Append32(out, substream);
   for (int s = 0; s < 256; s += 2) out->push_back(std::byte(len[s] | (len[s + 1] << 4)));
   const size_t sizes_at = out->size();
   out->resize(sizes_at + 2 * size_t(nstreams));
@@ -222,8 +208,8 @@ Result<HuffHeader> ParseHeader(std::span<const std::byte> p, bool wide) {
   HuffHeader h;
   if (p.size() < kHuffHeaderBytes)
     return Status::Corruption("huffman payload shorter than its header");
-  h.n = LoadU32(p.data());
-  h.substream = LoadU32(p.data() + 4);
+  h.n = Load32(p.data());
+  h.substream = Load32(p.data() + 4);
   const uint32_t max_k = wide ? kHuffxMaxSubstream : kHuffMaxSubstream;
   const uint64_t max_bits = wide ? kHuffMaxLen + kHuffxMaxExtra : kHuffMaxLen;
   if (h.n == 0 || h.substream < 32 || h.substream > max_k || h.substream % 32)
@@ -248,7 +234,7 @@ Result<HuffHeader> ParseHeader(std::span<const std::byte> p, bool wide) {
   const bool single = UsedSymbols(h.lengths) == 1;
   for (uint32_t k = 0; k < h.nstreams; ++k) {
     const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
-    const uint16_t bits = LoadU16(p.data() + h.sizes_offset + 2 * k);
+    const uint16_t bits = Load16(p.data() + h.sizes_offset + 2 * k);
     if (bits > uint64_t(cnt) * max_bits || (single && !wide && bits != 0))
       return Status::Corruption("huffman sub-stream " + std::to_string(k) + " size out of range");
     h.total_bits += bits;
@@ -286,7 +272,7 @@ Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
   }
   const std::byte* words = p.data() + h.bits_offset;
   const uint64_t nwords = (h.total_bits + 31) / 32;
-  auto word = [&](uint64_t w) -> uint64_t { return w < nwords ? LoadU32(words + 4 * w) : 0; };
+  auto word = [&](uint64_t w) -> uint64_t { return w < nwords ? Load32(words + 4 * w) : 0; };
   // The 64 bits from bit `pos` on (zeros past the last word), MSB first.
   auto window = [&](uint64_t pos) {
     const uint64_t w = pos / 32;
@@ -296,7 +282,7 @@ Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
   };
   uint64_t start = 0;
   for (uint32_t k = 0; k < h.nstreams; ++k) {
-    const uint16_t size = LoadU16(p.data() + h.sizes_offset + 2 * k);
+    const uint16_t size = Load16(p.data() + h.sizes_offset + 2 * k);
     const uint64_t end = start + size;
     const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
     // Symbol t of sub-stream k is symbol k + t * S of the chunk. Five codes of at most 11 bits
@@ -396,8 +382,8 @@ Status HuffxEncode(std::span<const int16_t> symbols, uint32_t substream,
   const size_t n = symbols.size();
   const uint32_t nstreams = uint32_t((n + substream - 1) / substream);
   const size_t base = out->size();
-  PutU32(out, uint32_t(n));
-  PutU32(out, substream);
+  Append32(out, uint32_t(n));
+  Append32(out, substream);
   for (int s = 0; s < 256; s += 2) out->push_back(std::byte(len[s] | (len[s + 1] << 4)));
   const size_t sizes_at = out->size();
   out->resize(sizes_at + 2 * size_t(nstreams));
@@ -450,7 +436,7 @@ Status HuffxDecode(std::span<const std::byte> p, std::span<int16_t> out) {
   }
   const std::byte* words = p.data() + h.bits_offset;
   const uint64_t nwords = (h.total_bits + 31) / 32;
-  auto word = [&](uint64_t w) -> uint64_t { return w < nwords ? LoadU32(words + 4 * w) : 0; };
+  auto word = [&](uint64_t w) -> uint64_t { return w < nwords ? Load32(words + 4 * w) : 0; };
   auto window = [&](uint64_t pos) {
     const uint64_t w = pos / 32;
     const int sh = int(pos % 32);
@@ -459,7 +445,7 @@ Status HuffxDecode(std::span<const std::byte> p, std::span<int16_t> out) {
   };
   uint64_t start = 0;
   for (uint32_t k = 0; k < h.nstreams; ++k) {
-    const uint16_t size = LoadU16(p.data() + h.sizes_offset + 2 * k);
+    const uint16_t size = Load16(p.data() + h.sizes_offset + 2 * k);
     const uint64_t end = start + size;
     const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
     uint64_t pos = start;

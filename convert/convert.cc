@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "convert/detail/convert_internal.h"
 #include "hct/container.h"
 #include "hct/safetensors.h"
@@ -355,9 +357,10 @@ Result<ConvertReport> detail::ConvertWithHooks(const std::string& input, const s
         tr.shape = ti.shape;
         tr.codec = enc.codec;
         if (IsDctqCodec(enc.codec)) {
-          tr.transform = enc.params.value("transform", "");
-          tr.tile_r = enc.params.value("tile_r", 0);
-          tr.tile_c = enc.params.value("tile_c", 0);
+          detail::DctqTransform dt = detail::ParseDctqTransform(enc.params);
+          tr.transform = std::move(dt.transform);
+          tr.tile_r = dt.tile_r;
+          tr.tile_c = dt.tile_c;
         }
         tr.reason = j.policy.reason;
         tr.note = enc.note;

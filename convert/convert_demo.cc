@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "convert/detail/convert_internal.h"
 #include "hct/convert.h"
 #include "hct/safetensors.h"

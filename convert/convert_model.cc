@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "convert/detail/convert_internal.h"
 #include "hct/container.h"
 #include "hct/convert.h"
@@ -77,14 +79,16 @@ Result<DecodeReport> DecodeModel(const std::string& input, const std::string& ou
         if (kv.value().is_string()) meta[kv.key()] = kv.value().get<std::string>();
     }
     for (const auto& [k, v] : meta) HCT_RETURN_IF_ERROR(w.SetMetadata(k, v));
+    // Contexts are made only on failure: this loop runs once per tensor (issue 10 item 7).
     for (const TensorEntry& e : f.tensors())
-      HCT_RETURN_IF_ERROR(w.Declare(e.name, e.dtype, e.shape).WithContext(f.path()));
+      if (Status s = w.Declare(e.name, e.dtype, e.shape); !s.ok())
+        return std::move(s).WithContext(f.path());
     for (const TensorEntry& e : f.tensors()) {
       HCT_ASSIGN_OR_RETURN(uint64_t n, detail::BytesOf(e.dtype, e.num_elements, e.name));
       buf.resize(n);
       HCT_RETURN_IF_ERROR(DecodeTensor(f, e, buf, pf));
-      HCT_RETURN_IF_ERROR(
-          w.Write(e.name, buf).WithContext("tensor '" + e.name + "'").WithContext(dst));
+      if (Status s = w.Write(e.name, buf); !s.ok())
+        return std::move(s).WithContext("tensor '" + e.name + "'").WithContext(dst);
       weight_map[e.name] = name;
       total_size += n;
       ++rep.tensors;

@@ -5,6 +5,10 @@
 #include <filesystem>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "convert/detail/convert_internal.h"
 #include "hct/convert.h"
@@ -204,12 +208,11 @@ Result<InspectReport> Inspect(const std::string& path) {
       t.dtype = e.dtype;
       t.shape = e.shape;
       t.codec = e.codec;
-      if (IsDctqCodec(e.codec) && e.codec_params.contains("transform") &&
-          e.codec_params["transform"].is_string()) {
-        t.transform = e.codec_params["transform"].get<std::string>();
+      if (IsDctqCodec(e.codec)) {
+        const detail::DctqTransform dt = detail::ParseDctqTransform(e.codec_params);
+        t.transform = dt.transform;
         if (t.transform == "dct")
-          t.transform += " " + std::to_string(e.codec_params.value("tile_r", 0)) + "x" +
-                         std::to_string(e.codec_params.value("tile_c", 0));
+          t.transform += " " + std::to_string(dt.tile_r) + "x" + std::to_string(dt.tile_c);
       }
       t.elements = e.num_elements;
       t.decoded_bytes = DTypeBytes(e.dtype, e.num_elements).value_or(0);
@@ -277,37 +280,130 @@ std::string FormatInspect(const InspectReport& r) {
   return o.str();
 }
 
-static json InspectJsonValue(const InspectReport& r) {
-  json ts = json::array();
-  for (const InspectTensor& t : r.tensors) {
-    json j = {{"name", t.name},
-              {"file", t.file},
-              {"dtype", DTypeName(t.dtype)},
-              {"shape", t.shape},
-              {"codec", t.codec},
-              {"elements", t.elements},
-              {"decoded_bytes", t.decoded_bytes},
-              {"stored_bytes", t.stored_bytes},
-              {"chunks", t.chunks}};
-    if (!t.transform.empty()) j["transform"] = t.transform;
-    ts.push_back(std::move(j));
+namespace {
+
+// JSON text exactly as nlohmann's dump(2) writes it (sorted keys are the caller's to keep),
+// without building a tree: for 100k tensors the tree, its dump and its destruction were most of
+// `inspect --json` (issue 10 item 7). Scalars nlohmann formats in a way of its own (doubles,
+// strings that need escaping or are not valid UTF-8) still go through nlohmann, so the text
+// and the errors stay the same.
+class PrettyJson {
+ public:
+  explicit PrettyJson(std::string* out) : out_(out) {}
+  void BeginObject() { Open('{'); }
+  void BeginArray() { Open('['); }
+  void End() {
+    const bool empty = levels_.back().empty;
+    const char close = levels_.back().object ? '}' : ']';
+    levels_.pop_back();
+    if (!empty) NewLine();
+    *out_ += close;
   }
-  json out = {{"path", r.path},
-              {"kind", r.kind},
-              {"files", r.files},
-              {"elements", r.elements},
-              {"decoded_bytes", r.decoded_bytes},
-              {"stored_bytes", r.stored_bytes},
-              {"file_bytes", r.file_bytes},
-              {"ratio", r.file_bytes ? double(r.decoded_bytes) / r.file_bytes : 0}};
-  // Moved, not copied: an initializer list copies, and a deep copy (then destruction) of 100k
-  // tensor objects was most of `inspect --json`'s time (issue 10 item 7).
-  out["tensors"] = std::move(ts);
+  void Key(std::string_view k) {
+    Element();
+    Quoted(k);
+    *out_ += ": ";
+    after_key_ = true;
+  }
+  void String(std::string_view s) {
+    Value();
+    Quoted(s);
+  }
+  void Uint(uint64_t v) {
+    Value();
+    *out_ += std::to_string(v);
+  }
+  void Double(double v) {
+    Value();
+    *out_ += json(v).dump();
+  }
+
+ private:
+  struct Level {
+    bool object;
+    bool empty = true;
+  };
+  void Quoted(std::string_view s) {
+    const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+      return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+    });
+    if (!plain) {
+      *out_ += json(s).dump();
+      return;
+    }
+    *out_ += '"';
+    *out_ += s;
+    *out_ += '"';
+  }
+  void Open(char c) {
+    Value();
+    *out_ += c;
+    levels_.push_back({c == '{'});
+  }
+  // Before a value: after its key nothing; in an array the element's separator and indent.
+  void Value() {
+    if (std::exchange(after_key_, false)) return;
+    if (!levels_.empty()) Element();
+  }
+  void Element() {
+    if (!std::exchange(levels_.back().empty, false)) *out_ += ',';
+    NewLine();
+  }
+  void NewLine() {
+    *out_ += '\n';
+    out_->append(2 * levels_.size(), ' ');
+  }
+  std::string* out_;
+  std::vector<Level> levels_;
+  bool after_key_ = false;
+};
+
+}  // namespace
+
+// Keys in byte order, as the nlohmann object this replaces sorted them.
+std::string InspectToJson(const InspectReport& r) {
+  std::string out;
+  out.reserve(512 + 320 * r.tensors.size());
+  PrettyJson j(&out);
+  auto strings = [&](const std::vector<std::string>& v) {
+    j.BeginArray();
+    for (const std::string& s : v) j.String(s);
+    j.End();
+  };
+  j.BeginObject();
+  j.Key("decoded_bytes"), j.Uint(r.decoded_bytes);
+  j.Key("elements"), j.Uint(r.elements);
+  j.Key("file_bytes"), j.Uint(r.file_bytes);
+  j.Key("files"), strings(r.files);
+  j.Key("kind"), j.String(r.kind);
+  j.Key("path"), j.String(r.path);
+  j.Key("ratio"), j.Double(r.file_bytes ? double(r.decoded_bytes) / r.file_bytes : 0);
+  j.Key("stored_bytes"), j.Uint(r.stored_bytes);
+  j.Key("tensors");
+  j.BeginArray();
+  for (const InspectTensor& t : r.tensors) {
+    j.BeginObject();
+    j.Key("chunks"), j.Uint(t.chunks);
+    j.Key("codec"), j.String(t.codec);
+    j.Key("decoded_bytes"), j.Uint(t.decoded_bytes);
+    j.Key("dtype"), j.String(DTypeName(t.dtype));
+    j.Key("elements"), j.Uint(t.elements);
+    j.Key("file"), j.String(t.file);
+    j.Key("name"), j.String(t.name);
+    j.Key("shape");
+    j.BeginArray();
+    for (uint64_t d : t.shape) j.Uint(d);
+    j.End();
+    j.Key("stored_bytes"), j.Uint(t.stored_bytes);
+    if (!t.transform.empty()) j.Key("transform"), j.String(t.transform);
+    j.End();
+  }
+  j.End();
+  j.End();
   return out;
 }
 
 std::string ReportToJson(const ConvertReport& r) { return ReportJsonValue(r).dump(2); }
 std::string DecodeReportToJson(const DecodeReport& r) { return DecodeReportJsonValue(r).dump(2); }
-std::string InspectToJson(const InspectReport& r) { return InspectJsonValue(r).dump(2); }
 
 }  // namespace hct

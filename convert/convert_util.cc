@@ -9,6 +9,8 @@
 #include <system_error>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "convert/detail/convert_internal.h"
 #include "hct/detail/file.h"
 #include "hct/detail/paths.h"
@@ -21,6 +23,22 @@ Status FsError(std::string_view op, const std::string& path, const std::error_co
   return Status::FromErrno(op, path, ec.value());
 }
 }  // namespace
+
+DctqTransform ParseDctqTransform(std::string_view params_json) {
+  DctqTransform t;
+  const nlohmann::json p = nlohmann::json::parse(params_json, nullptr, /*allow_exceptions=*/false);
+  if (!p.is_object()) return t;
+  auto str = p.find("transform");
+  if (str == p.end() || !str->is_string()) return t;
+  t.transform = str->get<std::string>();
+  auto tile = [&](const char* key) {
+    auto it = p.find(key);
+    return it != p.end() && it->is_number_integer() ? it->get<int>() : 0;
+  };
+  t.tile_r = tile("tile_r");
+  t.tile_c = tile("tile_c");
+  return t;
+}
 
 int ResolveThreads(int threads) {
   if (threads > 0) return threads;

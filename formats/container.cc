@@ -9,7 +9,11 @@
 #include <tuple>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "formats/detail/container_format.h"
+#include "formats/detail/index_reader.h"
+#include "hct/detail/file.h"
 
 namespace hct {
 
@@ -123,7 +127,8 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
   if (t.name.empty()) return Status::Corruption("tensor with an empty name");
   const bool raw = t.codec == kRawCodec;
   if (t.codec.empty()) return Status::Corruption("empty codec name");
-  if (!t.codec_params.is_object()) return Status::Corruption("codec_params is not an object");
+  if (t.codec_params.empty() || t.codec_params.front() != '{')
+    return Status::Corruption("codec_params is not an object");
   uint64_t n = 1;
   for (uint64_t d : t.shape) {
     if (d != 0 && n > UINT64_MAX / d) {
@@ -144,7 +149,7 @@ Status ValidateTensor(const TensorEntry& t, uint64_t data_end) {
   uint64_t next_elem = 0, decoded_sum = 0;
   for (size_t i = 0; i < t.chunks.size(); ++i) {
     const ChunkEntry& c = t.chunks[i];
-    auto fail = [&](Status s) { return std::move(s).WithContext(ChunkCtx(i)); };
+    auto fail = [&](Status s) { return s.ok() ? s : std::move(s).WithContext(ChunkCtx(i)); };
     if (c.offset % kHctAlignment != 0)
       return fail(
           Status::Corruption("offset " + std::to_string(c.offset) + " is not aligned to 4096"));
@@ -215,7 +220,7 @@ json TensorToJson(const TensorEntry& t) {
             {"dtype", std::string(DTypeName(t.dtype))},
             {"shape", t.shape},
             {"codec", t.codec},
-            {"codec_params", t.codec_params},
+            {"codec_params", json::parse(t.codec_params)},
             {"decoded_size", t.decoded_size},
             {"decoded_xxh3", Hex64(t.decoded_xxh3)},
             {"chunks", std::move(chunks)}};
@@ -225,103 +230,7 @@ json TensorToJson(const TensorEntry& t) {
 
 }  // namespace detail
 
-// ---------------------------------------------------------------------------- index parsing
-namespace {
-
 using detail::GetLE;
-
-Status Missing(std::string_view field) {
-  return Status::Corruption("missing required field '" + std::string(field) + "'");
-}
-Status WrongType(std::string_view field, std::string_view want) {
-  return Status::Corruption("field '" + std::string(field) + "' is not " + std::string(want));
-}
-
-Status GetU64(const json& o, std::string_view key, uint64_t* out) {
-  auto it = o.find(key);
-  if (it == o.end()) return Missing(key);
-  if (!it->is_number_unsigned()) return WrongType(key, "a non-negative integer");
-  *out = it->get<uint64_t>();
-  return Status::OK();
-}
-
-Status GetString(const json& o, std::string_view key, std::string* out) {
-  auto it = o.find(key);
-  if (it == o.end()) return Missing(key);
-  if (!it->is_string()) return WrongType(key, "a string");
-  *out = it->get<std::string>();
-  return Status::OK();
-}
-
-Status GetHex(const json& o, std::string_view key, uint64_t* out) {
-  auto it = o.find(key);
-  if (it == o.end()) return Missing(key);
-  if (!it->is_string() || !detail::ParseHex64(it->get_ref<const std::string&>(), out))
-    return WrongType(key, "16 lowercase hex digits");
-  return Status::OK();
-}
-
-// Optional string map; absent is empty.
-Status GetStringMap(const json& o, std::string_view key, std::map<std::string, std::string>* out) {
-  auto it = o.find(key);
-  if (it == o.end()) return Status::OK();
-  if (!it->is_object()) return WrongType(key, "an object");
-  for (auto& [k, v] : it->items()) {
-    if (!v.is_string()) return WrongType(std::string(key) + "." + k, "a string");
-    (*out)[k] = v.get<std::string>();
-  }
-  return Status::OK();
-}
-
-Status ParseChunk(const json& j, ChunkEntry* c) {
-  if (!j.is_object()) return Status::Corruption("chunk entry is not an object");
-  HCT_RETURN_IF_ERROR(GetU64(j, "offset", &c->offset));
-  HCT_RETURN_IF_ERROR(GetU64(j, "stored_size", &c->stored_size));
-  HCT_RETURN_IF_ERROR(GetHex(j, "xxh3", &c->xxh3));
-  HCT_RETURN_IF_ERROR(GetU64(j, "decoded_size", &c->decoded_size));
-  HCT_RETURN_IF_ERROR(GetHex(j, "decoded_xxh3", &c->decoded_xxh3));
-  HCT_RETURN_IF_ERROR(GetU64(j, "elem_offset", &c->elem_offset));
-  HCT_RETURN_IF_ERROR(GetU64(j, "elem_count", &c->elem_count));
-  return Status::OK();
-}
-
-// Types and presence only; ValidateTensor does the semantics.
-Status ParseTensorFields(const json& j, TensorEntry* t) {
-  std::string dtype;
-  HCT_RETURN_IF_ERROR(GetString(j, "dtype", &dtype));
-  std::optional<DType> dt = ParseDType(dtype);
-  if (!dt) return Status::Unsupported("unknown dtype '" + dtype + "'");
-  t->dtype = *dt;
-  auto shape = j.find("shape");
-  if (shape == j.end()) return Missing("shape");
-  if (!shape->is_array()) return WrongType("shape", "an array");
-  for (const json& d : *shape) {
-    if (!d.is_number_unsigned()) return WrongType("shape", "an array of non-negative integers");
-    t->shape.push_back(d.get<uint64_t>());
-  }
-  HCT_RETURN_IF_ERROR(GetString(j, "codec", &t->codec));
-  auto params = j.find("codec_params");
-  if (params == j.end()) return Missing("codec_params");
-  if (!params->is_object()) return WrongType("codec_params", "an object");
-  t->codec_params = *params;
-  HCT_RETURN_IF_ERROR(GetU64(j, "decoded_size", &t->decoded_size));
-  HCT_RETURN_IF_ERROR(GetHex(j, "decoded_xxh3", &t->decoded_xxh3));
-  HCT_RETURN_IF_ERROR(GetStringMap(j, "metadata", &t->metadata));
-  auto chunks = j.find("chunks");
-  if (chunks == j.end()) return Missing("chunks");
-  if (!chunks->is_array()) return WrongType("chunks", "an array");
-  t->chunks.resize(chunks->size());
-  for (size_t i = 0; i < chunks->size(); ++i)
-    HCT_RETURN_IF_ERROR(
-        ParseChunk((*chunks)[i], &t->chunks[i]).WithContext("chunk " + std::to_string(i)));
-  // Product overflow is ValidateTensor's to report; here it only needs a defined value.
-  uint64_t n = 1;
-  for (uint64_t d : t->shape) n = (d != 0 && n > UINT64_MAX / d) ? 0 : n * d;
-  t->num_elements = n;
-  return Status::OK();
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------- HctFile
 HctFile::HctFile() = default;
@@ -418,38 +327,10 @@ Result<HctFile> HctFile::Load(HctFile f) {
     return fail(Status::Corruption("index checksum mismatch (footer says " +
                                    detail::Hex64(ft.index_xxh3) + ", index hashes to " +
                                    detail::Hex64(h) + ")"));
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const std::exception& e) {
-    return fail(Status::Corruption(std::string("index is not valid JSON: ") + e.what()));
-  }
+  HCT_RETURN_IF_ERROR(
+      fail(detail::ReadHctIndex(text, f.index_offset_, &f.metadata_, &f.tensors_, &f.by_name_)));
   text.clear();
   text.shrink_to_fit();
-
-  try {
-    if (!root.is_object()) return fail(Status::Corruption("index is not a JSON object"));
-    HCT_RETURN_IF_ERROR(fail(GetStringMap(root, "metadata", &f.metadata_)));
-    auto tensors = root.find("tensors");
-    if (tensors == root.end()) return fail(Missing("tensors"));
-    if (!tensors->is_array()) return fail(WrongType("tensors", "an array"));
-    f.tensors_.resize(tensors->size());
-    for (size_t i = 0; i < tensors->size(); ++i) {
-      const json& jt = (*tensors)[i];
-      TensorEntry& t = f.tensors_[i];
-      if (!jt.is_object())
-        return fail(Status::Corruption("tensor entry " + std::to_string(i) + " is not an object"));
-      HCT_RETURN_IF_ERROR(
-          fail(GetString(jt, "name", &t.name).WithContext("tensor " + std::to_string(i))));
-      const std::string tctx = "tensor '" + t.name + "'";
-      HCT_RETURN_IF_ERROR(fail(ParseTensorFields(jt, &t).WithContext(tctx)));
-      HCT_RETURN_IF_ERROR(fail(detail::ValidateTensor(t, f.index_offset_).WithContext(tctx)));
-      if (!f.by_name_.emplace(t.name, i).second)
-        return fail(Status::Corruption("duplicate tensor name '" + t.name + "'"));
-    }
-  } catch (const std::exception& e) {  // defensive: the checks above should leave none
-    return fail(Status::Corruption(std::string("malformed index: ") + e.what()));
-  }
 
   // Chunks of all tensors must not share bytes.
   struct Span {
@@ -457,6 +338,9 @@ Result<HctFile> HctFile::Load(HctFile f) {
     size_t tensor, chunk;
   };
   std::vector<Span> spans;
+  size_t n_chunks = 0;
+  for (const TensorEntry& t : f.tensors_) n_chunks += t.chunks.size();
+  spans.reserve(n_chunks);
   for (size_t ti = 0; ti < f.tensors_.size(); ++ti)
     for (size_t ci = 0; ci < f.tensors_[ti].chunks.size(); ++ci) {
       const ChunkEntry& c = f.tensors_[ti].chunks[ci];
@@ -483,8 +367,8 @@ const TensorEntry* HctFile::Find(std::string_view name) const {
 }
 
 Status HctFile::ReadChunk(const TensorEntry& t, size_t i, std::span<std::byte> dst) const {
-  auto fail = [&](Status s) {
-    return std::move(s).WithContext("tensor '" + t.name + "'").WithContext(path_);
+  auto fail = [&](Status s) {  // contexts only for an error: this runs once per chunk
+    return s.ok() ? s : std::move(s).WithContext("tensor '" + t.name + "'").WithContext(path_);
   };
   if (i >= t.chunks.size())
     return fail(Status::OutOfRange("chunk " + std::to_string(i) + " of " +

@@ -6,7 +6,10 @@
 #include <unordered_set>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "formats/detail/container_format.h"
+#include "hct/detail/file.h"
 #include "hct/container.h"
 
 namespace hct {
@@ -64,7 +67,7 @@ Status HctWriter::SetMetadata(std::string key, std::string value) {
 }
 
 Status HctWriter::BeginTensor(std::string name, DType dtype, std::vector<uint64_t> shape,
-                              std::string codec, nlohmann::json codec_params) {
+                              std::string codec, std::string codec_params) {
   auto fail = [&](Status s) {
     return std::move(s).WithContext("tensor '" + name + "'").WithContext(path());
   };
@@ -75,12 +78,14 @@ Status HctWriter::BeginTensor(std::string name, DType dtype, std::vector<uint64_
   if (name.empty()) return fail(Status::InvalidArgument("empty tensor name"));
   if (s_->names.count(name)) return fail(Status::AlreadyExists("duplicate tensor name"));
   if (codec.empty()) return fail(Status::InvalidArgument("empty codec name"));
-  if (codec_params.is_null()) codec_params = json::object();
-  if (!codec_params.is_object())
+  const json params = codec_params.empty()
+                          ? json::object()
+                          : json::parse(codec_params, nullptr, /*allow_exceptions=*/false);
+  if (!params.is_object())
     return fail(Status::InvalidArgument("codec_params must be a JSON object"));
   HCT_RETURN_IF_ERROR(fail(CheckSerialisable(name, "name")));
   HCT_RETURN_IF_ERROR(fail(CheckSerialisable(codec, "codec")));
-  HCT_RETURN_IF_ERROR(fail(CheckSerialisable(codec_params, "codec_params")));
+  HCT_RETURN_IF_ERROR(fail(CheckSerialisable(params, "codec_params")));
   TensorEntry t;
   t.name = std::move(name);
   t.dtype = dtype;
@@ -97,7 +102,7 @@ Status HctWriter::BeginTensor(std::string name, DType dtype, std::vector<uint64_
                                         " do not make a whole number of bytes"));
   t.num_elements = n;
   t.codec = std::move(codec);
-  t.codec_params = std::move(codec_params);
+  t.codec_params = params.dump();  // the reader's form: compact, keys sorted
   s_->cur = std::move(t);
   s_->next_elem = 0;
   return Status::OK();

@@ -425,7 +425,9 @@ Status SafetensorsFile::ReadAt(const TensorInfo& t, uint64_t offset,
     if (!dst.empty()) std::memcpy(dst.data(), base_ + at, dst.size());
     return Status::OK();
   }
-  return backing_->file.ReadAt(at, dst).WithContext("tensor '" + t.name + "'");
+  Status s = backing_->file.ReadAt(at, dst);
+  if (!s.ok()) return std::move(s).WithContext("tensor '" + t.name + "'");
+  return s;
 }
 
 Status SafetensorsFile::Read(const TensorInfo& t, std::span<std::byte> dst) const {

@@ -1,4 +1,5 @@
 // Safetensors writer: streaming, atomic (temp file + rename), header padded for alignment.
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
@@ -14,11 +15,20 @@ struct SafetensorsWriter::Impl {
   std::vector<TensorInfo> tensors;
   std::set<std::string, std::less<>> names;
   std::map<std::string, std::string> metadata;
+  // Small appends are gathered here: a model of 100k small tensors made 100k write calls.
+  std::vector<std::byte> pending;
   uint64_t total = 0;    // declared data bytes
   uint64_t written = 0;  // data bytes appended so far
   size_t next = 0;       // index of the tensor the next appended byte belongs to
   bool header_done = false;
   bool finished = false;
+
+  Status Flush() {
+    if (pending.empty()) return Status::OK();
+    Status s = file.Append(pending);
+    pending.clear();
+    return s;
+  }
 };
 
 SafetensorsWriter::SafetensorsWriter() = default;
@@ -58,7 +68,7 @@ Status SafetensorsWriter::Declare(std::string name, DType dtype, std::vector<uin
   };
   if (m.header_done) return fail(Code::kInvalidArgument, "declared after data was written");
   if (name == "__metadata__") return fail(Code::kInvalidArgument, "reserved name");
-  if (m.names.count(name)) return fail(Code::kInvalidArgument, "declared twice");
+  if (m.names.find(name) != m.names.end()) return fail(Code::kInvalidArgument, "declared twice");
   auto count = ElementCount(shape);
   if (!count)
     return fail(Code::kOutOfRange, "shape " + ShapeString(shape) + " has more than 2^64 elements");
@@ -74,18 +84,35 @@ Status SafetensorsWriter::Declare(std::string name, DType dtype, std::vector<uin
   if (bytes > UINT64_MAX - m.total)
     return fail(Code::kOutOfRange, "total data size overflows 64 bits");
   TensorInfo t;
-  t.name = name;
+  t.name = name;  // copied: the set keeps the original
   t.dtype = dtype;
   t.shape = std::move(shape);
   t.data_begin = m.total;
   t.data_end = m.total + bytes;
   m.total = t.data_end;
-  m.names.insert(name);
+  m.names.insert(m.names.end(), std::move(name));  // constant time for names in sorted order
   m.tensors.push_back(std::move(t));
   return Status::OK();
 }
 
 namespace {
+
+constexpr size_t kPendingBytes = size_t{1} << 20;
+
+// A JSON string: as is when it needs no escaping (printable ASCII without '"' and '\\', the
+// names of real checkpoints), else through nlohmann, which escapes and refuses invalid UTF-8.
+void AppendJsonString(std::string& out, std::string_view s) {
+  const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+  });
+  if (!plain) {
+    out += nlohmann::json(s).dump();
+    return;
+  }
+  out += '"';
+  out += s;
+  out += '"';
+}
 
 // Compact JSON of the header in declaration order, "__metadata__" first as the reference writer
 // does. Written as text: an ordered_json tree inserts each key by linear search, which made
@@ -98,12 +125,19 @@ std::string HeaderJson(const std::map<std::string, std::string>& metadata,
   if (!metadata.empty()) out += "\"__metadata__\":" + json(metadata).dump();
   for (const TensorInfo& t : tensors) {
     if (out.size() > 1) out += ',';
-    out += json(t.name).dump();
+    AppendJsonString(out, t.name);
     out += ":{\"dtype\":\"";
     out += DTypeName(t.dtype);
-    out += "\",\"shape\":" + json(t.shape).dump();
-    out += ",\"data_offsets\":[" + std::to_string(t.data_begin) + "," +
-           std::to_string(t.data_end) + "]}";
+    out += "\",\"shape\":[";
+    for (size_t i = 0; i < t.shape.size(); ++i) {
+      if (i) out += ',';
+      out += std::to_string(t.shape[i]);
+    }
+    out += "],\"data_offsets\":[";
+    out += std::to_string(t.data_begin);
+    out += ',';
+    out += std::to_string(t.data_end);
+    out += "]}";
   }
   return out + "}";
 }
@@ -134,6 +168,7 @@ Status SafetensorsWriter::WriteHeader() {
   return Status::OK();
 }
 
+
 Status SafetensorsWriter::Append(std::span<const std::byte> bytes) {
   if (!impl_) return Status::InvalidArgument("SafetensorsWriter: not created");
   Impl& m = *impl_;
@@ -143,7 +178,12 @@ Status SafetensorsWriter::Append(std::span<const std::byte> bytes) {
     return Status::OutOfRange(path() + ": appending " + std::to_string(bytes.size()) +
                               " bytes passes the declared data size (" + std::to_string(m.total) +
                               " bytes, " + std::to_string(m.written) + " written)");
-  HCT_RETURN_IF_ERROR(m.file.Append(bytes));
+  const bool large = bytes.size() >= kPendingBytes / 2;
+  if (large || m.pending.size() + bytes.size() > kPendingBytes) HCT_RETURN_IF_ERROR(m.Flush());
+  if (large)
+    HCT_RETURN_IF_ERROR(m.file.Append(bytes));  // straight from the caller's buffer, in order
+  else
+    m.pending.insert(m.pending.end(), bytes.begin(), bytes.end());
   m.written += bytes.size();
   // Zero-size tensors at the current position stay due, so Write() can still name them.
   while (m.next < m.tensors.size() &&
@@ -184,6 +224,7 @@ Status SafetensorsWriter::Finish() {
                                    (m.next < m.tensors.size()
                                         ? " (tensor '" + m.tensors[m.next].name + "' incomplete)"
                                         : std::string()));
+  HCT_RETURN_IF_ERROR(m.Flush());
   HCT_RETURN_IF_ERROR(m.file.Commit());
   m.finished = true;
   return Status::OK();

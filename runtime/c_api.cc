@@ -33,6 +33,9 @@ struct hct_streamer {
   void* stream;
   std::unique_ptr<hct::LayerStreamer> s;
   int64_t max_tensors = 0;
+  uint64_t extra_bytes = 0;
+  bool cyclic = false;
+  std::vector<std::vector<hct::TensorSpec>> layers;  // given layers (empty: the catalog's)
 };
 
 namespace {
@@ -242,14 +245,16 @@ int OpenWith(hct::Result<hct::Catalog> cat, const hct_options* opt, hct_runtime*
 }
 
 int MakeStreamer(hct_streamer* s) {
-  std::vector<std::vector<hct::TensorSpec>> layers;
-  const int n = s->rt->catalog.num_layers();
+  std::vector<std::vector<hct::TensorSpec>> layers = s->layers;
+  if (layers.empty())
+    for (int i = 0; i < s->rt->catalog.num_layers(); ++i) layers.push_back(s->rt->catalog.Layer(i));
   s->max_tensors = 0;
-  for (int i = 0; i < n; ++i) {
-    layers.push_back(s->rt->catalog.Layer(i));
-    s->max_tensors = std::max<int64_t>(s->max_tensors, int64_t(layers.back().size()));
-  }
-  auto r = hct::LayerStreamer::Create(s->rt->rt.get(), std::move(layers), s->prefetch, s->stream);
+  for (const auto& l : layers) s->max_tensors = std::max<int64_t>(s->max_tensors, int64_t(l.size()));
+  hct::LayerStreamer::Options o;
+  o.prefetch = s->prefetch;
+  o.extra_bytes = s->extra_bytes;
+  o.cyclic = s->cyclic;
+  auto r = hct::LayerStreamer::Create(s->rt->rt.get(), std::move(layers), o, s->stream);
   if (!r.ok()) return Fail(r.status());
   s->s = std::move(*r);
   return Ok();
@@ -353,10 +358,41 @@ int hct_release_resident(hct_runtime* rt) {
 
 int hct_streamer_create(hct_runtime* rt, int prefetch, void* stream, hct_streamer** out) {
   if (!rt || !out) return Fail(hct::Status::InvalidArgument("hct_streamer_create: null argument"));
-  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, prefetch, stream, nullptr});
+  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, prefetch, stream, nullptr, 0, 0, false, {}});
   if (int rc = MakeStreamer(s.get()); rc != HCT_OK) return rc;
   *out = s.release();
   return Ok();
+}
+
+int hct_streamer_create_ex(hct_runtime* rt, const hct_stream_options* opt, void* stream,
+                           hct_streamer** out) {
+  if (!rt || !opt || !out || opt->num_layers < 0 || (opt->num_layers && !opt->layer_sizes))
+    return Fail(hct::Status::InvalidArgument("hct_streamer_create_ex: null argument"));
+  if (opt->struct_size != sizeof(hct_stream_options))
+    return Fail(hct::Status::InvalidArgument("hct_stream_options.struct_size " +
+                                             std::to_string(opt->struct_size) + " is not valid"));
+  auto s = std::make_unique<hct_streamer>(hct_streamer{rt, opt->prefetch, stream, nullptr, 0, 0, false, {}});
+  s->extra_bytes = opt->extra_bytes;
+  s->cyclic = opt->cyclic != 0;
+  int64_t at = 0;
+  for (int64_t i = 0; i < opt->num_layers; ++i) {
+    std::vector<hct::TensorSpec> layer;
+    if (opt->layer_sizes[i] < 0 || (opt->layer_sizes[i] > 0 && !opt->names))
+      return Fail(hct::Status::InvalidArgument("hct_streamer_create_ex: bad layer_sizes"));
+    if (int rc = FindAll(rt, opt->names + at, opt->layer_sizes[i], &layer); rc != HCT_OK) return rc;
+    at += opt->layer_sizes[i];
+    s->layers.push_back(std::move(layer));
+  }
+  if (int rc = MakeStreamer(s.get()); rc != HCT_OK) return rc;
+  *out = s.release();
+  return Ok();
+}
+
+int hct_streamer_restart_at(hct_streamer* s, int layer) {
+  if (!s) return Fail(hct::Status::InvalidArgument("hct_streamer_restart_at: null streamer"));
+  if (!s->s) return MakeStreamer(s);
+  hct::Status st = s->s->RestartAt(layer);
+  return st.ok() ? Ok() : Fail(st);
 }
 
 int hct_streamer_num_layers(const hct_streamer* s) { return s && s->s ? s->s->num_layers() : 0; }
@@ -473,6 +509,73 @@ int hct_pack_offsets(const hct_runtime* rt, const char* const* names, int64_t n,
   if (int rc = FindAll(rt, names, n, &specs); rc != HCT_OK) return rc;
   std::vector<uint64_t> offs = hct::PackOffsets(specs, total);
   std::copy(offs.begin(), offs.end(), offsets);
+  return Ok();
+}
+
+}  // extern "C"
+
+// ---- Tensor-parallel slices (runtime/slice.cc).
+namespace {
+int SliceDimOf(int dim, hct::SliceDim* out) {
+  if (dim != HCT_SLICE_LEADING && dim != HCT_SLICE_TRAILING)
+    return Fail(hct::Status::InvalidArgument("slice dimension " + std::to_string(dim) +
+                                             ": HCT_SLICE_LEADING (0) or HCT_SLICE_TRAILING (1)"));
+  *out = dim == HCT_SLICE_LEADING ? hct::SliceDim::kLeading : hct::SliceDim::kTrailing;
+  return HCT_OK;
+}
+}  // namespace
+
+extern "C" {
+
+int hct_even_slice(const hct_runtime* rt, const char* name, int dim, int rank, int world,
+                   int rule, int64_t* start, int64_t* length) {
+  if (!rt || !name || !start || !length)
+    return Fail(hct::Status::InvalidArgument("hct_even_slice: null argument"));
+  if (rule != HCT_SPLIT_EXACT && rule != HCT_SPLIT_CHUNK)
+    return Fail(hct::Status::InvalidArgument("split rule " + std::to_string(rule)));
+  hct::SliceDim d;
+  if (int rc = SliceDimOf(dim, &d); rc != HCT_OK) return rc;
+  const hct::TensorSpec* s = rt->catalog.Find(name);
+  if (!s) return Fail(hct::Status::NotFound(std::string("no tensor '") + name + "'"));
+  auto sl = hct::EvenSlice(*s, d, rank, world,
+                           rule == HCT_SPLIT_CHUNK ? hct::SplitRule::kChunk
+                                                   : hct::SplitRule::kExact);
+  if (!sl.ok()) return Fail(sl.status());
+  *start = sl->start;
+  *length = sl->length;
+  return Ok();
+}
+
+int hct_load_slice(hct_runtime* rt, const char* name, int dim, int64_t start, int64_t length,
+                   void* stream, void* dst, uint64_t dst_bytes, hct_tensor** out) {
+  if (!rt || !name || !out) return Fail(hct::Status::InvalidArgument("hct_load_slice: null argument"));
+  hct::SliceDim d;
+  if (int rc = SliceDimOf(dim, &d); rc != HCT_OK) return rc;
+  const hct::TensorSpec* s = rt->catalog.Find(name);
+  if (!s) return Fail(hct::Status::NotFound(std::string("no tensor '") + name + "'"));
+  auto t = rt->rt->LoadSlice(*s, hct::TensorSlice{d, start, length}, stream, dst, dst_bytes);
+  if (!t.ok()) return Fail(t.status());
+  *out = new hct_tensor{std::move(*t)};
+  return Ok();
+}
+
+int hct_tensor_shape(const hct_tensor* t, int32_t* ndim, int64_t* shape) {
+  if (!t || !ndim || !shape || !t->t.valid())
+    return Fail(hct::Status::InvalidArgument("hct_tensor_shape: null argument"));
+  const std::vector<int64_t>& sh = t->t.spec().shape;
+  if (sh.size() > HCT_MAX_DIMS)
+    return Fail(hct::Status::Unsupported("more than " + std::to_string(HCT_MAX_DIMS) + " dims"));
+  *ndim = int32_t(sh.size());
+  std::copy(sh.begin(), sh.end(), shape);
+  return Ok();
+}
+
+int hct_runtime_bytes_read(const hct_runtime* rt, uint64_t* file_bytes,
+                           uint64_t* hct_stored_bytes) {
+  if (!rt) return Fail(hct::Status::InvalidArgument("hct_runtime_bytes_read: null runtime"));
+  const hct::RuntimeStats st = rt->rt->stats();
+  if (file_bytes) *file_bytes = st.bytes_resident + st.bytes_one_shot;
+  if (hct_stored_bytes) *hct_stored_bytes = st.bytes_hct_stored;
   return Ok();
 }
 

@@ -89,6 +89,7 @@ Status Engine::Prepare() {
 
 Status Engine::Prepare(std::span<const TensorSpec> specs) {
   std::lock_guard<std::mutex> l(mu_);
+  resident_->BeginLoad();
   bool compressed = false;
   uint64_t read_bytes = 0;
   for (const TensorSpec& s : specs) {
@@ -96,9 +97,10 @@ Status Engine::Prepare(std::span<const TensorSpec> specs) {
     if (s.source->hct) {
       compressed = true;
       read_bytes = std::max(read_bytes, compressed_->ReadBytesFor(*s.source->hct));
+      if (!s.source->range) (void)resident_->Use(s.source->hct->file->path());
     }
     // Resident files are mapped and registered now (a refusal shows in the stats as on a load).
-    if (s.source->range) (void)resident_->Use(s.source->range->path);
+    if (s.source->range && !s.source->range->row_bytes) (void)resident_->Use(s.source->range->path);
   }
   if (compressed) HCT_RETURN_IF_ERROR(compressed_->Prepare(read_bytes));
   return Status::OK();
@@ -150,8 +152,9 @@ Result<std::shared_ptr<Buffer>> Engine::Target(const LoadTarget& target, uint64_
 Status Engine::Read(const ReadPlan& plan, const Destination& dst, std::vector<size_t>* res,
                     std::vector<size_t>* one) {
   for (size_t i = 0; i < plan.reads.size(); ++i)
-    if (plan.reads[i].kind == ReadKind::kRange)
-      (resident_->Use(plan.reads[i].range->path) ? res : one)->push_back(i);
+    if (plan.reads[i].kind == ReadKind::kRange)  // strided ranges (slices) always one-shot
+      (!plan.reads[i].range->row_bytes && resident_->Use(plan.reads[i].range->path) ? res : one)
+          ->push_back(i);
   Status st;
   if (!res->empty()) st = resident_->Load(plan, *res, dst);
   if (st.ok() && !one->empty()) st = LoadOneShot(*env_, *ring_, plan, *one, dst);
@@ -175,7 +178,13 @@ Status Engine::ReadAll(ReadPlan& plan, const Destination& dst, std::vector<size_
     files.clear();
     st = streams_.Barrier();
   }
-  if (st.ok() && !comp.empty()) st = compressed_->Load(plan, comp, dst);
+  if (st.ok() && !comp.empty()) {
+    // HCT files share the resident budget with raw files: a resident one is DMA'd from its
+    // registered mapping; one that is refused (budget, registration) is read as before.
+    bool any = false;
+    for (size_t i : comp) any |= resident_->Use(plan.reads[i].file->path);
+    st = compressed_->Load(plan, comp, dst, any ? resident_.get() : nullptr);
+  }
   *served = std::move(files);
   return st;
 }
@@ -196,6 +205,7 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
                                                    const LoadTarget& target) {
   std::lock_guard<std::mutex> l(mu_);
   HCT_ASSIGN_OR_RETURN(ReadPlan plan, planner_.Plan(specs));
+  resident_->BeginLoad();
   uint64_t total = 0;
   const std::vector<uint64_t> offs = PackOffsets(specs, &total);
   HCT_ASSIGN_OR_RETURN(std::shared_ptr<Buffer> buf, Target(target, total));
@@ -237,8 +247,8 @@ Result<std::vector<LoadedTensor>> Engine::LoadMany(std::span<const TensorSpec> s
   std::vector<LoadedTensor> out;
   out.reserve(specs.size());
   for (size_t i = 0; i < specs.size(); ++i)
-    out.emplace_back(std::make_shared<const TensorSpec>(specs[i]), dst.at(i), state,
-                     state->event, placement_, gpu ? device_ : -1);
+    out.emplace_back(LoadedTensor::Key{}, std::make_shared<const TensorSpec>(specs[i]),
+                     dst.at(i), state, state->event, placement_, gpu ? device_ : -1);
   return out;
 }
 

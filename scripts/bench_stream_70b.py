@@ -169,24 +169,34 @@ def mode_accelerate(a):
             "gpu_peak_GB": torch.cuda.max_memory_allocated() / 1e9}
 
 
-def mode_stream(a, path, options):
+def mode_stream(a, path, options, engine="layerstreamer"):
+    """hct.stream at the budget (hct.stream.budget_plan: prefetch, and with one slot the
+    partial second slot extra_bytes; engine "python" has no extra_bytes)."""
     import torch
     import hct.stream
-    from generate import build, pick_prefetch
-    pf, rest, biggest, nl = pick_prefetch(path, hct.parse_size(a.budget), "cuda:0")
+    from generate import build
+    plan = hct.stream.budget_plan(path, hct.parse_size(a.budget))
+    pf, extra = plan["prefetch"], plan["extra_bytes"] if engine == "layerstreamer" else 0
     model, _ = build(a.src, torch.bfloat16)
-    s = hct.stream.attach(model, path, prefetch=pf, device="cuda:0", options=options)
+    s = hct.stream.attach(model, path, prefetch=pf, device="cuda:0", options=options,
+                          extra_bytes=extra, engine=engine)
     t0 = time.perf_counter()
     first = decode_steps(model, 1, "cuda")  # the first passes pay for registration/setup
     setup = time.perf_counter() - t0
+    w0 = s.stats().get("wait_seconds", 0.0)
     st = decode_steps(model, a.steps, "cuda")
+    waited = (s.stats().get("wait_seconds", 0.0) - w0) / (a.steps + 3)  # prefill + warm-up too
     # Every step streams every layer once (the slots hold fewer layers than the model): the
     # rate is the layers' bytes over the step time.
     per_step = layer_bytes(a.src) if s.nslots < s.n else 0
     stats = s.stats()
-    return {"step_s": _median(st), "first_s": first[0], "setup_s": setup, "prefetch": pf,
+    buf = stats.get("buffer_bytes", 0)  # the C streamer's buffer is not torch memory
+    return {"step_s": _median(st), "steps_s": [round(x, 4) for x in st], "first_s": first[0],
+            "setup_s": setup, "prefetch": pf, "extra_bytes": extra, "engine": engine,
             "GBps": per_step / _median(st) / 1e9, "streamed_per_step_GB": per_step / 1e9,
-            "gpu_peak_GB": torch.cuda.max_memory_allocated() / 1e9,
+            "wait_per_forward_s": waited, "restarts": stats.get("restarts"),
+            "buffer_GB": buf / 1e9, "budget_GB": hct.parse_size(a.budget) / 1e9,
+            "gpu_peak_GB": (torch.cuda.max_memory_allocated() + buf) / 1e9,
             "pinned_MB": stats["pinned_staging_bytes"] / 1e6,
             "registered_GB": stats["registered_bytes"] / 1e9}
 
@@ -278,27 +288,36 @@ def mode_loadfile(a):
 
 
 def mode_layers_alone(a, path, options):
-    """LayerStreamer alone (hct.stream.LayerIterator over hct_streamer_*) on the same files and
-    prefetch as the streamed mode, no compute: per pass (restart + every layer), GB/s of layer
-    bytes."""
+    """LayerStreamer alone (hct.stream.LayerIterator over hct_streamer_*) on the same files, no
+    compute: per pass (restart + every layer), GB/s of layer bytes; at the streamed mode's
+    settings (prefetch and extra_bytes of budget_plan) and with one plain slot (extra 0)."""
     import hct.stream
-    from generate import pick_prefetch
-    pf = pick_prefetch(path, hct.parse_size(a.budget), "cuda:0")[0]
+    plan = hct.stream.budget_plan(path, hct.parse_size(a.budget))
+    pf = plan["prefetch"]
     nbytes = layer_bytes(a.src)
-    it = hct.stream.LayerIterator(path, prefetch=pf, device="cuda:0", options=options)
+    res = {"prefetch": pf}
+    for key, extra in (("", plan["extra_bytes"]), ("_extra0", 0)):
+        if key and not plan["extra_bytes"]:
+            continue
+        it = hct.stream.LayerIterator(path, prefetch=pf, device="cuda:0", options=options,
+                                      extra_bytes=extra)
 
-    def one_pass(first):
-        if not first:
-            it.restart()
-        for _, tensors in it:
-            del tensors
-    ts = [_timed(lambda: one_pass(True), 1)[0]] + _timed(lambda: one_pass(False), a.steps + 1)
-    st = it.rt.stats()
-    it.close()
-    return {"prefetch": pf, "first_s": ts[0], "pass_s": _median(ts[2:]),
-            "GBps": nbytes / _median(ts[2:]) / 1e9, "slot_bytes": it.slot_bytes,
-            "pinned_MB": st["pinned_staging_bytes"] / 1e6,
-            "registered_GB": st["registered_bytes"] / 1e9}
+        def one_pass(first):
+            if not first:
+                it.restart()
+            for _, tensors in it:
+                del tensors
+        ts = [_timed(lambda: one_pass(True), 1)[0]] + _timed(lambda: one_pass(False),
+                                                             a.steps + 1)
+        st = it.rt.stats()
+        it.close()
+        res.update({"extra_bytes" + key: extra, "first_s" + key: ts[0],
+                    "pass_s" + key: _median(ts[2:]), "GBps" + key: nbytes / _median(ts[2:]) / 1e9,
+                    "slot_bytes" + key: it.slot_bytes,
+                    "pinned_MB" + key: st["pinned_staging_bytes"] / 1e6,
+                    "registered_GB" + key: st["registered_bytes"] / 1e9})
+    res["GBps_best"] = max(res["GBps"], res.get("GBps_extra0", 0))
+    return res
 
 
 def run_mode(a):
@@ -315,6 +334,10 @@ def run_mode(a):
         r = mode_stream(a, os.path.join(work, "hct"), {})
     elif a.mode == "hct-st":
         r = mode_stream(a, a.src, {})
+    elif a.mode == "hct-st-py":
+        r = mode_stream(a, a.src, {}, engine="python")
+    elif a.mode == "loadfile-ring256":
+        r = mode_loadfile(a)
     elif a.mode == "loadfile":
         r = mode_loadfile(a)
     elif a.mode == "ls-cache":
@@ -329,7 +352,9 @@ def run_mode(a):
 
 
 MODES = ["ceiling", "whole", "accelerate", "hct-cache", "ls-cache", "hct-files", "ls-files",
-         "hct-st", "ls-st", "loadfile"]
+         "hct-st", "ls-st", "hct-st-py", "loadfile", "loadfile-ring256"]
+# loadfile-ring256: loadfile with the ring shared engines had before (256 MiB of 8 MiB chunks)
+MODE_ENV = {"loadfile-ring256": {"HCT_STAGING_BYTES": "256M", "HCT_CHUNK_BYTES": "8M"}}
 NEEDS_HCT = {"hct-cache", "ls-cache", "hct-files", "ls-files"}  # the conversion (and the warm)
 
 
@@ -360,7 +385,8 @@ def main():
     for m in a.modes.split(","):
         p = subprocess.run([sys.executable, __file__, a.work, "--bin", a.bin, "--layers",
                             str(a.layers), "--steps", str(a.steps), "--budget", a.budget,
-                            "--mode", m, "--src", src], capture_output=True, text=True)
+                            "--mode", m, "--src", src], capture_output=True, text=True,
+                           env={**os.environ, **MODE_ENV.get(m, {})})
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if p.returncode or not lines:
             print(f"{m}: failed (rc {p.returncode}): {p.stderr[-1500:]}", flush=True)
@@ -386,12 +412,25 @@ def report(r):
     if ceil:
         print(f"pinned copy ceiling (same run): {ceil:.1f} GB/s")
     for m in ("cache", "files", "st"):  # the issue's "within 10% of LayerStreamer alone"
-        s, alone = r.get("hct-" + m, {}).get("GBps"), r.get("ls-" + m, {}).get("GBps")
-        if s and alone:
-            print(f"hct-{m}: streamed {s:.1f} GB/s, LayerStreamer alone {alone:.1f} GB/s "
-                  f"(prefetch {r['ls-' + m]['prefetch']}): {s / alone:.2f}x")
-    lf = r.get("loadfile")
-    if lf:
+        s, ls = r.get("hct-" + m, {}), r.get("ls-" + m, {})
+        if s.get("GBps") and ls.get("GBps"):
+            print(f"hct-{m}: streamed {s['GBps']:.1f} GB/s (prefetch {s['prefetch']}, extra "
+                  f"{s['extra_bytes'] / 1e9:.2f} GB, waited {s['wait_per_forward_s'] * 1e3:.0f} "
+                  f"ms per forward); LayerStreamer alone at the same settings {ls['GBps']:.1f} "
+                  f"GB/s: {s['GBps'] / ls['GBps']:.2f}x; LayerStreamer alone best "
+                  f"{ls['GBps_best']:.1f} GB/s (one plain slot {ls.get('GBps_extra0', 0):.1f}): "
+                  f"{s['GBps'] / ls['GBps_best']:.2f}x; GPU peak {s['gpu_peak_GB']:.2f} GB of "
+                  f"{s['budget_GB']:.2f}; pinned {s['pinned_MB']:.0f} MB, registered "
+                  f"{s['registered_GB']:.2f} GB")
+    if r.get("hct-st-py", {}).get("GBps") and r.get("ls-st", {}).get("GBps"):
+        p = r["hct-st-py"]
+        print(f"hct-st-py (hooks issue the loads, the previous path): {p['GBps']:.1f} GB/s = "
+              f"{p['GBps'] / r['ls-st']['GBps_best']:.2f}x LayerStreamer alone best")
+    for name in ("loadfile", "loadfile-ring256"):
+        lf = r.get(name)
+        if not lf:
+            continue
+        print(f"{name}: ring {lf['shared_engine'][0]['pinned_staging_bytes'] / 2**20:.0f} MiB")
         best = max(lf["st_cuda_GBps"], lf["st_cpu_to_cuda_GBps"])
         print(f"load_file of one layer file ({lf['file_bytes'] / 1e9:.2f} GB, page cache hot), "
               f"pinned ceiling {lf['pinned_copy_GBps']:.1f} GB/s, safetensors best "

@@ -27,6 +27,9 @@ def main():
                     default=os.path.join(ROOT, "..", "shared", "weights", "kdoc-lm-25m"))
     ap.add_argument("--prefetch", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--extra-bytes", type=int, default=0,
+                    help="prefetch 0: LayerStreamer's partial second slot (bytes)")
+    ap.add_argument("--engine", default="layerstreamer")
     a = ap.parse_args()
     val_path = os.path.join(a.model, "val.txt")
     if not torch.cuda.is_available() or not os.path.exists(val_path):
@@ -51,12 +54,13 @@ def main():
     torch.cuda.empty_cache()
 
     model, _ = build(a.model, torch.bfloat16)
-    s = hct.stream.attach(model, a.model, prefetch=a.prefetch, device="cuda:0")
+    s = hct.stream.attach(model, a.model, prefetch=a.prefetch, device="cuda:0",
+                          extra_bytes=a.extra_bytes, engine=a.engine)
     bpb, n2 = bits_per_byte(model, val, dev)
     with torch.no_grad():
         text = model.generate(prompt, **greedy)[0].tolist()
     ok = abs(bpb - ref_bpb) <= 1e-4 and text == ref_text and n == n2
-    print(f"whole: bits_per_byte={ref_bpb:.6f}; streamed (prefetch {a.prefetch}, {s.nslots} slots "
+    print(f"whole: bits_per_byte={ref_bpb:.6f}; streamed ({a.engine}, prefetch {a.prefetch}, extra {a.extra_bytes} B, {s.nslots} slots "
           f"of {s.slot_bytes} B): bits_per_byte={bpb:.6f} (diff {bpb - ref_bpb:+.2e}); "
           f"greedy text identical: {text == ref_text}; streamed {s.bytes_streamed / 1e9:.2f} GB")
     if text != ref_text:

@@ -29,21 +29,13 @@ from hct._core import Runtime  # noqa: E402
 
 
 def pick_prefetch(path, budget, device):
-    """The largest prefetch (slots - 1) whose slots and non-layer tensors fit `budget`."""
-    rt = Runtime(path, device="cpu")  # the catalog only (host placement: no GPU memory)
-    layer, rest = {}, 0
-    for dtype, shape, nbytes, lay in rt.infos().values():
-        if lay >= 0:
-            layer[lay] = layer.get(lay, 0) + ((nbytes + 255) // 256) * 256
-        else:
-            rest += nbytes
-    rt.close()
-    biggest = max(layer.values(), default=1)
-    slots = (budget - rest) // biggest
-    if slots < 1:
-        sys.exit(f"generate: --gpu-budget {budget} B holds not even one layer ({biggest} B) "
-                 f"plus the resident part ({rest} B)")
-    return int(min(slots, len(layer)) - 1), rest, biggest, len(layer)
+    """(prefetch, rest, largest layer, layers, extra_bytes) for `budget`: hct.stream.budget_plan
+    (whole slots, then with one slot the bytes left as LayerStreamer's partial second slot)."""
+    try:
+        p = hct.stream.budget_plan(path, budget)
+    except hct.HCTError as e:
+        sys.exit(f"generate: --gpu-budget: {e}")
+    return p["prefetch"], p["rest"], p["layer"], p["layers"], p["extra_bytes"]
 
 
 def _files(path):
@@ -104,13 +96,14 @@ def main():
         sys.exit("generate: needs a CUDA device (hct.stream's host mode is for tests)")
     config_dir = a.config or a.model
     budget = hct.parse_size(a.gpu_budget)
-    pf, rest, layer_bytes, nl = pick_prefetch(a.model, budget, a.device)
+    pf, rest, layer_bytes, nl, extra = pick_prefetch(a.model, budget, a.device)
     if a.prefetch is not None:
-        pf = a.prefetch
+        pf, extra = a.prefetch, 0
     model, cfg = build(config_dir, torch.bfloat16)
     ids, decode = encode(cfg, config_dir, a.prompt)
     opts = {"resident_budget": hct.parse_size(a.resident_budget)}
-    s = hct.stream.attach(model, a.model, prefetch=pf, device=a.device, options=opts)
+    s = hct.stream.attach(model, a.model, prefetch=pf, device=a.device, options=opts,
+                          extra_bytes=extra)
     if opts["resident_budget"]:
         for f in sorted({spec_file for spec_file in _files(a.model)}):
             s.rt.make_resident(f)
@@ -121,7 +114,8 @@ def main():
     issue0 = start["issue"]
     st = s.stats()
     print(f"text: {a.prompt}{decode(out)!s}")
-    print(f"layers {nl}, slots {s.nslots} x {s.slot_bytes / 1e9:.3f} GB, resident part "
+    print(f"layers {nl}, slots {s.nslots} x {s.slot_bytes / 1e9:.3f} GB + extra "
+          f"{getattr(s, 'extra_bytes', 0) / 1e9:.3f} GB, resident part "
           f"{rest / 1e9:.3f} GB, budget {budget / 1e9:.2f} GB")
     print(f"tokens/s {a.max_new_tokens / secs:.2f} ({secs / a.max_new_tokens * 1e3:.1f} ms/token); "
           f"streamed {streamed / 1e9:.2f} GB at {streamed / secs / 1e9:.2f} GB/s; "

@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 jobs=$(nproc)
+# Structure rules first (seconds, no build): no function over 120 lines in runtime/ and cache/
+# (issue 9), and public headers that hide the internals (no JSON types, no detail/ headers, no
+# test hooks). Each prints the offenders and fails the run.
+python3 scripts/check_function_length.py --max 120 runtime cache
+python3 scripts/check_public_headers.py
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHCT_BUILD_TESTS=ON -DHCT_BUILD_BENCH=ON >/dev/null
 cmake --build "$build" -j"$jobs"
 (cd "$build" && ctest --output-on-failure -j"$jobs" --timeout 900)

@@ -62,8 +62,13 @@ struct CacheImpl {
   // Removes temp files and orphans when no warm runs, drops rows whose file is missing.
   // Caller must not hold db_mu.
   Result<CleanupReport> Cleanup(bool remove_orphans);
-  // Rows of entries (optionally of one model).
+  // Rows of entries (optionally of one model), paths absolute.
   Result<std::vector<EntryInfo>> Entries(const std::string& model);
+  // The entry rows that `where_sql` selects (conditions and ORDER BY over "files f JOIN models
+  // m", `args` bound as ?1, ?2, ...), paths as the index stores them (relative, unchecked: pass
+  // them through EntryAbs). The one reader of entry rows. db_mu held.
+  Result<std::vector<EntryInfo>> EntryRows(const std::string& where_sql,
+                                           const std::vector<std::string>& args);
   Result<std::vector<TensorLocation>> Tensors(const std::string& where_sql,
                                               const std::vector<std::string>& args);
   // Deletes an entry's rows, then its file (unless a reader leases it: then gc removes it later).

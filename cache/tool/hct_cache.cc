@@ -72,7 +72,7 @@ class ProgressBar {
   void Update(uint64_t done, uint64_t total, uint64_t items_done, uint64_t items_total,
               const std::string& label) {
     std::lock_guard lk(mu_);
-    hct::Progress p;
+    hct::cli::ProgressState p;
     p.phase = phase_;
     p.bytes_done = done, p.bytes_total = total;
     p.tensors_done = items_done, p.tensors_total = items_total;

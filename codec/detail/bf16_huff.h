@@ -16,6 +16,8 @@
 #include <span>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "hct/codec.h"
 #include "hct/status.h"
 

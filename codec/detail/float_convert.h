@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "codec/detail/bytes.h"  // Load16/Load32/Store16/Store32, used with these
+
 namespace hct::detail {
 
 inline float Bf16ToFloat(uint16_t h) {
@@ -36,17 +38,5 @@ inline uint16_t FloatToF16(float f) {
   return h;
 }
 
-inline uint16_t Load16(const std::byte* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-inline uint32_t Load32(const std::byte* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-inline void Store16(std::byte* p, uint16_t v) { std::memcpy(p, &v, 2); }
-inline void Store32(std::byte* p, uint32_t v) { std::memcpy(p, &v, 4); }
 
 }  // namespace hct::detail

@@ -28,6 +28,15 @@ Result<ConvertReport> ConvertWithHooks(const std::string& input, const std::stri
 // 0 -> all cores.
 int ResolveThreads(int threads);
 
+// What the reports say of a dctq codec's transform, read from its params (the JSON text of
+// EncodedTensor::params / TensorEntry::codec_params): "dct" or "none" and the tile; "" and 0
+// when the params hold none (or do not parse: inspect shows what it can of a damaged file).
+struct DctqTransform {
+  std::string transform;
+  int tile_r = 0, tile_c = 0;
+};
+DctqTransform ParseDctqTransform(std::string_view params_json);
+
 // Seconds since construction.
 class Stopwatch {
  public:

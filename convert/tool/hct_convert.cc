@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "hct/convert.h"
 #include "hct/detail/file.h"
 #include "hct/units.h"
@@ -37,6 +39,13 @@ int Usage(const std::string& msg) {
   std::fprintf(stderr, "hct-convert: %s\nTry 'hct-convert --help'.\n",
                hct::cli::Escape(msg).c_str());
   return kUsage;
+}
+
+// The bar's record for a progress report of Convert/DecodeModel (the name escaped for a
+// terminal, as hct-cache does).
+hct::cli::ProgressState BarState(const hct::Progress& p) {
+  return {p.phase,        p.tensors_done, p.tensors_total, p.bytes_done,
+          p.bytes_total, hct::cli::Escape(p.current), p.elapsed_s};
 }
 
 const char* kSynopsis =
@@ -216,7 +225,7 @@ int RunConvert(int argc, char** argv) {
   o.force = c.force;
   o.verify = verify;
   hct::cli::ProgressBar bar(!c.quiet);
-  o.progress = [&](const hct::Progress& p) { bar.Update(p); };
+  o.progress = [&](const hct::Progress& p) { bar.Update(BarState(p)); };
 
   if (vm.count("report")) {  // before converting: it must not replace an input or output file
     hct::Status s = hct::CheckReportPath(report, vm["INPUT"].as<std::string>(),
@@ -251,7 +260,7 @@ int RunDecode(int argc, char** argv) {
   if (o.threads < 0 || o.threads > kMaxThreads)
     return Usage("--threads must be " + Range(0, kMaxThreads));
   hct::cli::ProgressBar bar(!c.quiet);
-  o.progress = [&](const hct::Progress& p) { bar.Update(p); };
+  o.progress = [&](const hct::Progress& p) { bar.Update(BarState(p)); };
   auto rep = hct::DecodeModel(vm["INPUT"].as<std::string>(), vm["OUTPUT"].as<std::string>(), o);
   bar.Finish();
   if (!rep.ok()) return Fail(rep.status());

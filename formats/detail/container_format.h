@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
 #include "hct/container.h"
 
 namespace hct::detail {
@@ -48,7 +50,8 @@ uint64_t FooterChecksum(const unsigned char in[kHctFooterSize]);
 // Shared so the writer can never emit what the reader refuses. Errors carry no context.
 Status ValidateTensor(const TensorEntry& t, uint64_t data_end);
 
-// Index JSON of a tensor, as the writer emits it.
+// Index JSON of a tensor, as the writer emits it (t.codec_params must be the text of a JSON
+// object: the writer and the reader only ever store such text).
 nlohmann::json TensorToJson(const TensorEntry& t);
 
 }  // namespace hct::detail

@@ -1,7 +1,8 @@
 // hct/codec.h: the HCT codecs on in-memory buffers: encoders, CPU reference decoders, quality
 // metrics, the lossless/lossy policy and the RTN baselines (spec: docs/hct-format.md §5).
 //
-// A tensor is encoded into independently decodable chunks plus one params JSON object:
+// A tensor is encoded into independently decodable chunks plus one params JSON object (kept as
+// its text, the form the container stores: TensorEntry::codec_params):
 //
 //   HCT_ASSIGN_OR_RETURN(EncodedTensor enc, EncodeTensor({bytes, DType::kBF16, {4096, 4096}}, o));
 //   // enc.codec, enc.params, enc.chunks[i].{bytes, decoded_size, decoded_xxh3, elem_offset, ...}
@@ -22,8 +23,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "hct/dtype.h"
 #include "hct/status.h"
@@ -113,7 +112,9 @@ struct LosslessOptions {
   bool exponent_planes = true;      // false: plain little-endian byte planes (for measurements)
   // BF16 tensors: kHuffman = "bf16-huff" (exponent plane in the GPU-decodable Huffman code,
   // docs/hct-format.md §5.5), kZstd = "bytesplit-zstd". Other dtypes always use bytesplit-zstd.
-  Entropy entropy = Entropy::kZstd;
+  // The default is bf16-huff: the runtime decodes it on the GPU (GPU loads are the main path);
+  // the CPU decoders (host loads, hct-cache) read both, bf16-huff more slowly per core.
+  Entropy entropy = Entropy::kHuffman;
   uint32_t huff_substream = 2048;  // bf16-huff: symbols per sub-stream (multiple of 32, <= 4096)
 };
 
@@ -137,7 +138,9 @@ struct QualityMetrics {
 
 struct EncodedTensor {
   std::string codec;
-  nlohmann::json params;
+  // The codec's parameters: the text of a JSON object, compact with sorted keys, as the
+  // container stores it (HctWriter::BeginTensor, TensorEntry::codec_params).
+  std::string params = "{}";
   std::vector<EncodedChunk> chunks;
   QualityMetrics metrics;
   std::string note;  // why a lossy request was stored losslessly, or "" (for reports)
@@ -147,11 +150,13 @@ struct EncodedTensor {
 // BF16/F16/F32 and for data holding NaN/Inf; lossless picks "raw" when bytesplit saves < 1%.
 Result<EncodedTensor> EncodeTensor(const TensorView& t, const EncodeOptions& opts);
 
-// Decodes chunks of one tensor. Create() parses and validates the params once; Decode() is
-// const and thread-safe, so the chunks of a tensor decode in parallel.
+// Decodes chunks of one tensor. Create() parses and validates the params (the JSON text of
+// EncodedTensor::params / TensorEntry::codec_params) once; Decode() is const and thread-safe, so
+// the chunks of a tensor decode in parallel. Corruption when the params do not parse or do not
+// fit the codec and dtype; Unsupported for an unknown codec.
 class ChunkDecoder {
  public:
-  static Result<ChunkDecoder> Create(std::string_view codec, const nlohmann::json& params,
+  static Result<ChunkDecoder> Create(std::string_view codec, std::string_view params_json,
                                      DType dtype);
   ChunkDecoder() = default;
 

@@ -1,9 +1,9 @@
 // hct/container.h: the HCT container file (spec: docs/hct-format.md, man/hct.5).
 //
 // An HCT file holds many tensors. Each tensor is a codec name, a JSON object of codec
-// parameters and a table of chunks; a chunk is opaque stored bytes at a 4096-aligned offset,
-// decodable on its own. The container knows one codec itself, "raw" (stored == decoded bytes);
-// the others live in convert/.
+// parameters (kept as its JSON text: the container does not interpret it) and a table of chunks;
+// a chunk is opaque stored bytes at a 4096-aligned offset, decodable on its own. The container
+// knows one codec itself, "raw" (stored == decoded bytes); the others live in codec/ (hct/codec.h).
 //
 //   HCT_ASSIGN_OR_RETURN(hct::HctFile f, hct::HctFile::Open("model.hct"));
 //   for (const hct::TensorEntry& t : f.tensors())
@@ -17,7 +17,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -25,11 +24,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "hct/detail/file.h"
 #include "hct/dtype.h"
 #include "hct/status.h"
 
 namespace hct {
+
+namespace detail {
+class ReadFile;  // the open file of HctFile::Open (opaque here)
+}  // namespace detail
 
 // Format constants (docs/hct-format.md, "Byte layout").
 inline constexpr uint16_t kHctMajorVersion = 1;
@@ -66,7 +68,9 @@ struct TensorEntry {
   std::vector<uint64_t> shape;     // [] is a scalar
   uint64_t num_elements = 0;       // product of shape (checked for overflow)
   std::string codec;               // "raw", "bytesplit-zstd", "dctq-zstd", ...
-  nlohmann::json codec_params;     // always a JSON object
+  // The codec's parameters: the text of a JSON object, compact with its keys sorted ("{}" when
+  // there are none). Pass it on to ChunkDecoder::Create.
+  std::string codec_params = "{}";
   std::vector<ChunkEntry> chunks;  // in element order, covering [0, num_elements) exactly
   uint64_t decoded_size = 0;       // sum of chunk decoded sizes
   // XXH3-64 of the concatenated little-endian 8-byte decoded_xxh3 of the chunks, in order.
@@ -145,9 +149,11 @@ class HctWriter {
   // File-level strings (source file name and checksum, converter version...). Before Finish().
   Status SetMetadata(std::string key, std::string value);
 
-  // codec_params must be a JSON object (null is taken as {}).
+  // codec_params: the text of a JSON object (EncodedTensor::params); "" is taken as "{}".
+  // InvalidArgument when it is not a JSON object. It is written to the index re-serialised
+  // (compact, keys sorted), so equal objects give identical files.
   Status BeginTensor(std::string name, DType dtype, std::vector<uint64_t> shape, std::string codec,
-                     nlohmann::json codec_params = nlohmann::json::object());
+                     std::string codec_params = "{}");
   // Appends one chunk at the next 4096 multiple. Chunks come in element order and must be
   // contiguous: elem_offset == the previous chunk's end. For "raw", decoded_size must equal
   // stored.size() (and the dtype's byte size of elem_count) and decoded_xxh3 its XXH3-64.

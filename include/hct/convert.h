@@ -84,7 +84,8 @@ struct ConvertOptions {
   PolicyOptions policy;
   uint64_t chunk_elems = kDefaultChunkElems;  // elements per chunk (lossy and lossless)
   int zstd_level = kDefaultZstdLevel;
-  // Lossless BF16 tensors: kZstd = "bytesplit-zstd", kHuffman = "bf16-huff" (GPU-decodable).
+  // Lossless BF16 tensors: kHuffman = "bf16-huff" (GPU-decoded, the default), kZstd =
+  // "bytesplit-zstd".
   Entropy lossless_entropy = LosslessOptions{}.entropy;
   int threads = 0;      // 0: all cores
   bool force = false;   // replace an existing output folder

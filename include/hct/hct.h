@@ -3,8 +3,8 @@
  * Every function returning int returns 0 (HCT_OK) or an hct_code; hct_last_error() then gives
  * the message of the calling thread's last failure. Handles are opaque. Streams and events are
  * cudaStream_t / cudaEvent_t passed as void*. Settings come from the HCT_* environment variables
- * (see libhct(3)). A runtime must outlive nothing it handed out: loaded tensors and DLPack exports
- * keep their memory alive by themselves.
+ * (the one table of them: docs/runtime.md "Settings"; libhct(3)). A runtime must outlive nothing
+ * it handed out: loaded tensors and DLPack exports keep their memory alive by themselves.
  *
  *   hct_runtime* rt; hct_tensor* t; DLManagedTensor* m;
  *   hct_open("model.safetensors", &rt);
@@ -112,10 +112,11 @@ const char* hct_version(void);
  * rule every HCT tool and HCT_* variable uses. Returns HCT_INVALID_ARGUMENT for anything else. */
 int hct_parse_size(const char* text, uint64_t* out);
 
-/* Runtime settings as a struct (the fields of hct::RuntimeOptions; see libhct(3) for the matching
- * HCT_* variables). Fill with hct_options_default (built-in defaults) or hct_options_from_env
- * (defaults overlaid with HCT_*), change fields, pass to hct_open_ex. struct_size must be
- * sizeof(hct_options): fields appended later stay at their defaults for older callers. */
+/* Runtime settings as a struct (the fields of hct::RuntimeOptions; their HCT_* variables,
+ * defaults and meaning: the table in docs/runtime.md "Settings"). Fill with hct_options_default
+ * (built-in defaults) or hct_options_from_env (defaults overlaid with HCT_*), change fields, pass
+ * to hct_open_ex. struct_size must be sizeof(hct_options): fields appended later stay at their
+ * defaults for older callers. */
 typedef struct {
   uint32_t struct_size;
   uint64_t staging_bytes, chunk_bytes, hct_slot_bytes, hct_staging_bytes, copy_step_bytes;
@@ -163,6 +164,26 @@ int hct_streamer_next(hct_streamer* s, int* index, hct_tensor** out, int64_t cap
  * not handed out are dropped. */
 int hct_streamer_restart(hct_streamer* s);
 void hct_streamer_free(hct_streamer* s);
+/* hct_streamer_create with more settings (hct::LayerStreamer::Options). struct_size must be
+ * sizeof(hct_stream_options). num_layers > 0: the layers are the given names, layer i being the
+ * next layer_sizes[i] entries of names, in the order the consumer uses (and drops) them;
+ * num_layers 0: the catalog's layers. extra_bytes (prefetch 0 only): device bytes beyond the one
+ * slot, shared by two overlapping windows; each tensor is then released on its own when its
+ * handle and exports are dropped, and the next layer's tensors load as soon as the bytes they
+ * land on are free. cyclic: after the last layer continue at the first (the next token). */
+typedef struct {
+  uint32_t struct_size;
+  int32_t prefetch;
+  uint64_t extra_bytes;
+  int32_t cyclic;
+  int64_t num_layers;
+  const int64_t* layer_sizes;
+  const char* const* names;
+} hct_stream_options;
+int hct_streamer_create_ex(hct_runtime* rt, const hct_stream_options* opt, void* stream,
+                           hct_streamer** out);
+/* hct_streamer_restart at layer `layer` (0 <= layer < hct_streamer_num_layers). */
+int hct_streamer_restart_at(hct_streamer* s, int layer);
 
 /* Cache maintenance (hct::Cache, thin). progress (may be NULL): done / total bytes, called from
  * worker threads one at a time. */
@@ -202,6 +223,30 @@ const char* hct_tensor_name(const hct_tensor* t);
  * and *total, the bytes a caller-given dst must hold. */
 int hct_pack_offsets(const hct_runtime* rt, const char* const* names, int64_t n,
                      uint64_t* offsets, uint64_t* total);
+
+/* ---- Tensor-parallel slices (hct::Runtime::LoadSlice; docs/tensor-parallel.md). ---- */
+
+/* The dimension a slice cuts: the leading one (dim 0) or the trailing one (the last). */
+enum hct_slice_dim { HCT_SLICE_LEADING = 0, HCT_SLICE_TRAILING = 1 };
+/* A dimension `world` does not divide: HCT_SPLIT_EXACT fails (HCT_INVALID_ARGUMENT);
+ * HCT_SPLIT_CHUNK splits as torch.chunk (parts of ceil(n / world), the last shorter or empty). */
+enum hct_split_rule { HCT_SPLIT_EXACT = 0, HCT_SPLIT_CHUNK = 1 };
+/* Rank `rank`'s part [*start, *start + *length) of tensor `name`'s dimension `dim` split into
+ * `world` parts by `rule`. */
+int hct_even_slice(const hct_runtime* rt, const char* name, int dim, int rank, int world,
+                   int rule, int64_t* start, int64_t* length);
+/* Loads elements [start, start + length) of dimension `dim` of tensor `name` (every other
+ * dimension whole), reading only the bytes (or HCT chunks) that hold them where the source
+ * allows (docs/tensor-parallel.md). dst, dst_bytes, stream and the handle as for hct_load; the
+ * handle's nbytes and shape are the slice's. */
+int hct_load_slice(hct_runtime* rt, const char* name, int dim, int64_t start, int64_t length,
+                   void* stream, void* dst, uint64_t dst_bytes, hct_tensor** out);
+/* The loaded tensor's shape: *ndim and shape[0..ndim) (HCT_MAX_DIMS entries). */
+int hct_tensor_shape(const hct_tensor* t, int32_t* ndim, int64_t* shape);
+/* Bytes the runtime has read so far: *file_bytes of byte ranges (safetensors, cache entries:
+ * resident and one-shot loads) and *hct_stored_bytes of HCT chunks (either may be NULL). */
+int hct_runtime_bytes_read(const hct_runtime* rt, uint64_t* file_bytes,
+                           uint64_t* hct_stored_bytes);
 
 #ifdef __cplusplus
 }  // extern "C"

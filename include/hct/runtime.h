@@ -66,6 +66,12 @@ struct FileRange {
   // instead of one sequential XXH3 over the tensor (`xxh3` is then not recomputed).
   std::vector<uint64_t> block_xxh3;
   uint64_t block_bytes = 0;  // a multiple of 4096 when block_xxh3 is set
+  // Strided ranges (a slice along the trailing dimension, hct/runtime.h LoadSlice): when
+  // row_bytes > 0, the tensor's bytes are rows of row_bytes bytes, row i at offset + i *
+  // row_pitch (row_pitch >= row_bytes), packed back to back in the destination. Such a range
+  // carries no checksums (xxh3 and block_xxh3 unset) and is read one-shot and buffered.
+  uint64_t row_bytes = 0;
+  uint64_t row_pitch = 0;
 };
 
 // Where a tensor's bytes come from (opaque): a byte range of a file (FileSource), a cache entry
@@ -138,9 +144,11 @@ using EventHandle = void*;
 class LoadedTensor {
  public:
   LoadedTensor() = default;
-  // Made by the runtime: `keep` owns the memory (and the event) for as long as copies live.
-  LoadedTensor(std::shared_ptr<const TensorSpec> spec, void* data, std::shared_ptr<void> keep,
-               EventHandle event, Placement placement, int device)
+  // Made by the runtime only (Runtime::Load/LoadMany): a Key is defined inside the runtime, so
+  // no one else can call this. `keep` owns the memory (and the event) while copies live.
+  class Key;
+  LoadedTensor(const Key&, std::shared_ptr<const TensorSpec> spec, void* data,
+               std::shared_ptr<void> keep, EventHandle event, Placement placement, int device)
       : spec_(std::move(spec)), keep_(std::move(keep)), data_(data), event_(event),
         placement_(placement), device_(device) {}
   const TensorSpec& spec() const { return *spec_; }
@@ -184,6 +192,8 @@ struct RuntimeStats {
   uint64_t pinned_staging_bytes = 0;  // the ring (cudaHostAlloc)
   uint64_t registered_bytes = 0;      // resident files (cudaHostRegister'ed mappings)
   uint64_t resident_files = 0;
+  // Resident files released (least recently used first) to make room for others in the budget.
+  uint64_t resident_evictions = 0;
   uint64_t loads_resident = 0, loads_one_shot = 0;
   uint64_t bytes_resident = 0, bytes_one_shot = 0;
   uint64_t bytes_o_direct = 0, bytes_buffered = 0;
@@ -193,6 +203,10 @@ struct RuntimeStats {
   uint64_t loads_hct = 0, bytes_hct_decoded = 0, bytes_hct_stored = 0, hct_chunks = 0;
   double hct_decode_thread_seconds = 0;
   uint64_t hct_device_scratch_bytes = 0;  // device ring for symbols
+  uint64_t hct_bf16_gpu_chunks = 0;  // bf16-huff chunks decoded on the GPU (others: on the CPU)
+  // Compressed tensors loaded from resident (mapped, registered) HCT files, and their stored
+  // bytes DMA'd straight from the mapping (GPU) or decoded from it (host); included above.
+  uint64_t loads_hct_resident = 0, bytes_hct_resident = 0;
   // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
   // (entry evicted or corrupt).
   uint64_t loads_cache = 0, cache_fallbacks = 0;
@@ -211,6 +225,8 @@ struct RuntimeStats {
 // Byte offset of each spec when `specs` are packed into one buffer (256-byte aligned), and the
 // total in `*total`.
 std::vector<uint64_t> PackOffsets(std::span<const TensorSpec> specs, uint64_t* total);
+
+struct TensorSlice;  // below: a slice along the leading or trailing dimension
 
 // Made by Create; the implementation is internal (runtime/runtime.cc over runtime/detail/).
 class Runtime {
@@ -262,9 +278,46 @@ class Runtime {
 
   virtual RuntimeStats stats() const = 0;
 
+  // Loads the slice `slice` of `spec` (tensor-parallel shards; docs/tensor-parallel.md), reading
+  // only the bytes that hold it where the source allows: a contiguous range of a file or cache
+  // entry (leading dimension), its rows' segments (trailing dimension), or the HCT chunks that
+  // overlap the slice. The handle's spec() is the slice's (SliceOf). `dst`, `dst_bytes` and
+  // `stream` as for Load. Implemented over LoadInto and Allocate (runtime/slice.cc).
+  Result<LoadedTensor> LoadSlice(const TensorSpec& spec, const TensorSlice& slice,
+                                 StreamHandle stream = nullptr, void* dst = nullptr,
+                                 uint64_t dst_bytes = 0);
+
  protected:
   Runtime() = default;
 };
+
+// ------------------------------------------------------------------ tensor-parallel slices
+// Which dimension a slice cuts: the leading one (dim 0: the output dimension of an [out, in]
+// weight, column-parallel layers) or the trailing one (the last: the input dimension,
+// row-parallel layers). A 1-D tensor's leading and trailing dimension are the same.
+enum class SliceDim { kLeading = 0, kTrailing = 1 };
+
+// Elements [start, start + length) of dimension `dim`, every other dimension whole.
+struct TensorSlice {
+  SliceDim dim = SliceDim::kLeading;
+  int64_t start = 0;
+  int64_t length = 0;
+};
+
+// How EvenSlice splits a dimension of n that `world` does not divide:
+//  - kExact: InvalidArgument naming the tensor, n and world (what tensor-parallel layers need:
+//    every rank the same shape);
+//  - kChunk: as torch.chunk(world): parts of ceil(n / world), the last ones shorter or empty.
+enum class SplitRule { kExact = 0, kChunk = 1 };
+
+// Rank `rank`'s part of `spec`'s dimension `dim` split into `world` parts. InvalidArgument for
+// a scalar, world < 1, rank outside [0, world), or (kExact) a dimension world does not divide.
+Result<TensorSlice> EvenSlice(const TensorSpec& spec, SliceDim dim, int rank, int world,
+                              SplitRule rule = SplitRule::kExact);
+// The spec of the slice itself: the same name, dtype and layer, `dim` cut to slice.length, and
+// its length in bytes (no source). InvalidArgument when the slice passes the dimension's end,
+// and Unsupported when a sub-byte dtype's slice does not start and end on byte boundaries.
+Result<TensorSpec> SliceOf(const TensorSpec& spec, const TensorSlice& slice);
 
 // Where tensors come from: a list of TensorSpecs by name and by layer.
 class Catalog {
@@ -316,6 +369,21 @@ class LayerStreamer {
   static Result<std::unique_ptr<LayerStreamer>> Create(Runtime* runtime,
                                                        std::vector<std::vector<TensorSpec>> layers,
                                                        int prefetch, StreamHandle stream);
+  struct Options {
+    int prefetch = 1;
+    // prefetch 0 only: device bytes beyond the one slot. Layers then alternate between two
+    // overlapping windows of one buffer (slot_bytes + extra_bytes); the next layer's tensors
+    // outside the current layer's window load at once, the others once the current layer's
+    // tensors they overlap are dropped (each tensor is released on its own in this mode). Give
+    // the layers' tensors in the order the consumer uses them (and drops them).
+    uint64_t extra_bytes = 0;
+    // After the last layer, continue at layer 0 (the next token) without Restart().
+    bool cyclic = false;
+  };
+  static Result<std::unique_ptr<LayerStreamer>> Create(Runtime* runtime,
+                                                       std::vector<std::vector<TensorSpec>> layers,
+                                                       const Options& options,
+                                                       StreamHandle stream);
   virtual ~LayerStreamer() = default;
   LayerStreamer(const LayerStreamer&) = delete;
   LayerStreamer& operator=(const LayerStreamer&) = delete;
@@ -326,6 +394,8 @@ class LayerStreamer {
   // nothing is allocated. Layers still held stay valid (their slots are reused once dropped);
   // prefetched layers not handed out are dropped. Also clears an error.
   virtual Status Restart() = 0;
+  // Restart() at `layer` (0 <= layer < num_layers()).
+  virtual Status RestartAt(int layer) = 0;
   virtual int num_layers() const = 0;
   virtual uint64_t slot_bytes() const = 0;
   virtual int slots() const = 0;

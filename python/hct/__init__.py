@@ -10,6 +10,7 @@ from ._lib import (HCTError, InvalidArgumentError, NotFoundError, CorruptionErro
                    ResourceExhaustedError, InternalError)
 from ._core import Runtime, release_shared, safe_open, shared_stats
 from . import cache, stream, torch  # noqa: F401  (hct.torch is the module, not torch)
+from . import tp  # noqa: F401  (tensor-parallel plans: hct.tp)
 
 
 def library_version():

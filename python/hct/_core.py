@@ -61,6 +61,14 @@ def parse_device(device):
     raise _lib.InvalidArgumentError(f"device {device!r}: only 'cpu' and 'cuda[:N]' are supported")
 
 
+def _is_safetensors(path):
+    try:
+        return path.endswith(".safetensors") or (os.path.isdir(path) and any(
+            e.name.endswith(".safetensors") for e in os.scandir(path)))
+    except OSError:
+        return False
+
+
 def _staging_for(path, default, chunk):
     """A pinned ring no larger than the model: pinning the default 256 MiB takes ~100 ms (H200
     box), more than loading a small model. At least 2 chunks (the ring's minimum) and 16 MiB."""
@@ -80,7 +88,13 @@ def _staging_for(path, default, chunk):
     return min(default, want)
 
 
-def make_options(device="cpu", options=None, path=None):
+# Shared engines (load_file, safe_open) over safetensors: a ring of 2 chunks per I/O thread in
+# 1 MiB chunks keeps every thread reading while pinning 32 MiB (~14 ms) instead of 256 MiB
+# (~115 ms on the H200 box), which the first call of a process pays (docs/BENCHMARKS.md).
+SHARED_CHUNK_BYTES = 1 << 20
+
+
+def make_options(device="cpu", options=None, path=None, shared=False):
     """hct_options from the HCT_* environment, the placement of `device` and `options` (a dict
     of field names: staging_bytes, io_threads, resident_budget, verify, ...)."""
     o = _lib.Options()
@@ -90,6 +104,10 @@ def make_options(device="cpu", options=None, path=None):
     o.device = index
     if path is not None and "staging_bytes" not in (options or {}) and \
             "HCT_STAGING_BYTES" not in os.environ:
+        if shared and "chunk_bytes" not in (options or {}) and \
+                "HCT_CHUNK_BYTES" not in os.environ and _is_safetensors(path):
+            o.chunk_bytes = SHARED_CHUNK_BYTES
+            o.staging_bytes = 2 * max(1, o.io_threads) * SHARED_CHUNK_BYTES
         o.staging_bytes = _staging_for(path, o.staging_bytes, o.chunk_bytes)
     for k, v in (options or {}).items():
         if k == "struct_size" or not hasattr(o, k):
@@ -236,7 +254,8 @@ class Runtime:
         self.device_kind, self.device_index = parse_device(device)
         if self.device_kind == "cuda" and not torch.cuda.is_available():
             raise _lib.InvalidArgumentError(f"device {device!r}: torch sees no CUDA device")
-        opt = make_options(device, options, self.path)
+        opt = make_options(device, options, self.path,
+                           shared=shared and cache_dir is None and not _is_cache(self.path))
         h = ctypes.c_void_p()
         L = lib()
         self.shared = shared and cache_dir is None and not _is_cache(self.path)
@@ -379,6 +398,68 @@ class Runtime:
     def load(self, name, stream=None):
         return self.load_tensors([name], stream)[0]
 
+    # -- slices (tensor parallelism; docs/tensor-parallel.md)
+    def slice_shape(self, name, dim, length):
+        """The shape of `name` with dimension `dim` (0 leading, 1 trailing) cut to `length`."""
+        shape = list(self.infos()[name][1])
+        if not shape:
+            raise _lib.InvalidArgumentError(f"{self.path}: tensor '{name}': a scalar has no slices")
+        shape[0 if dim == _lib.SLICE_LEADING or len(shape) == 1 else -1] = length
+        return tuple(shape)
+
+    def even_slice(self, name, dim, rank, world, rule=_lib.SPLIT_EXACT):
+        """(start, length) of rank `rank`'s part of dimension `dim` of `name` split `world` ways
+        (rule SPLIT_EXACT: InvalidArgumentError when world does not divide it; SPLIT_CHUNK: as
+        torch.chunk)."""
+        if name not in self.infos():
+            raise _lib.NotFoundError(f"{self.path}: no tensor '{name}'", 2)
+        a, n = ctypes.c_int64(), ctypes.c_int64()
+        check(lib().hct_even_slice(self._h, name.encode(), dim, rank, world, rule,
+                                   ctypes.byref(a), ctypes.byref(n)), f"{self.path}")
+        return a.value, n.value
+
+    def load_slice(self, name, dim, start, length, stream=None):
+        """Elements [start, start + length) of dimension `dim` (0 leading, 1 trailing) of `name`,
+        every other dimension whole, reading only the bytes (or HCT chunks) that hold them: a
+        compact tensor in one torch allocation (ordered on `stream` on the GPU, waited for on
+        the host)."""
+        infos = self.infos()
+        if name not in infos:
+            raise _lib.NotFoundError(f"{self.path}: no tensor '{name}'", 2)
+        dtype = infos[name][0]
+        shape = self.slice_shape(name, dim, length)
+        what = f"{self.path}: tensor '{name}'"
+        L, h = lib(), ctypes.c_void_p()
+        if dtype not in TORCH_DTYPES:  # the runtime's memory, through DLPack
+            check(L.hct_load_slice(self._h, name.encode(), dim, start, length,
+                                   self.stream_handle(stream), None, 0, ctypes.byref(h)), what)
+            return self.to_torch(h, name)
+        # The slice's own compact tensor (no view of a larger buffer), loaded in place.
+        if self.on_device:
+            stream = stream or torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(stream):
+                out = torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=self.device)
+        else:
+            out = torch.empty(shape, dtype=TORCH_DTYPES[dtype])
+        nbytes = out.numel() * out.element_size()
+        check(L.hct_load_slice(self._h, name.encode(), dim, start, length,
+                               self.stream_handle(stream),
+                               ctypes.c_void_p(out.data_ptr()) if nbytes else None, nbytes,
+                               ctypes.byref(h)), what)
+        try:
+            if not self.on_device:
+                check(L.hct_tensor_wait(h), what)
+        finally:
+            L.hct_tensor_free(h)  # the memory is out's (a widened read's buffer goes with it)
+        return out
+
+    def bytes_read(self):
+        """(bytes of files and cache entries read, stored bytes of HCT chunks read) so far by
+        this runtime's engine (the shared engine's totals for shared runtimes)."""
+        f, c = ctypes.c_uint64(), ctypes.c_uint64()
+        check(lib().hct_runtime_bytes_read(self._h, ctypes.byref(f), ctypes.byref(c)))
+        return f.value, c.value
+
     def close(self):
         if getattr(self, "_h", None):
             lib().hct_close(self._h)
@@ -410,10 +491,40 @@ def _safetensors_metadata(path):
             return None
 
 
+def _slice_request(idx, shape):
+    """(dim, start, length) when `idx` is a step-1 range of the leading dimension (`[a:b]`,
+    `[a:b, :]`, `[a:b, ...]`) or of the trailing one (`[:, a:b]` for 2-D, `[..., a:b]`); else
+    None. Ranges are clamped like Python slices."""
+    if not shape:
+        return None
+    full = slice(None)
+    if isinstance(idx, slice):
+        idx = (idx,)
+    if not isinstance(idx, tuple) or not idx:
+        return None
+    if idx[-1] is Ellipsis:
+        idx = idx[:-1]
+    dim = None
+    if len(idx) >= 1 and idx[0] is Ellipsis and len(idx) == 2 and isinstance(idx[1], slice):
+        dim, s = 1, idx[1]
+    elif isinstance(idx[0], slice) and all(i == full for i in idx[1:]) and len(idx) <= len(shape):
+        dim, s = 0, idx[0]
+    elif len(idx) == len(shape) and isinstance(idx[-1], slice) and all(i == full for i in idx[:-1]):
+        dim, s = 1, idx[-1]
+    if dim is None:
+        return None
+    n = shape[0] if dim == 0 or len(shape) == 1 else shape[-1]
+    start, stop, step = s.indices(n)
+    if step != 1:
+        return None
+    return (_lib.SLICE_LEADING if dim == 0 else _lib.SLICE_TRAILING), start, max(0, stop - start)
+
+
 class _Slice:
-    """get_slice(name): shape and dtype without loading; indexing loads the tensor and indexes
-    it (the runtime reads whole tensors; a leading-dimension range returns a compact copy so that
-    the rest of the tensor's memory is released)."""
+    """get_slice(name): shape and dtype without loading. Indexing with a step-1 range of the
+    leading dimension (`[a:b]`) or of the trailing one (`[:, a:b]`, `[..., a:b]`) loads only
+    that slice (Runtime.load_slice: only its bytes, or HCT chunks, are read); any other index
+    loads the tensor and indexes it (a compact copy when it is a view of part of the memory)."""
 
     def __init__(self, rt, name):
         self._rt, self._name = rt, name
@@ -426,6 +537,9 @@ class _Slice:
         return self._dtype
 
     def __getitem__(self, idx):
+        req = _slice_request(idx, self._shape)
+        if req is not None:
+            return self._rt.load_slice(self._name, *req)
         x = self._rt.load(self._name)[idx]
         return x.clone() if x.numel() * x.element_size() < _storage_bytes(x) else x
 

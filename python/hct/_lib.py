@@ -107,7 +107,16 @@ class Stats(ctypes.Structure):
         "resident_files", "hct_device_scratch_bytes")]
 
 
+class StreamOptions(ctypes.Structure):  # hct_stream_options
+    _fields_ = [("struct_size", ctypes.c_uint32), ("prefetch", ctypes.c_int32),
+                ("extra_bytes", ctypes.c_uint64), ("cyclic", ctypes.c_int32),
+                ("num_layers", ctypes.c_int64), ("layer_sizes", ctypes.POINTER(ctypes.c_int64)),
+                ("names", ctypes.POINTER(ctypes.c_char_p))]
+
+
 SOURCE_AUTO, SOURCE_CACHE, SOURCE_HCT = 0, 1, 2  # enum hct_source
+SLICE_LEADING, SLICE_TRAILING = 0, 1  # enum hct_slice_dim
+SPLIT_EXACT, SPLIT_CHUNK = 0, 1  # enum hct_split_rule
 
 PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p)
 
@@ -157,6 +166,17 @@ _SIGNATURES = {
                            ctypes.POINTER(ctypes.c_int64)], ctypes.c_int),
     "hct_streamer_restart": ([_P], ctypes.c_int),
     "hct_streamer_free": ([_P], None),
+    "hct_even_slice": ([_P, _S, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                        ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)],
+                       ctypes.c_int),
+    "hct_load_slice": ([_P, _S, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, _P, _P,
+                        ctypes.c_uint64, _PP], ctypes.c_int),
+    "hct_tensor_shape": ([_P, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_int64)],
+                         ctypes.c_int),
+    "hct_runtime_bytes_read": ([_P, ctypes.POINTER(ctypes.c_uint64),
+                                ctypes.POINTER(ctypes.c_uint64)], ctypes.c_int),
+    "hct_streamer_create_ex": ([_P, ctypes.POINTER(StreamOptions), _P, _PP], ctypes.c_int),
+    "hct_streamer_restart_at": ([_P, ctypes.c_int], ctypes.c_int),
     "hct_last_error": ([], _S),
     "hct_code_name": ([ctypes.c_int], _S),
 }

@@ -50,13 +50,51 @@ def _groups(names, infos, limit):
 
 
 def load_file(path, device="cpu", options=None, progress=None, model=None, cache_dir=None,
-              shared=True):
+              shared=True, rank=None, world=None, plan=None, split="exact"):
     """{name: tensor} of every tensor of `path` (safetensors file or folder, HCT file or folder,
     or a warm cache directory), like safetensors.torch.load_file. The tensors of one layer (up
-    to FILE_GROUP_BYTES) share one allocation."""
-    return dict(iter_tensors(path, device=device, options=options, progress=progress,
-                             model=model, cache_dir=cache_dir, group_bytes=FILE_GROUP_BYTES,
-                             shared=shared))
+    to FILE_GROUP_BYTES) share one allocation.
+
+    Tensor parallelism (docs/tensor-parallel.md): with `world` (and `rank`, 0..world-1), rank
+    `rank`'s shards instead: each tensor split by the sharding plan (hct.tp: the Llama defaults,
+    overridden by `plan`, a dict or list of (fnmatch pattern, mode)) is loaded as its slice,
+    reading only the bytes (or HCT chunks) that hold it; replicated tensors load whole."""
+    if world is None:
+        return dict(iter_tensors(path, device=device, options=options, progress=progress,
+                                 model=model, cache_dir=cache_dir, group_bytes=FILE_GROUP_BYTES,
+                                 shared=shared))
+    return _load_shards(path, device, options, progress, model, cache_dir, shared,
+                        0 if rank is None else rank, world, plan, split)
+
+
+def _load_shards(path, device, options, progress, model, cache_dir, shared, rank, world, plan,
+                 split):
+    from . import tp
+    rt = Runtime(path, device=device, options=options, model=model, cache_dir=cache_dir,
+                 shared=shared)
+    try:
+        infos = rt.infos()
+        table = tp.shard_table(infos, rank, world, plan, split)
+        out = {}
+        whole = [n for n in infos if table[n][2] is None]
+        bar = progress_bar(sum(infos[n][2] for n in infos) // max(world, 1), "hct load shards",
+                           progress)
+        for group in _groups(whole, infos, FILE_GROUP_BYTES):
+            for n, t in zip(group, rt.load_tensors(group)):
+                out[n] = t
+                if bar is not None:
+                    bar.update(infos[n][2])
+        for n in infos:
+            mode, dim, start, length = table[n]
+            if start is not None:
+                out[n] = rt.load_slice(n, dim, start, length)
+                if bar is not None:
+                    bar.update(out[n].numel() * out[n].element_size())
+        if bar is not None:
+            bar.close()
+        return {n: out[n] for n in infos}  # catalog order
+    finally:
+        rt.close()
 
 
 def _shares_loaded(t, loaded):

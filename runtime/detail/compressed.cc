@@ -77,6 +77,10 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
     env_.stats.hct_device_scratch_bytes = ring_->bytes();
     CountSetup(env_.stats, t0, ring_->bytes());
   }
+  if (env_.gpu() && !lossless_) {
+    lossless_ = std::make_unique<LosslessGpu>(env_, *ring_);
+    HCT_RETURN_IF_ERROR(lossless_->Prepare());
+  }
 #endif
   if (read_bytes > 0) {
     const double t0 = NowSeconds();
@@ -90,6 +94,7 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
 
 uint64_t CompressedLoader::ReadBytesFor(const HctRef& h) const {
   if (env_.gpu() && h.decoder.codec() == kCodecDctqHuff) return 0;  // read into the ring
+  if (IsBf16HuffGpu(h, env_.gpu())) return 0;                         // likewise
   uint64_t most = 0;
   for (const ChunkEntry& c : h.entry->chunks) most = std::max(most, CoverBytes(c.offset, c.stored_size));
   return most;
@@ -116,14 +121,32 @@ void CompressedLoader::CountGrowth() {
 
 namespace {
 
-// One chunk of one tensor, or (huff) `count` consecutive dctq-huff chunks decoded together.
-struct Item {
+// One turn of the ring: one chunk of one tensor, or (huff) `count` consecutive dctq-huff
+// chunks decoded together from one slot.
+struct Group {
   size_t t;      // index into plan.reads
   size_t chunk;  // index into the tensor's chunks (the first one of a group)
-  bool direct = false;
   size_t count = 1;
-  bool huff = false;
+  bool huff = false;  // read in units into one slot and decoded there on the GPU
+  bool bf16 = false;  // huff: bf16-huff (runtime/detail/lossless_gpu.h), else dctq-huff
+  bool direct = false;
+  const std::byte* mapped = nullptr;  // the resident file's mapping: no read, no CPU copy
+  HuffBatchWorkspace ws{};            // huff: the slot's layout
+  uint64_t max_sym = 0;               // huff: the largest chunk's symbols
 };
+
+// What one thread does at a time: chunks [k0, k1) of group g (huff groups read from the page
+// cache are cut into several units so that all threads read, whatever the group size).
+struct Unit {
+  size_t g;
+  size_t k0, k1;
+  uint64_t poff, soff;  // huff: workspace offsets of chunk k0's payload and symbols
+};
+
+// Stored bytes of one read unit of a huff group read from the page cache: small enough that
+// every thread gets several units of a layer (a 70B layer's 0.36 GB is ~170 units), large
+// enough that a unit is many page-cache copies of whole chunks.
+constexpr uint64_t kUnitBytes = 2ull << 20;
 
 HuffBatchWorkspace GroupWorkspace(const std::vector<ChunkEntry>& ch, size_t c0, size_t m) {
   std::vector<uint64_t> pay(m), sym(m);
@@ -161,22 +184,25 @@ DctqDecodeArgs DctqArgs(const ChunkDecoder::DctqParams& q, const PlannedRead& r,
 class CompressedRun {
  public:
   CompressedRun(const LoadEnv& env, CompressedLoader& res, const ReadPlan& plan,
-                const Destination& dst)
-      : env_(env), res_(res), plan_(plan), dst_(dst), turns_(res.ring()) {}
+                const Destination& dst, const ResidentFiles* resident)
+      : env_(env), res_(res), plan_(plan), dst_(dst), resident_(resident), turns_(res.ring()) {}
   void Cut(std::span<const size_t> which);
   Status Run();
 
  private:
   size_t HuffGroup(const PlannedRead& r, size_t c0) const;
-  Status Do(int worker, int64_t j);
-  Status HuffItem(int64_t j, const Item& it);
-  Status ReadHuffGroup(const Item& it, std::byte* host, std::byte* dev, uint64_t* max_sym);
-  Status ChunkItem(int worker, int64_t j, const Item& it);
-  Status DecodeOnDevice(int64_t j, const Item& it, std::span<const std::byte> stored,
+  void CutUnits(size_t g);
+  Status Do(int worker, int64_t u);
+  Status HuffUnit(const Unit& u);
+  Status CheckHuffChunk(const Group& g, size_t ci, const std::byte* data, uint64_t poff,
+                        uint64_t soff, std::byte* host, std::byte* dev);
+  Status SubmitHuff(const Group& g, size_t slot, std::byte* host, std::byte* dev);
+  Status ChunkItem(int worker, int64_t j, const Group& g);
+  Status DecodeOnDevice(int64_t j, const Group& g, std::span<const std::byte> stored,
                         std::byte* out);
-  void Count(const Item& it, uint64_t stored, uint64_t verified) {
+  void Count(const Group& g, uint64_t stored, uint64_t verified) {
     stored_ += stored;
-    (it.direct ? direct_ : buffered_) += stored;
+    (g.mapped ? mapped_ : g.direct ? direct_ : buffered_) += stored;
     verified_ += verified;
   }
 
@@ -184,11 +210,16 @@ class CompressedRun {
   CompressedLoader& res_;
   const ReadPlan& plan_;
   const Destination& dst_;
+  const ResidentFiles* resident_;
   RingTurns turns_;
-  std::vector<Item> items_;
+  std::vector<Group> groups_;
+  std::vector<Unit> units_;
+  std::unique_ptr<std::atomic<size_t>[]> left_;  // per group: units not done yet
   std::atomic<int64_t> next_{0};
-  uint64_t stored_ = 0, direct_ = 0, buffered_ = 0, verified_ = 0;  // under the turns' lock
+  // Under the turns' lock:
+  uint64_t stored_ = 0, direct_ = 0, buffered_ = 0, verified_ = 0, mapped_ = 0;
   double decode_s_ = 0;
+  uint64_t bf16_gpu_ = 0;  // bf16-huff chunks decoded on the GPU
 };
 
 // How many chunks from c0 on form one dctq-huff GPU group (0: this chunk takes the generic
@@ -207,117 +238,209 @@ size_t CompressedRun::HuffGroup(const PlannedRead& r, size_t c0) const {
   return m;
 }
 
-// Items in tensor order, chunk order; O_DIRECT decided per file over its chunk ranges.
+// A huff group's units: one for a resident group (its DMA is one copy per contiguous run),
+// else runs of whole chunks of about kUnitBytes stored bytes.
+void CompressedRun::CutUnits(size_t gi) {
+  const Group& g = groups_[gi];
+  if (!g.huff || g.mapped) {
+    units_.push_back({gi, 0, g.count, g.ws.payload_begin, g.ws.symbols_begin});
+    return;
+  }
+  const std::vector<ChunkEntry>& ch = plan_.reads[g.t].hct->entry->chunks;
+  uint64_t poff = g.ws.payload_begin, soff = g.ws.symbols_begin;
+  for (size_t k = 0; k < g.count;) {
+    Unit u{gi, k, k, poff, soff};
+    uint64_t bytes = 0;
+    while (u.k1 < g.count && (u.k1 == k || bytes + ch[g.chunk + u.k1].stored_size <= kUnitBytes)) {
+      const ChunkEntry& c = ch[g.chunk + u.k1];
+      bytes += c.stored_size;
+      poff += AlignUp(c.stored_size);
+      soff += g.bf16 ? Bf16HuffWorkspaceBytes(c.elem_count) : c.decoded_size;
+      ++u.k1;
+    }
+    units_.push_back(u);
+    k = u.k1;
+  }
+}
+
+// Groups in tensor order, chunk order; O_DIRECT decided per file over its chunk ranges.
 void CompressedRun::Cut(std::span<const size_t> which) {
   std::map<const OpenFile*, std::vector<std::pair<uint64_t, uint64_t>>> ranges;
   for (size_t i : which) {
     const PlannedRead& r = plan_.reads[i];
     const std::vector<ChunkEntry>& ch = r.hct->entry->chunks;
-    for (const ChunkEntry& c : ch) ranges[r.file].emplace_back(c.offset, c.stored_size);
+    const std::byte* mapped = resident_ ? resident_->Data(r.file->path) : nullptr;
+    if (!mapped)
+      for (const ChunkEntry& c : ch) ranges[r.file].emplace_back(c.offset, c.stored_size);
     for (size_t c = 0; c < ch.size();) {
       const size_t m = HuffGroup(r, c);
-      items_.push_back({i, c, false, std::max<size_t>(m, 1), m > 0});
-      c += std::max<size_t>(m, 1);
+      const size_t b = m ? 0 : Bf16HuffGroupSize(r, c, res_.ring().slot_bytes(), env_.gpu());
+      Group g{i, c, std::max<size_t>(m + b, 1), m + b > 0};
+      g.mapped = mapped;
+      g.bf16 = b > 0;
+      if (g.bf16) {
+        const Bf16HuffGroupLayout L = Bf16HuffLayoutOf(ch, c, b);
+        g.ws = HuffBatchWorkspace{L.payload_begin, L.copy_bytes, L.bytes};
+        for (size_t k = 0; k < b; ++k) g.max_sym = std::max(g.max_sym, ch[c + k].elem_count);
+      } else if (g.huff) {
+        g.ws = GroupWorkspace(ch, c, m);
+        for (size_t k = 0; k < m; ++k) g.max_sym = std::max(g.max_sym, ch[c + k].decoded_size);
+      }
+      groups_.push_back(g);
+      c += g.count;
     }
   }
   std::map<const OpenFile*, bool> direct;
   for (auto& [f, rg] : ranges) direct[f] = UseDirect(*f, env_.opt.o_direct, rg);
-  for (Item& it : items_) it.direct = direct[plan_.reads[it.t].file];
+  for (Group& g : groups_) g.direct = !g.mapped && direct[plan_.reads[g.t].file];
+  for (size_t gi = 0; gi < groups_.size(); ++gi) CutUnits(gi);
+  left_ = std::make_unique<std::atomic<size_t>[]>(groups_.size());
+  for (size_t gi = 0; gi < groups_.size(); ++gi) left_[gi] = 0;
+  for (const Unit& u : units_) ++left_[u.g];
 }
 
-// The stored bytes of a dctq-huff group go straight into the pinned slot at their workspace
-// offsets and are checked there (stored XXH3, always: the symbols' checksum is not computed on
-// this path; header on the CPU); the descriptors point into the device twin of the slot.
-Status CompressedRun::ReadHuffGroup(const Item& it, std::byte* host, std::byte* dev,
-                                    uint64_t* max_sym) {
-  const PlannedRead& r = plan_.reads[it.t];
-  const std::vector<ChunkEntry>& chs = r.hct->entry->chunks;
+// Checks one chunk of a huff group (stored XXH3 unless it is resident and was verified when it
+// became so; header on the CPU) and writes its descriptor into the slot, pointing into the
+// slot's device twin.
+Status CompressedRun::CheckHuffChunk(const Group& g, size_t ci, const std::byte* data,
+                                     uint64_t poff, uint64_t soff, std::byte* host,
+                                     std::byte* dev) {
+  if (g.bf16) {  // runtime/detail/lossless_gpu.h
+    const PlannedRead& rb = plan_.reads[g.t];
+    const size_t k = ci - g.chunk;
+    auto* merge = reinterpret_cast<Bf16MergeChunk*>(host + g.count * sizeof(HuffChunk));
+    return CheckBf16HuffChunk(rb, ci, data, !g.mapped, dev + poff, dev + soff, dst_.at(g.t),
+                              reinterpret_cast<HuffChunk*>(host) + k, merge + k);
+  }
+  const PlannedRead& r = plan_.reads[g.t];
+  const ChunkEntry& cc = r.hct->entry->chunks[ci];
   const ChunkDecoder::DctqParams& q = r.hct->decoder.dctq();
-  const HuffBatchWorkspace ws = GroupWorkspace(chs, it.chunk, it.count);
-  auto* desc = reinterpret_cast<HuffChunk*>(host);
-  uint64_t poff = ws.payload_begin, soff = ws.symbols_begin;
-  for (size_t k = 0; k < it.count; ++k) {
-    const size_t ci = it.chunk + k;
-    const ChunkEntry& cc = chs[ci];
-    auto data = ReadRange(*r.file, it.direct, host + poff, cc.offset, cc.stored_size);
-    if (!data.ok()) return data.status().WithContext(TensorCtx(r.name()));
-    const double t0 = NowSeconds();
-    const uint64_t x = XXH3_64bits(*data, cc.stored_size);
+  if (!g.mapped) {
+    const uint64_t x = XXH3_64bits(data, cc.stored_size);
     if (x != cc.xxh3)
       return ChecksumMismatch(r.file->path, r.name(),
                               "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
-    auto hdr = HuffParseHeader({*data, cc.stored_size});
-    if (!hdr.ok()) return InChunk(hdr.status(), r, ci);
-    if (hdr->n != cc.decoded_size || hdr->substream != q.huff_substream)
-      return InChunk(Status::Corruption("huffman header does not match the chunk"), r, ci);
-    turns_.Update([&] { decode_s_ += NowSeconds() - t0; });
-    auto out_off = DTypeBytes(r.spec->dtype, cc.elem_offset);
-    auto out_len = DTypeBytes(r.spec->dtype, cc.elem_count);
-    if (!out_off || !out_len || *out_off + *out_len > r.length() || q.cols == 0 ||
-        cc.elem_offset % q.cols || cc.elem_count % q.cols)
-      return InChunk(Status::Corruption("lies outside the tensor"), r, ci);
-    desc[k] = HuffChunk{dev + poff, cc.stored_size, cc.decoded_size, dev + soff};
-    *max_sym = std::max(*max_sym, cc.decoded_size);
-    poff += AlignUp(cc.stored_size);
-    soff += cc.decoded_size;
   }
+  auto hdr = HuffParseHeader({data, cc.stored_size});
+  if (!hdr.ok()) return InChunk(hdr.status(), r, ci);
+  if (hdr->n != cc.decoded_size || hdr->substream != q.huff_substream)
+    return InChunk(Status::Corruption("huffman header does not match the chunk"), r, ci);
+  auto out_off = DTypeBytes(r.spec->dtype, cc.elem_offset);
+  auto out_len = DTypeBytes(r.spec->dtype, cc.elem_count);
+  if (!out_off || !out_len || *out_off + *out_len > r.length() || q.cols == 0 ||
+      cc.elem_offset % q.cols || cc.elem_count % q.cols)
+    return InChunk(Status::Corruption("lies outside the tensor"), r, ci);
+  reinterpret_cast<HuffChunk*>(host)[ci - g.chunk] =
+      HuffChunk{dev + poff, cc.stored_size, cc.decoded_size, dev + soff};
   return Status::OK();
 }
 
-// A group of it.count dctq-huff chunks: read and checked into the slot, copied as they are
-// with the descriptors in one copy, decoded by the GPU (one batched Huffman launch, then
-// dequant + IDCT over the rows).
-Status CompressedRun::HuffItem(int64_t j, const Item& it) {
-  const PlannedRead& r = plan_.reads[it.t];
-  size_t slot = 0;
-  if (!turns_.Acquire(j, &slot, TensorCtx(r.name()))) return Status::Internal("aborted");
-  std::byte* host = res_.ring().slot(slot);
-  std::byte* dev = res_.scratch() + slot * res_.ring().slot_bytes();
-  uint64_t max_sym = 0;
-  HCT_RETURN_IF_ERROR(ReadHuffGroup(it, host, dev, &max_sym));
+// The group's work on the GPU, enqueued by the thread that finished its last unit: the slot's
+// descriptors (and payloads read into it) in one copy, or (resident) the descriptors, then the
+// payloads DMA'd from the registered mapping, one copy per contiguous run of chunks; ONE batched
+// Huffman launch, ONE dequant (+IDCT) launch over the group's rows; the slot's event.
+Status CompressedRun::SubmitHuff(const Group& g, size_t slot, std::byte* host, std::byte* dev) {
+  const PlannedRead& r = plan_.reads[g.t];
   const std::vector<ChunkEntry>& chs = r.hct->entry->chunks;
-  const ChunkEntry& c0 = chs[it.chunk];
-  const ChunkEntry& cl = chs[it.chunk + it.count - 1];
-  const HuffBatchWorkspace ws = GroupWorkspace(chs, it.chunk, it.count);
+  const ChunkEntry& c0 = chs[g.chunk];
+  const ChunkEntry& cl = chs[g.chunk + g.count - 1];
   Status st;
 #if HCT_WITH_CUDA
-  auto stream = static_cast<cudaStream_t>(env_.streams.at(uint64_t(j)));
-  st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(dev, host, ws.symbols_begin,
-                                             cudaMemcpyHostToDevice, stream));
+  auto stream = static_cast<cudaStream_t>(env_.streams.at(uint64_t(&g - groups_.data())));
+  const uint64_t head =
+      g.mapped ? (g.bf16 ? 2 : 1) * g.count * sizeof(HuffChunk) : g.ws.symbols_begin;
+  st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(dev, host, head, cudaMemcpyHostToDevice, stream));
+  if (g.mapped) {
+    uint64_t poff = g.ws.payload_begin, run_dev = poff, run_file = c0.offset, run_len = 0;
+    for (size_t k = 0; k <= g.count && st.ok(); ++k) {
+      const ChunkEntry* c = k < g.count ? &chs[g.chunk + k] : nullptr;
+      if (c && run_len && c->offset == run_file + (poff - run_dev)) {
+        run_len = poff - run_dev + c->stored_size;
+      } else {
+        if (run_len)
+          st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(dev + run_dev, g.mapped + run_file, run_len,
+                                                     cudaMemcpyHostToDevice, stream));
+        if (c) run_dev = poff, run_file = c->offset, run_len = c->stored_size;
+      }
+      if (c) poff += AlignUp(c->stored_size);
+    }
+  }
+  if (g.bf16) {  // the exponent planes and the merge, checked by LosslessGpu
+    if (!st.ok()) return InChunk(st, r, g.chunk);
+    return res_.lossless()->Launch({&r, g.chunk, g.count, slot, dev, g.max_sym, stream});
+  }
   if (st.ok()) {
     HuffBatchArgs ha;
     ha.chunks = reinterpret_cast<const HuffChunk*>(dev);
-    ha.count = uint32_t(it.count);
+    ha.count = uint32_t(g.count);
     ha.substream = r.hct->decoder.dctq().huff_substream;
-    ha.max_symbols = max_sym;
+    ha.max_symbols = g.max_sym;
     st = LaunchHuffDecodeBatch(ha, reinterpret_cast<GpuStream>(stream));
   }
   if (st.ok()) {
     const uint64_t cols = r.hct->decoder.dctq().cols;
-    DctqDecodeArgs a = DctqArgs(r.hct->decoder.dctq(), r, dst_.at(it.t), c0.elem_offset / cols,
+    DctqDecodeArgs a = DctqArgs(r.hct->decoder.dctq(), r, dst_.at(g.t), c0.elem_offset / cols,
                                 (cl.elem_offset + cl.elem_count) / cols);
-    a.symbols = dev + ws.symbols_begin;
+    a.symbols = dev + g.ws.symbols_begin;
     a.symbol_type = DType::kI8;
     st = LaunchDctqDecode(a, reinterpret_cast<GpuStream>(stream));
   }
   if (st.ok())
     st = HCT_CALL_STATUS(
         cuda, cudaEventRecord(static_cast<cudaEvent_t>(res_.ring().event(slot)), stream));
+#else
+  (void)slot, (void)host, (void)dev, (void)c0, (void)cl;
 #endif
-  if (!st.ok()) return InChunk(st, r, it.chunk);
-  uint64_t group_stored = 0;
-  for (size_t k = 0; k < it.count; ++k) group_stored += chs[it.chunk + k].stored_size;
-  turns_.Release(slot, j, [&] { Count(it, group_stored, group_stored); });
+  return st.ok() ? st : InChunk(st, r, g.chunk);
+}
+
+// One unit of a huff group: its chunks read into the slot at their workspace offsets (or found
+// in the resident mapping) and checked; the last unit of the group submits it.
+Status CompressedRun::HuffUnit(const Unit& u) {
+  const Group& g = groups_[u.g];
+  const PlannedRead& r = plan_.reads[g.t];
+  size_t slot = 0;
+  if (!turns_.Acquire(int64_t(u.g), &slot, TensorCtx(r.name())))
+    return Status::Internal("aborted");
+  std::byte* host = res_.ring().slot(slot);
+  std::byte* dev = res_.scratch() + slot * res_.ring().slot_bytes();
+  const std::vector<ChunkEntry>& chs = r.hct->entry->chunks;
+  const double t0 = NowSeconds();
+  uint64_t poff = u.poff, soff = u.soff, stored = 0;
+  for (size_t k = u.k0; k < u.k1; ++k) {
+    const size_t ci = g.chunk + k;
+    const ChunkEntry& cc = chs[ci];
+    const std::byte* data = g.mapped + cc.offset;
+    if (!g.mapped) {
+      auto rd = ReadRange(*r.file, g.direct, host + poff, cc.offset, cc.stored_size);
+      if (!rd.ok()) return rd.status().WithContext(TensorCtx(r.name()));
+      data = *rd;
+    }
+    HCT_RETURN_IF_ERROR(CheckHuffChunk(g, ci, data, poff, soff, host, dev));
+    poff += AlignUp(cc.stored_size);
+    soff += g.bf16 ? Bf16HuffWorkspaceBytes(cc.elem_count) : cc.decoded_size;
+    stored += cc.stored_size;
+  }
+  const double dt = NowSeconds() - t0;
+  const bool last = left_[u.g].fetch_sub(1) == 1;
+  if (last) HCT_RETURN_IF_ERROR(SubmitHuff(g, slot, host, dev));
+  auto count = [&] {
+    decode_s_ += dt;
+    if (last && g.bf16) bf16_gpu_ += g.count;
+    Count(g, stored, g.mapped ? 0 : stored);
+  };
+  if (last) turns_.Release(slot, int64_t(u.g), count);
+  else turns_.Update(count);
   return Status::OK();
 }
 
 // A chunk too large for a slot (rare: chunk_bytes below the codec's chunks) decodes into
 // pageable memory and a stream-ordered device allocation.
-Status CompressedRun::DecodeOnDevice(int64_t j, const Item& it, std::span<const std::byte> stored,
+Status CompressedRun::DecodeOnDevice(int64_t j, const Group& g, std::span<const std::byte> stored,
                                      std::byte* out) {
-  const PlannedRead& r = plan_.reads[it.t];
+  const PlannedRead& r = plan_.reads[g.t];
   const HctRef& h = *r.hct;
-  const ChunkEntry& c = h.entry->chunks[it.chunk];
+  const ChunkEntry& c = h.entry->chunks[g.chunk];
   size_t slot = 0;
   if (!turns_.Acquire(j, &slot, TensorCtx(r.name()))) return Status::Internal("aborted");
   Status st;
@@ -335,19 +458,19 @@ Status CompressedRun::DecodeOnDevice(int64_t j, const Item& it, std::span<const 
   const ChunkMeta meta(c.decoded_size, c.decoded_xxh3, c.elem_offset, c.elem_count);
   st = h.decoder.DecodePayload(stored, meta, {host, c.decoded_size});
   turns_.Update([&] { decode_s_ += NowSeconds() - t0; });
-  if (!st.ok()) return InChunk(st, r, it.chunk);
+  if (!st.ok()) return InChunk(st, r, g.chunk);
   if (!h.lossy) {
     st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(out, host, c.decoded_size, cudaMemcpyHostToDevice,
                                                stream));
   } else {
     // The kernel dequantizes (and inverse-transforms) in place.
     const uint64_t cols = h.decoder.dctq().cols;
-    DctqDecodeArgs a = DctqArgs(h.decoder.dctq(), r, dst_.at(it.t), c.elem_offset / cols,
+    DctqDecodeArgs a = DctqArgs(h.decoder.dctq(), r, dst_.at(g.t), c.elem_offset / cols,
                                 c.elem_offset / cols + c.elem_count / cols);
     const uint64_t sym_bytes = QueryDctqDecodeSymbolBytes(a);
     if (sym_bytes != c.decoded_size)
       return InChunk(Status::Corruption("decoded symbols do not cover the chunk's rows"), r,
-                     it.chunk);
+                     g.chunk);
     void* sym = fits ? static_cast<void*>(res_.scratch() + slot * res_.ring().slot_bytes())
                      : nullptr;
     if (!fits) st = HCT_CALL_STATUS(cuda, cudaMallocAsync(&sym, sym_bytes, stream));
@@ -367,79 +490,135 @@ Status CompressedRun::DecodeOnDevice(int64_t j, const Item& it, std::span<const 
 #else
   (void)stored, (void)out;
 #endif
-  if (!st.ok()) return InChunk(st, r, it.chunk);
-  turns_.Release(slot, j, [&] { Count(it, c.stored_size, c.decoded_size); });
+  if (!st.ok()) return InChunk(st, r, g.chunk);
+  turns_.Release(slot, j, [&] { Count(g, c.stored_size, c.decoded_size); });
   return Status::OK();
 }
 
 // One chunk: read the stored bytes (chunk offsets are 4096-aligned; the aligned length may pass
-// the end of the file, so only stored_size bytes are required), verify, decode.
-Status CompressedRun::ChunkItem(int worker, int64_t j, const Item& it) {
-  const PlannedRead& r = plan_.reads[it.t];
+// the end of the file, so only stored_size bytes are required) or find them in the resident
+// mapping, verify (resident: verified when it became resident), decode.
+Status CompressedRun::ChunkItem(int worker, int64_t j, const Group& g) {
+  const PlannedRead& r = plan_.reads[g.t];
   const HctRef& h = *r.hct;
-  const ChunkEntry& c = h.entry->chunks[it.chunk];
-  auto rb = res_.ReadBuffer(worker, CoverBytes(c.offset, c.stored_size));
-  if (!rb.ok()) return rb.status().WithContext(TensorCtx(r.name()));
-  auto data = ReadRange(*r.file, it.direct, *rb, c.offset, c.stored_size);
-  if (!data.ok()) return data.status().WithContext(TensorCtx(r.name()));
-  std::span<const std::byte> stored(*data, c.stored_size);
-  if (env_.opt.verify) {
+  const ChunkEntry& c = h.entry->chunks[g.chunk];
+  const std::byte* bytes = g.mapped ? g.mapped + c.offset : nullptr;
+  if (!bytes) {
+    auto rb = res_.ReadBuffer(worker, CoverBytes(c.offset, c.stored_size));
+    if (!rb.ok()) return rb.status().WithContext(TensorCtx(r.name()));
+    auto data = ReadRange(*r.file, g.direct, *rb, c.offset, c.stored_size);
+    if (!data.ok()) return data.status().WithContext(TensorCtx(r.name()));
+    bytes = *data;
+  }
+  std::span<const std::byte> stored(bytes, c.stored_size);
+  if (env_.opt.verify && !g.mapped) {
     const uint64_t x = XXH3_64bits(stored.data(), stored.size());
     if (x != c.xxh3)
       return ChecksumMismatch(r.file->path, r.name(),
-                              "chunk " + std::to_string(it.chunk) + " (stored bytes)", x, c.xxh3);
+                              "chunk " + std::to_string(g.chunk) + " (stored bytes)", x, c.xxh3);
   }
   auto out_off = DTypeBytes(r.spec->dtype, c.elem_offset);
   auto out_len = DTypeBytes(r.spec->dtype, c.elem_count);
   if (!out_off || !out_len || *out_off + *out_len > r.length())
-    return InChunk(Status::Corruption("lies outside the tensor"), r, it.chunk);
-  std::byte* out = dst_.at(it.t) + *out_off;
-  if (env_.gpu()) return DecodeOnDevice(j, it, stored, out);
+    return InChunk(Status::Corruption("lies outside the tensor"), r, g.chunk);
+  std::byte* out = dst_.at(g.t) + *out_off;
+  if (env_.gpu()) return DecodeOnDevice(j, g, stored, out);
   // Host: the reference decoder, straight into place.
   const double t0 = NowSeconds();
   const ChunkMeta meta(c.decoded_size, c.decoded_xxh3, c.elem_offset, c.elem_count);
   Status st = h.decoder.Decode(stored, meta, {out, *out_len});
   const double dt = NowSeconds() - t0;
-  if (!st.ok()) return InChunk(st, r, it.chunk);
+  if (!st.ok()) return InChunk(st, r, g.chunk);
   turns_.Update([&] {
     decode_s_ += dt;
-    Count(it, c.stored_size, c.decoded_size);
+    Count(g, c.stored_size, c.decoded_size);
   });
   return Status::OK();
 }
 
-Status CompressedRun::Do(int worker, int64_t j) {
-  const Item& it = items_[size_t(j)];
-  return it.huff ? HuffItem(j, it) : ChunkItem(worker, j, it);
+Status CompressedRun::Do(int worker, int64_t ui) {
+  const Unit& u = units_[size_t(ui)];
+  const Group& g = groups_[u.g];
+  return g.huff ? HuffUnit(u) : ChunkItem(worker, int64_t(u.g), g);
 }
 
 Status CompressedRun::Run() {
-  if (items_.empty()) return Status::OK();
+  if (units_.empty()) return Status::OK();
   res_.pool().Run([&](int worker) {
-    for (int64_t j; (j = next_.fetch_add(1)) < int64_t(items_.size());) {
+    for (int64_t j; (j = next_.fetch_add(1)) < int64_t(units_.size());) {
       if (Status st = Do(worker, j); !st.ok()) return turns_.Fail(std::move(st));
     }
   });
+  // The bf16-huff groups' GPU error words (also after a failure: none stays pending).
+  if (LosslessGpu* l = res_.lossless())
+    if (Status st = l->Finish(); !st.ok()) turns_.Fail(std::move(st));
   env_.stats.bytes_o_direct += direct_;
   env_.stats.bytes_buffered += buffered_;
   env_.stats.bytes_verified += verified_;
   env_.stats.bytes_hct_stored += stored_;
+  env_.stats.bytes_hct_resident += mapped_;
   env_.stats.hct_decode_thread_seconds += decode_s_;
+  env_.stats.hct_bf16_gpu_chunks += bf16_gpu_;
   return turns_.status();
 }
 
 }  // namespace
 
+// Resident HCT tensors are verified once per residency, before their first load from the
+// mapping: every chunk's stored XXH3 on the decode threads, in parallel over chunks. Later
+// loads trust the registered pages (read-only, pinned: the page cache cannot drop them).
+Status CompressedLoader::VerifyResident(const ReadPlan& plan, std::span<const size_t> which,
+                                        ResidentFiles& resident) {
+  if (!env_.opt.verify) return Status::OK();
+  struct Job {
+    size_t i, c;
+    const std::byte* base;
+  };
+  std::vector<Job> jobs;
+  std::vector<size_t> todo;
+  for (size_t i : which) {
+    const PlannedRead& r = plan.reads[i];
+    const std::vector<ChunkEntry>& ch = r.hct->entry->chunks;
+    const std::byte* base = resident.Data(r.file->path);
+    if (!base || ch.empty() || resident.Verified(r.file->path, ch[0].offset)) continue;
+    todo.push_back(i);
+    for (size_t c = 0; c < ch.size(); ++c) jobs.push_back({i, c, base});
+  }
+  if (jobs.empty()) return Status::OK();
+  std::vector<Status> errs(jobs.size());
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> bytes{0};
+  pool_->Run([&](int) {
+    for (size_t k; (k = next.fetch_add(1)) < jobs.size();) {
+      const PlannedRead& r = plan.reads[jobs[k].i];
+      const ChunkEntry& c = r.hct->entry->chunks[jobs[k].c];
+      const uint64_t x = XXH3_64bits(jobs[k].base + c.offset, c.stored_size);
+      if (x != c.xxh3)
+        errs[k] = ChecksumMismatch(r.file->path, r.name(),
+                                   "chunk " + std::to_string(jobs[k].c) + " (stored bytes)", x,
+                                   c.xxh3);
+      bytes += c.stored_size;
+    }
+  });
+  for (const Status& e : errs) HCT_RETURN_IF_ERROR(e);
+  for (size_t i : todo)
+    resident.MarkVerified(plan.reads[i].file->path, plan.reads[i].hct->entry->chunks[0].offset);
+  env_.stats.bytes_verified += bytes.load();
+  return Status::OK();
+}
+
 Status CompressedLoader::Load(const ReadPlan& plan, std::span<const size_t> which,
-                              const Destination& dst) {
+                              const Destination& dst, ResidentFiles* resident) {
   HCT_RETURN_IF_ERROR(Prepare());
-  CompressedRun run(env_, *this, plan, dst);
+  if (resident) HCT_RETURN_IF_ERROR(VerifyResident(plan, which, *resident));
+  CompressedRun run(env_, *this, plan, dst, resident);
   run.Cut(which);
   Status st = run.Run();
   CountGrowth();
   HCT_RETURN_IF_ERROR(st);
   for (size_t i : which) {
     ++env_.stats.loads_hct;
+    if (resident && resident->Data(plan.reads[i].file->path)) ++env_.stats.loads_hct_resident;
     env_.stats.bytes_hct_decoded += plan.reads[i].length();
     env_.stats.hct_chunks += plan.reads[i].hct->entry->chunks.size();
   }

@@ -15,6 +15,8 @@
 #include <vector>
 
 #include "runtime/detail/load_env.h"
+#include "runtime/detail/lossless_gpu.h"
+#include "runtime/detail/resident.h"
 #include "runtime/detail/source_planner.h"
 #include "runtime/detail/staging_ring.h"
 #include "runtime/detail/worker_pool.h"
@@ -35,11 +37,15 @@ class CompressedLoader {
   // The read buffer a decode thread needs for the chunks of `h` that it reads itself (all on
   // the host path; on a GPU those not read straight into the ring): the largest cover.
   uint64_t ReadBytesFor(const HctRef& h) const;
-  // Loads the reads in `which` (kCompressed).
-  Status Load(const ReadPlan& plan, std::span<const size_t> which, const Destination& dst);
+  // Loads the reads in `which` (kCompressed); chunks of files resident in `resident` come from
+  // their mappings (verified once per residency), the others are read.
+  Status Load(const ReadPlan& plan, std::span<const size_t> which, const Destination& dst,
+              ResidentFiles* resident = nullptr);
 
   const StagingRing& ring() const { return *ring_; }
   std::byte* scratch() const { return scratch_; }
+  // bf16-huff groups' kernels and error words (runtime/detail/lossless_gpu.h); null on the host.
+  LosslessGpu* lossless() const { return lossless_.get(); }
   WorkerPool& pool() { return *pool_; }
   // Worker w's aligned read buffer, grown to at least `bytes` (a growth is counted as setup).
   Result<std::byte*> ReadBuffer(int w, uint64_t bytes);
@@ -52,9 +58,12 @@ class CompressedLoader {
   // Read buffer growths by the decode threads since the last CountGrowth (setup in the stats).
   std::atomic<uint64_t> grown_bytes_{0}, grown_count_{0};
   void CountGrowth();
+  Status VerifyResident(const ReadPlan& plan, std::span<const size_t> which,
+                        ResidentFiles& resident);
   std::unique_ptr<StagingRing> own_ring_;
   const StagingRing* ring_ = nullptr;
   std::byte* scratch_ = nullptr;  // device, ring-sized: symbols and Huffman workspaces
+  std::unique_ptr<LosslessGpu> lossless_;
 };
 
 }  // namespace hct::detail

@@ -46,7 +46,7 @@ void FreeMemory(Placement placement, int device, void* p) {
   std::free(p);
 }
 
-void CopyStreams::Synchronize() {
+void CopyStreams::Synchronize() const {
 #if HCT_WITH_CUDA
   if (streams_.empty()) return;
   DeviceGuard g(device_);

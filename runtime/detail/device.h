@@ -78,7 +78,7 @@ class CopyStreams {
   // Every stream waits for the work enqueued so far on all of them.
   Status Barrier();
   // Blocks until the work enqueued on every stream is done.
-  void Synchronize();
+  void Synchronize() const;
 
  private:
   int device_ = -1;

@@ -22,6 +22,11 @@
 #include "runtime/detail/staging_ring.h"
 #include "runtime/detail/worker_pool.h"
 
+namespace hct {
+// What only the runtime holds: the right to make a LoadedTensor (hct/runtime.h).
+class LoadedTensor::Key {};
+}  // namespace hct
+
 namespace hct::detail {
 
 class Engine {

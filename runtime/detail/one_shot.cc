@@ -26,7 +26,23 @@ struct Piece {
   uint64_t file_off, n;
   std::byte* dst;
   bool first, last;  // of its tensor
+  bool strided;      // the range is rows of segments (FileRange::row_bytes): file_off is
+                     // range offset + the piece's offset in the packed tensor
 };
+
+// Reads bytes [k0, k0 + n) of the packed rows of strided range `r` into `to`: one pread per row
+// segment (a slice along the trailing dimension reads only its columns' bytes).
+Status ReadStrided(const OpenFile& f, const FileRange& r, uint64_t k0, uint64_t n,
+                   std::byte* to) {
+  for (uint64_t k = k0; k < k0 + n;) {
+    const uint64_t row = k / r.row_bytes, in = k % r.row_bytes;
+    const uint64_t len = std::min(r.row_bytes - in, k0 + n - k);
+    HCT_RETURN_IF_ERROR(ReadFully(f.fd, to + (k - k0), len, len,
+                                  r.offset + row * r.row_pitch + in, r.path));
+    k += len;
+  }
+  return Status::OK();
+}
 
 class OneShotRun {
  public:
@@ -63,7 +79,8 @@ class OneShotRun {
 void OneShotRun::Cut(std::span<const size_t> which, const Destination& dst) {
   std::map<const OpenFile*, std::vector<std::pair<uint64_t, uint64_t>>> ranges;
   for (size_t i : which)
-    if (plan_.reads[i].length()) ranges[plan_.reads[i].file].emplace_back(
+    if (plan_.reads[i].length() && !plan_.reads[i].range->row_bytes)
+      ranges[plan_.reads[i].file].emplace_back(
         plan_.reads[i].range->offset, plan_.reads[i].length());
   std::map<const OpenFile*, bool> direct;
   for (auto& [f, r] : ranges) direct[f] = UseDirect(*f, env_.opt.o_direct, r);
@@ -72,13 +89,19 @@ void OneShotRun::Cut(std::span<const size_t> which, const Destination& dst) {
     const PlannedRead& r = plan_.reads[i];
     if (r.length() == 0) continue;
     const uint64_t off = r.range->offset, end_all = off + r.length();
+    const bool strided = r.range->row_bytes > 0;  // never O_DIRECT: segments are unaligned
     block_piece_[i] = BlockPieceBytes(*r.range, r.length(), env_.opt.verify, slot);
     if (!block_piece_[i] && env_.opt.verify && r.range->xxh3) baton_ = true;
+    // Strided ranges are one pread per row segment: smaller pieces (>= 1 MiB) spread those
+    // calls over all io threads.
+    const uint64_t spiece = std::min(
+        slot, std::max<uint64_t>(1 << 20, r.length() / (4 * uint64_t(env_.opt.io_threads))));
     for (uint64_t o = off; o < end_all;) {
       const uint64_t end = block_piece_[i] ? std::min(end_all, o + block_piece_[i])
+                           : strided       ? std::min(end_all, o + spiece)
                                            : std::min(end_all, (o / slot + 1) * slot);
-      pieces_.push_back({i, r.file, direct[r.file], o, end - o, dst.at(i) + (o - off), o == off,
-                         end == end_all});
+      pieces_.push_back({i, r.file, !strided && direct[r.file], o, end - o,
+                         dst.at(i) + (o - off), o == off, end == end_all, strided});
       o = end;
     }
   }
@@ -94,6 +117,11 @@ Result<const std::byte*> OneShotRun::Read(const Piece& p, std::byte* sbuf,
     return *data;
   }
   std::byte* to = gpu ? sbuf : p.dst;  // host placement: read straight into place
+  if (p.strided) {
+    Status st = ReadStrided(*p.file, *r.range, p.file_off - r.range->offset, p.n, to);
+    if (!st.ok()) return st.WithContext(TensorCtx(r.name()));
+    return to;
+  }
   const uint64_t cstep = gpu ? env_.opt.copy_step_bytes : 0;
   if (block_piece_[p.t]) {
     // Block checksums: read and hash in small steps, each hashed while still in this core's
@@ -172,7 +200,7 @@ bool OneShotRun::Piece1(int64_t j) {
 #if HCT_WITH_CUDA
   if (gpu) {
     auto cs = static_cast<cudaStream_t>(env_.streams.at(uint64_t(j)));
-    const bool stepped = !p.direct && env_.opt.copy_step_bytes;
+    const bool stepped = !p.direct && !p.strided && env_.opt.copy_step_bytes;
     Status c = stepped ? copy_upto(p.n)
                        : HCT_CALL_STATUS(cuda, cudaMemcpyAsync(p.dst, *data, p.n,
                                                                cudaMemcpyHostToDevice, cs));

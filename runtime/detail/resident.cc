@@ -16,20 +16,47 @@
 
 namespace hct::detail {
 
+// Releases least recently used files of earlier loads until `bytes` more fit the budget. Their
+// last copies may still be in flight: the copy streams are drained first (rare: only when the
+// budget is full).
+Status ResidentFiles::MakeRoom(const std::string& path, uint64_t bytes) {
+  const uint64_t budget = env_.opt.resident_budget;
+  auto fits = [&] { return used_ + bytes <= budget; };
+  if (fits()) return Status::OK();
+  bool drained = false;
+  while (!fits()) {
+    auto lru = map_.end();
+    for (auto it = map_.begin(); it != map_.end(); ++it)
+      if (it->second.last_use < tick_ && (lru == map_.end() || it->second.last_use < lru->second.last_use))
+        lru = it;
+    if (lru == map_.end()) break;  // every resident file is used by this load
+    if (!drained) env_.streams.Synchronize(), drained = true;
+    HCT_RETURN_IF_ERROR(Unmap(lru->first, lru->second));
+    map_.erase(lru);
+    ++env_.stats.resident_evictions;
+  }
+  env_.stats.resident_files = map_.size();
+  if (fits()) return Status::OK();
+  return Status::ResourceExhausted(path + ": " + std::to_string(bytes) +
+                                   " bytes do not fit the resident budget (" +
+                                   std::to_string(budget - used_) + " of " +
+                                   std::to_string(budget) + " left" +
+                                   (map_.empty() ? "" : " beside the files of this load") + ")");
+}
+
 Status ResidentFiles::Add(const std::string& path) {
-  if (map_.count(path)) return Status::OK();
+  if (auto it = map_.find(path); it != map_.end()) {
+    it->second.last_use = tick_;
+    return Status::OK();
+  }
   const double t0 = NowSeconds();
   HCT_ASSIGN_OR_RETURN(const OpenFile* f, files_.Open(path));
-  const uint64_t budget = env_.opt.resident_budget;
   const uint64_t map_bytes = AlignUp(std::max<uint64_t>(f->size, 1));
-  if (used_ + map_bytes > budget)
-    return Status::ResourceExhausted(path + ": " + std::to_string(map_bytes) +
-                                     " bytes do not fit the resident budget (" +
-                                     std::to_string(budget - used_) + " of " +
-                                     std::to_string(budget) + " left)");
+  HCT_RETURN_IF_ERROR(MakeRoom(path, map_bytes));
   File r;
   r.size = f->size;
   r.map_bytes = map_bytes;
+  r.last_use = tick_;
   // Host placement: MAP_POPULATE so that loads are memcpys without page faults.
   const int flags = MAP_SHARED | (env_.gpu() ? 0 : MAP_POPULATE);
   r.map = ::mmap(nullptr, map_bytes, PROT_READ, flags, f->fd, 0);
@@ -60,26 +87,58 @@ Status ResidentFiles::Add(const std::string& path) {
 }
 
 bool ResidentFiles::Use(const std::string& path) {
-  if (!map_.count(path) && env_.opt.resident_budget > 0 && !refused_.count(path)) {
-    if (Status s = Add(path); !s.ok()) {
-      refused_.insert(path);
-      env_.stats.resident_fallback = path + ": " + s.ToString();
-    }
+  if (auto it = map_.find(path); it != map_.end()) {
+    it->second.last_use = tick_;
+    return true;
   }
-  return map_.count(path) != 0;
+  if (env_.opt.resident_budget == 0 || refused_.count(path)) return false;
+  Status s = Add(path);
+  if (s.ok()) return true;
+  // Not fitting beside this load's files is temporary; anything else is for good.
+  auto f = files_.Open(path);
+  const bool larger = f.ok() && AlignUp(std::max<uint64_t>((*f)->size, 1)) > env_.opt.resident_budget;
+  if (s.code() != Code::kResourceExhausted || larger) refused_.insert(path);
+  env_.stats.resident_fallback = path + ": " + s.ToString();
+  return false;
+}
+
+const std::byte* ResidentFiles::Data(const std::string& path) const {
+  auto it = map_.find(path);
+  return it == map_.end() ? nullptr : static_cast<const std::byte*>(it->second.map);
+}
+
+bool ResidentFiles::Verified(const std::string& path, uint64_t first_chunk_offset) const {
+  return verified_.count({path, first_chunk_offset, 0}) != 0;
+}
+
+void ResidentFiles::MarkVerified(const std::string& path, uint64_t first_chunk_offset) {
+  verified_.insert({path, first_chunk_offset, 0});
+}
+
+Status ResidentFiles::Unmap(const std::string& path, File& r) {
+  Status st;
+#if HCT_WITH_CUDA
+  if (r.registered) {
+    DeviceGuard g(env_.device);
+    st = HCT_CALL_STATUS(cuda, cudaHostUnregister(r.map));
+    if (!st.ok()) st = st.WithContext(path);
+    env_.stats.registered_bytes -= r.map_bytes;
+  }
+#endif
+  ::munmap(r.map, r.map_bytes);
+  used_ -= r.map_bytes;
+  // What was verified in this residency is forgotten with it.
+  for (auto it = verified_.lower_bound({path, 0, 0});
+       it != verified_.end() && std::get<0>(*it) == path;)
+    it = verified_.erase(it);
+  return st;
 }
 
 Status ResidentFiles::Release() {
   Status first;
   for (auto& [path, r] : map_) {
-#if HCT_WITH_CUDA
-    if (r.registered) {
-      DeviceGuard g(env_.device);
-      Status s = HCT_CALL_STATUS(cuda, cudaHostUnregister(r.map));
-      if (!s.ok() && first.ok()) first = s.WithContext(path);
-    }
-#endif
-    ::munmap(r.map, r.map_bytes);
+    Status s = Unmap(path, r);
+    if (!s.ok() && first.ok()) first = s;
   }
   map_.clear();
   verified_.clear();

@@ -21,6 +21,23 @@ Status CheckShape(const TensorSpec& s) {
   return Status::OK();
 }
 
+// Bytes from range.offset to the end of the last byte read: the length, or for a strided range
+// (FileRange::row_bytes) up to the end of its last row's segment.
+Result<uint64_t> RangeExtent(const FileRange& range, uint64_t length, const std::string& name) {
+  if (!range.row_bytes) return length;
+  if (range.row_pitch < range.row_bytes || length % range.row_bytes ||
+      range.xxh3 || !range.block_xxh3.empty())
+    return Status::InvalidArgument("strided range: rows of " + std::to_string(range.row_bytes) +
+                                   " bytes every " + std::to_string(range.row_pitch) +
+                                   " do not make " + std::to_string(length) +
+                                   " bytes, or it carries checksums")
+        .WithContext(TensorCtx(name));
+  const uint64_t rows = length / range.row_bytes;
+  if (rows && (rows - 1) > (UINT64_MAX - range.row_bytes) / range.row_pitch)
+    return Status::OutOfRange("strided range overflows 64 bits").WithContext(TensorCtx(name));
+  return rows ? (rows - 1) * range.row_pitch + range.row_bytes : 0;
+}
+
 PlannedRead Compressed(const PlannedRead& r) {
   PlannedRead c = r;
   c.kind = ReadKind::kCompressed;
@@ -70,7 +87,8 @@ Status SourcePlanner::CheckRead(PlannedRead& r) {
   if (!f.ok()) return f.status().WithContext(TensorCtx(r.name()));
   r.file = *f;
   if (r.kind == ReadKind::kCompressed) return Status::OK();  // chunks checked at open
-  const uint64_t off = r.range->offset, len = r.length(), size = (*f)->size;
+  const uint64_t off = r.range->offset, size = (*f)->size;
+  HCT_ASSIGN_OR_RETURN(const uint64_t len, RangeExtent(*r.range, r.length(), r.name()));
   if (off > size || len > size - off)
     return Status::OutOfRange(path + ": bytes [" + std::to_string(off) + ", " +
                               std::to_string(off + len) + ") pass the end of the file (" +

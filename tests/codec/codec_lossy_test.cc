@@ -9,12 +9,17 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/dct.h"
 #include "codec/detail/float_convert.h"
 #include "hct/codec.h"
+#include "params_test_util.h"
 
 namespace hct {
 namespace {
+
+using test::JsonOf;
 
 struct Data {
   std::vector<std::byte> bytes;
@@ -150,9 +155,10 @@ TEST(CodecLossy, MaxErrorTargetMetAndReportedTruthfully) {
       EncodedTensor enc = MustEncode(data, lo);
       EXPECT_LE(enc.metrics.rel_rms_error, 0.05 * (1 + lo.tolerance)) << DTypeName(d);
       EXPECT_GE(enc.metrics.rel_rms_error, 0.05 * 0.9) << DTypeName(d);
-      EXPECT_EQ(enc.params["transform"], tr == Transform::kNone ? "none" : enc.params["transform"]);
+      const nlohmann::json params = JsonOf(enc.params);
+      EXPECT_EQ(params["transform"], tr == Transform::kNone ? "none" : params["transform"]);
       if (tr == Transform::kDct) {
-        EXPECT_EQ(enc.params["tile_r"], 16);
+        EXPECT_EQ(JsonOf(enc.params)["tile_r"], 16);
       }
       ExpectReportedQuality(enc, data);
     }
@@ -173,9 +179,9 @@ TEST(CodecLossy, ShapesViewedTwoD) {
     EncodedTensor enc = MustEncode(data, lo);
     uint64_t rows, cols;
     View2D(shape, &rows, &cols);
-    EXPECT_EQ(enc.params["rows"], rows);
-    EXPECT_EQ(enc.params["cols"], cols);
-    EXPECT_EQ(enc.params["rows_per_chunk"].get<uint64_t>() % 16, 0u);
+    EXPECT_EQ(JsonOf(enc.params)["rows"], rows);
+    EXPECT_EQ(JsonOf(enc.params)["cols"], cols);
+    EXPECT_EQ(JsonOf(enc.params)["rows_per_chunk"].get<uint64_t>() % 16, 0u);
     if (n > 4) EXPECT_LE(enc.metrics.rel_rms_error, 0.1 * 1.01);
     ExpectReportedQuality(enc, data);
   }
@@ -190,8 +196,8 @@ TEST(CodecLossy, EdgeTilesDecodeToTheFormula) {
   EncodedTensor enc = MustEncode(data, lo);
   ASSERT_EQ(enc.chunks.size(), 1u);
   Decoded dec = DecodeAll(enc, data);
-  const float step = enc.params["step"].get<double>();
-  const int bytes = enc.params["symbol_bits"].get<int>() / 8;
+  const float step = JsonOf(enc.params)["step"].get<double>();
+  const int bytes = JsonOf(enc.params)["symbol_bits"].get<int>() / 8;
   auto q = [&](int r, int c) -> double {
     const std::byte* p = dec.symbols[0].data() + (r * 53 + c) * bytes;
     if (bytes == 1) return static_cast<int8_t>(*p);
@@ -232,7 +238,7 @@ TEST(CodecLossy, SymbolsHashAndZstdLayout) {
     ASSERT_EQ(ZSTD_decompress(sym.data(), sym.size(), c.bytes.data(), c.bytes.size()),
               sym.size());
     EXPECT_EQ(c.decoded_xxh3, XXH3_64bits(sym.data(), sym.size()));
-    EXPECT_EQ(c.decoded_size, c.elem_count * enc.params["symbol_bits"].get<uint64_t>() / 8);
+    EXPECT_EQ(c.decoded_size, c.elem_count * JsonOf(enc.params)["symbol_bits"].get<uint64_t>() / 8);
   }
   EXPECT_EQ(enc.chunks[1].elem_offset, 32u * 300);
 }
@@ -246,15 +252,15 @@ TEST(CodecLossy, Int16SymbolsForLargeDynamicRange) {
   lo.step = 0.05;
   lo.transform = Transform::kNone;
   EncodedTensor enc = MustEncode(data, lo);
-  EXPECT_EQ(enc.params["symbol_bits"], 16);
-  EXPECT_FLOAT_EQ(enc.params["step"].get<double>(), 0.05f);
+  EXPECT_EQ(JsonOf(enc.params)["symbol_bits"], 16);
+  EXPECT_FLOAT_EQ(JsonOf(enc.params)["step"].get<double>(), 0.05f);
   EXPECT_LE(enc.metrics.max_abs_error, 0.025 + 1e-6);
   ExpectReportedQuality(enc, data);
   // Steps below max|x| / 32767 are raised so symbols still fit in int16.
   lo.step = 1e-6;
   enc = MustEncode(data, lo);
-  EXPECT_EQ(enc.params["symbol_bits"], 16);
-  EXPECT_GE(enc.params["step"].get<double>(), 1000.0 / 32767 * 0.999);
+  EXPECT_EQ(JsonOf(enc.params)["symbol_bits"], 16);
+  EXPECT_GE(JsonOf(enc.params)["step"].get<double>(), 1000.0 / 32767 * 0.999);
   ExpectReportedQuality(enc, data);
 }
 
@@ -277,11 +283,11 @@ TEST(CodecLossy, RetentionKeepsTheLargestCoefficients) {
   lo.mode = RateMode::kRetention;
   lo.retention = 0.7;
   EncodedTensor enc = MustEncode(data, lo);
-  EXPECT_EQ(enc.params["transform"], "dct");
+  EXPECT_EQ(JsonOf(enc.params)["transform"], "dct");
   EXPECT_GE(enc.metrics.cosine, 0.99);
   Decoded dec = DecodeAll(enc, data);
   uint64_t zeros = 0, total = 0;
-  const int bytes = enc.params["symbol_bits"].get<int>() / 8;
+  const int bytes = JsonOf(enc.params)["symbol_bits"].get<int>() / 8;
   for (const auto& s : dec.symbols)
     for (size_t i = 0; i < s.size(); i += bytes, ++total)
       zeros += bytes == 1 ? s[i] == std::byte{0} : (s[i] == std::byte{0} && s[i + 1] == std::byte{0});
@@ -299,11 +305,11 @@ TEST(CodecLossy, AutoPicksDctOnSmoothDataAndNoneOnNoise) {
   const double none_bits = MustEncode(smooth, lo).metrics.bits_per_weight;
   EXPECT_LT(dct_bits, 0.8 * none_bits);
   lo.transform = Transform::kAuto;
-  EXPECT_EQ(MustEncode(smooth, lo).params["transform"], "dct");
+  EXPECT_EQ(JsonOf(MustEncode(smooth, lo).params)["transform"], "dct");
 
   Data noise = FromFloats(Gaussian(256 * 256, 11), DType::kBF16, {256, 256});
   lo.max_error = 0.1;
-  EXPECT_EQ(MustEncode(noise, lo).params["transform"], "none");
+  EXPECT_EQ(JsonOf(MustEncode(noise, lo).params)["transform"], "none");
 }
 
 TEST(CodecLossy, DeterministicAcrossThreadCounts) {

@@ -8,11 +8,16 @@
 
 #include <xxhash.h>
 
+#include <nlohmann/json.hpp>
+
 #include "codec/detail/float_convert.h"
 #include "hct/codec.h"
+#include "params_test_util.h"
 
 namespace hct {
 namespace {
+
+using test::JsonOf;
 
 std::vector<std::byte> RandomBytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -90,12 +95,13 @@ TEST(CodecLossless, RandomBytesGoRawCompressibleGoBytesplit) {
   std::vector<std::byte> w(2 << 16);
   for (size_t i = 0; i < w.size() / 2; ++i) detail::Store16(&w[2 * i], detail::FloatToBf16(g(rng)));
   EncodeOptions o;
+  o.lossless_options.entropy = Entropy::kZstd;  // bytesplit-zstd (bf16-huff is the default)
   auto exp = EncodeTensor({w, DType::kBF16, {256, 256}}, o);
   o.lossless_options.exponent_planes = false;
   auto plain = EncodeTensor({w, DType::kBF16, {256, 256}}, o);
   ASSERT_TRUE(exp.ok() && plain.ok());
   EXPECT_EQ(exp->codec, "bytesplit-zstd");
-  EXPECT_EQ(exp->params["split"], "exp");
+  EXPECT_EQ(JsonOf(exp->params)["split"], "exp");
   EXPECT_LT(exp->metrics.bits_per_weight, 12.0);
   EXPECT_LT(exp->metrics.bits_per_weight, plain->metrics.bits_per_weight);
   EXPECT_EQ(DecodeAll(*exp, DType::kBF16, w.size()), w);
@@ -119,7 +125,9 @@ TEST(CodecLossless, DeterministicAcrossThreadCounts) {
 TEST(CodecLossless, CorruptChunksFailCleanly) {
   std::vector<std::byte> data(1 << 16);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::byte>((i * 7) % 13);
-  auto enc = EncodeTensor({data, DType::kBF16, {1 << 15}}, {});
+  EncodeOptions zo;
+  zo.lossless_options.entropy = Entropy::kZstd;  // bytesplit-zstd (bf16-huff is the default)
+  auto enc = EncodeTensor({data, DType::kBF16, {1 << 15}}, zo);
   ASSERT_TRUE(enc.ok());
   ASSERT_EQ(enc->codec, "bytesplit-zstd");
   auto dec = ChunkDecoder::Create(enc->codec, enc->params, DType::kBF16);
@@ -144,15 +152,19 @@ TEST(CodecLossless, CorruptChunksFailCleanly) {
   EXPECT_EQ(st.code(), Code::kCorruption);
   EXPECT_NE(st.message().find("decoded_xxh3 mismatch"), std::string::npos) << st.ToString();
 
-  auto raw = ChunkDecoder::Create("raw", nlohmann::json::object(), DType::kU8);
+  auto raw = ChunkDecoder::Create("raw", "{}", DType::kU8);
   ASSERT_TRUE(raw.ok());
   std::vector<std::byte> four(4), five(5);
   EXPECT_EQ(raw->Decode(five, ChunkMeta(4, 0, 0, 4), four).code(), Code::kCorruption);
 }
 
 TEST(CodecDecoder, RejectsUnknownCodecAndBadParams) {
-  EXPECT_EQ(ChunkDecoder::Create("lz77", {}, DType::kF32).status().code(), Code::kUnsupported);
-  EXPECT_EQ(ChunkDecoder::Create("bytesplit-zstd", {{"word_bytes", 4}, {"rotate_bits", 1}},
+  EXPECT_EQ(ChunkDecoder::Create("lz77", "{}", DType::kF32).status().code(), Code::kUnsupported);
+  // Params that are not a JSON object (or not JSON): Corruption, as from a damaged index.
+  EXPECT_EQ(ChunkDecoder::Create("raw", "[]", DType::kU8).status().code(), Code::kCorruption);
+  EXPECT_EQ(ChunkDecoder::Create("raw", "{\"a\":", DType::kU8).status().code(),
+            Code::kCorruption);
+  EXPECT_EQ(ChunkDecoder::Create("bytesplit-zstd", R"({"word_bytes": 4, "rotate_bits": 1})",
                                  DType::kBF16)
                 .status()
                 .code(),
@@ -160,19 +172,19 @@ TEST(CodecDecoder, RejectsUnknownCodecAndBadParams) {
   nlohmann::json p = {{"transform", "dct"}, {"tile_r", 16},  {"tile_c", 16},
                       {"step", 0.01},       {"symbol_bits", 8}, {"rows", 64},
                       {"cols", 64},         {"rows_per_chunk", 32}};
-  EXPECT_TRUE(ChunkDecoder::Create("dctq-zstd", p, DType::kBF16).ok());
-  EXPECT_EQ(ChunkDecoder::Create("dctq-zstd", p, DType::kI32).status().code(), Code::kCorruption);
+  EXPECT_TRUE(ChunkDecoder::Create("dctq-zstd", p.dump(), DType::kBF16).ok());
+  EXPECT_EQ(ChunkDecoder::Create("dctq-zstd", p.dump(), DType::kI32).status().code(), Code::kCorruption);
   for (auto [key, bad] : std::vector<std::pair<std::string, nlohmann::json>>{
            {"transform", "fft"}, {"tile_r", 0}, {"tile_c", 65}, {"step", -1.0},
            {"symbol_bits", 12}, {"rows_per_chunk", 24}, {"cols", "x"}}) {
     nlohmann::json q = p;
     q[key] = bad;
-    EXPECT_EQ(ChunkDecoder::Create("dctq-zstd", q, DType::kBF16).status().code(),
+    EXPECT_EQ(ChunkDecoder::Create("dctq-zstd", q.dump(), DType::kBF16).status().code(),
               Code::kCorruption)
         << key;
   }
   p.erase("step");
-  EXPECT_EQ(ChunkDecoder::Create("dctq-zstd", p, DType::kBF16).status().code(), Code::kCorruption);
+  EXPECT_EQ(ChunkDecoder::Create("dctq-zstd", p.dump(), DType::kBF16).status().code(), Code::kCorruption);
 }
 
 TEST(CodecConvert, RoundToNearestEven) {

@@ -296,7 +296,8 @@ TEST_F(CliTest, EmptyAndReservedTensorNamesAreInputErrors) {
 }
 
 // Issue 12 item 3: --lossless-entropy huff stores the lossless BF16 tensors as bf16-huff, which
-// --verify decodes bit-exact; zstd (the default) keeps bytesplit-zstd; other words are usage.
+// --verify decodes bit-exact, and so does the default; zstd keeps bytesplit-zstd; other words are
+// usage.
 TEST_F(CliTest, LosslessEntropyPicksTheBf16Codec) {
   const std::string in = (root_ / "m").string();
   Outcome r = Exec(in + " " + (root_ / "h").string() +
@@ -311,9 +312,16 @@ TEST_F(CliTest, LosslessEntropyPicksTheBf16Codec) {
   }
   EXPECT_GT(huff, 5);
   EXPECT_EQ(j["options"]["lossless_entropy"], "huff");
-  r = Exec(in + " " + (root_ / "z").string() + " --lossless --json -q");
+  r = Exec(in + " " + (root_ / "d").string() + " --lossless --json -q");  // the default: huff
   ASSERT_EQ(r.code, 0) << r.err;
-  for (const json& t : json::parse(r.out)["tensors"]) EXPECT_NE(t["codec"], "bf16-huff");
+  j = json::parse(r.out);
+  EXPECT_EQ(j["options"]["lossless_entropy"], "huff");
+  for (const json& t : j["tensors"]) EXPECT_NE(t["codec"], "bytesplit-zstd") << t["name"];
+  r = Exec(in + " " + (root_ / "z").string() + " --lossless --lossless-entropy zstd --json -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = json::parse(r.out);
+  EXPECT_EQ(j["options"]["lossless_entropy"], "zstd");
+  for (const json& t : j["tensors"]) EXPECT_NE(t["codec"], "bf16-huff");
   r = Exec(in + " " + (root_ / "x").string() + " --lossless-entropy lz4");
   EXPECT_EQ(r.code, kUsage);
   EXPECT_NE(r.err.find("--lossless-entropy"), std::string::npos) << r.err;

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "bf16_test_util.h"
 #include "codec/codec_weights.h"
 #include "codec/detail/bf16_huff.h"
@@ -21,9 +23,12 @@
 #include "hct/codec.h"
 #include "hct/container.h"
 #include "hct/convert.h"
+#include "params_test_util.h"
 
 namespace hct {
 namespace {
+
+using test::JsonOf;
 
 using Bytes = std::vector<std::byte>;
 
@@ -91,7 +96,7 @@ TEST(Bf16Huff, RandomWeightsRoundTripBitExact) {
     ASSERT_TRUE(enc.ok()) << enc.status().ToString();
     if (n >= 2047) {
       ASSERT_EQ(enc->codec, kCodecBf16Huff);
-      EXPECT_EQ(enc->params["substream"], 2048);
+      EXPECT_EQ(JsonOf(enc->params)["substream"], 2048);
       // 8 raw bits + the exponent plane's order-0 entropy + Huffman redundancy (< 0.1 bit
       // here) + per-chunk headers (16 + 136 + 2 per sub-stream + padding bytes).
       const double h = ExponentEntropy(b);
@@ -144,15 +149,15 @@ TEST(Bf16Huff, OnlyBf16UsesIt) {
 
 TEST(Bf16Huff, ParamsAreChecked) {
   const nlohmann::json good = {{"substream", 2048}, {"split", "exp"}, {"entropy", "huff"}};
-  EXPECT_TRUE(ChunkDecoder::Create(kCodecBf16Huff, good, DType::kBF16).ok());
-  EXPECT_EQ(ChunkDecoder::Create(kCodecBf16Huff, good, DType::kF16).status().code(),
+  EXPECT_TRUE(ChunkDecoder::Create(kCodecBf16Huff, good.dump(), DType::kBF16).ok());
+  EXPECT_EQ(ChunkDecoder::Create(kCodecBf16Huff, good.dump(), DType::kF16).status().code(),
             Code::kCorruption);
   for (const nlohmann::json& bad :
        {nlohmann::json::object(), nlohmann::json{{"substream", 33}},
         nlohmann::json{{"substream", 0}}, nlohmann::json{{"substream", 8192}},
         nlohmann::json{{"substream", -32}}, nlohmann::json{{"substream", "2048"}},
         nlohmann::json{{"substream", 2048.5}}}) {
-    auto d = ChunkDecoder::Create(kCodecBf16Huff, bad, DType::kBF16);
+    auto d = ChunkDecoder::Create(kCodecBf16Huff, bad.dump(), DType::kBF16);
     EXPECT_EQ(d.status().code(), Code::kCorruption) << bad.dump();
   }
 }
@@ -202,7 +207,7 @@ TEST(Bf16Huff, CorruptPayloadsAreRefused) {
   longer.resize(longer.size() + 4);
   ExpectCorrupt(c, longer, "trailing bytes");
   // Sub-stream size of the payload differs from the params'.
-  auto other = ChunkDecoder::Create(kCodecBf16Huff, {{"substream", 2048}}, DType::kBF16);
+  auto other = ChunkDecoder::Create(kCodecBf16Huff, R"({"substream": 2048})", DType::kBF16);
   Bytes out(c.src.size());
   EXPECT_EQ(other->Decode(c.payload, c.meta, out).code(), Code::kCorruption);
   // Wrong element count in the chunk metadata.
@@ -279,7 +284,7 @@ Bytes GoldenBytes() {
 
 // Writes tensor "w" from `enc` (optionally with edited params/dtype/first payload) to `path`.
 Status WriteGolden(const std::string& path, const EncodedTensor& enc, DType dtype,
-                   const nlohmann::json& params, const Bytes* first_payload) {
+                   const std::string& params, const Bytes* first_payload) {
   std::filesystem::remove(path);
   HCT_ASSIGN_OR_RETURN(HctWriter w, HctWriter::Create(path, /*overwrite=*/true));
   HCT_RETURN_IF_ERROR(w.SetMetadata("converter", "hct-test"));
@@ -311,7 +316,7 @@ std::string CheckGolden(const std::string& file, DType dtype, const nlohmann::js
   EXPECT_EQ(enc->codec, kCodecBf16Huff);
   EXPECT_EQ(enc->chunks.size(), 2u);
   const std::string tmp = ::testing::TempDir() + "/" + file;
-  Status st = WriteGolden(tmp, *enc, dtype, params ? *params : enc->params, first_payload);
+  Status st = WriteGolden(tmp, *enc, dtype, params ? params->dump() : enc->params, first_payload);
   EXPECT_TRUE(st.ok()) << st.ToString();
   const std::string committed = DataDir() + "/" + file;
   if (std::getenv("HCT_REGEN_TESTDATA"))
@@ -330,7 +335,7 @@ TEST(Bf16HuffData, GoldenFileDecodesToTheFormula) {
   const TensorEntry* t = f->Find("w");
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->codec, "bf16-huff");
-  EXPECT_EQ(t->codec_params["substream"], 256);
+  EXPECT_EQ(JsonOf(t->codec_params)["substream"], 256);
   ASSERT_EQ(t->chunks.size(), 2u);
   Bytes out(2 * kGoldenN);
   Status st = DecodeTensor(*f, *t, out);

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "convert/detail/convert_internal.h"
 #include "hct/safetensors.h"
 
@@ -396,6 +398,53 @@ TEST_F(ConvertTest, KdocLosslessRoundTrip) {
     }
   }
   EXPECT_EQ(Slurp(back / "config.json"), Slurp(in / "config.json"));
+}
+
+// InspectToJson writes its text directly (issue 10 item 7); the format stays what an nlohmann
+// tree of the same values printed with dump(2): built here as the oracle, with strings that
+// need escaping, non-ASCII UTF-8, a transform, empty lists and a fractional ratio.
+TEST(InspectJson, TextIsWhatATreeOfTheSameValuesDumps) {
+  InspectReport r;
+  r.path = "dir/\"quoted\"\\ and\ttab";
+  r.kind = "hct-model";
+  r.files = {"a.hct", "b/\u00e9t\u00e9.hct"};
+  r.decoded_bytes = 3000, r.stored_bytes = 1234, r.file_bytes = 7000, r.elements = 1500;
+  InspectTensor a;
+  a.name = "model.layers.0.weight", a.file = "a.hct", a.dtype = DType::kBF16;
+  a.shape = {3, 500}, a.codec = "dctq-zstd", a.transform = "dct 16x16";
+  a.elements = 1500, a.decoded_bytes = 3000, a.stored_bytes = 1234, a.chunks = 2;
+  InspectTensor b;
+  b.name = std::string("ctl\x01\x7f\u00fc", 7), b.file = "b/\u00e9t\u00e9.hct";
+  b.dtype = DType::kF32, b.codec = "raw";  // scalar: empty shape
+  InspectReport empty;
+  for (const InspectReport* rep : {&r, &empty}) {
+    InspectReport x = *rep;
+    if (rep == &r) x.tensors = {a, b};
+    json ts = json::array();
+    for (const InspectTensor& t : x.tensors) {
+      json j = {{"name", t.name},           {"file", t.file},
+                {"dtype", DTypeName(t.dtype)}, {"shape", t.shape},
+                {"codec", t.codec},         {"elements", t.elements},
+                {"decoded_bytes", t.decoded_bytes}, {"stored_bytes", t.stored_bytes},
+                {"chunks", t.chunks}};
+      if (!t.transform.empty()) j["transform"] = t.transform;
+      ts.push_back(j);
+    }
+    json want = {{"path", x.path},
+                 {"kind", x.kind},
+                 {"files", x.files},
+                 {"elements", x.elements},
+                 {"decoded_bytes", x.decoded_bytes},
+                 {"stored_bytes", x.stored_bytes},
+                 {"file_bytes", x.file_bytes},
+                 {"ratio", x.file_bytes ? double(x.decoded_bytes) / x.file_bytes : 0},
+                 {"tensors", ts}};
+    EXPECT_EQ(InspectToJson(x), want.dump(2));
+  }
+  InspectReport bad = r;
+  bad.tensors = {a};
+  bad.tensors[0].name = "\xff\xfe";  // not UTF-8: refused as nlohmann refused it
+  EXPECT_THROW(InspectToJson(bad), json::exception);
 }
 
 }  // namespace

@@ -314,7 +314,7 @@ TEST_F(HardeningTest, EncodedParametersAreAlwaysFinite) {
     Result<EncodedTensor> e =
         EncodeTensor({std::as_bytes(std::span(v)), DType::kF32, {128, 64}}, eo);
     ASSERT_TRUE(e.ok()) << mag << ": " << e.status().ToString();
-    EXPECT_EQ(e->params.dump().find("null"), std::string::npos) << mag << ": " << e->params;
+    EXPECT_EQ(e->params.find("null"), std::string::npos) << mag << ": " << e->params;
     EXPECT_TRUE(std::isfinite(e->metrics.rel_rms_error)) << mag;
   }
 }

@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "linearity_test_util.h"
+
 namespace hct {
 namespace {
 
@@ -531,30 +533,44 @@ TEST(SafetensorsHostile, HeaderIsExactlyItsDeclaredBytes) {
 
 // Parsing and writing were quadratic in the number of tensors (ordered_json's linear key
 // search, nlohmann's callback parser rescanning the root after every entry): 10 MB of header
-// took 23 s to read. 100k tensors now take well under a second; the bound is generous so that
-// only a return of quadratic behaviour (about 15 s here) trips it.
+// took 23 s to read. Checked as growth, not time: the CPU time of parsing (in memory) and of
+// writing 100k tensors against 25k must grow like 4x, not 16x (tests/linearity_test_util.h).
 TEST(SafetensorsHostile, ManyTensorsAreLinear) {
-  constexpr size_t kTensors = 100000;
-  std::vector<TensorData> ts(kTensors);
+  constexpr size_t kTensors = 25000;
   const std::byte one[1] = {std::byte{7}};
-  for (size_t i = 0; i < kTensors; ++i)
-    ts[i] = {"model.layers." + std::to_string(i) + ".weight", DType::kU8, {1}, one};
+  std::vector<TensorData> ts;
+  auto make = [&](size_t n) {
+    ts.assign(n, {});
+    for (size_t i = 0; i < n; ++i)
+      ts[i] = {"model.layers." + std::to_string(i) + ".weight", DType::kU8, {1}, one};
+  };
   TempDir d;
   const std::string path = d / "many.safetensors";
-  auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(WriteSafetensors(path, ts).ok());
-  auto t1 = std::chrono::steady_clock::now();
-  Result<SafetensorsFile> f = SafetensorsFile::Open(path, SafetensorsAccess::kPread);
-  auto t2 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(f.ok()) << f.status().ToString();
-  ASSERT_EQ(f->tensors().size(), kTensors);
-  EXPECT_EQ(f->tensors()[12345].name, "model.layers.12345.weight") << "header order kept";
-  const double write_s = std::chrono::duration<double>(t1 - t0).count();
-  const double read_s = std::chrono::duration<double>(t2 - t1).count();
-  std::cout << "100k tensors: write " << write_s << " s, parse " << read_s << " s ("
-            << f->header_size() / 1e6 / read_s << " MB/s of header)\n";
-  EXPECT_LT(write_s, 10.0);
-  EXPECT_LT(read_s, 10.0);
+  auto write = [&](size_t) {
+    ASSERT_TRUE(WriteSafetensors(path, ts, {}, {.overwrite = true}).ok());
+  };
+  const double write_growth = test::GrowthOf4x(kTensors, make, write);
+
+  std::vector<std::byte> image;
+  auto image_of = [&](size_t n) {
+    make(n);
+    write(n);
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> c((std::istreambuf_iterator<char>(in)), {});
+    image.assign(reinterpret_cast<const std::byte*>(c.data()),
+                 reinterpret_cast<const std::byte*>(c.data()) + c.size());
+  };
+  auto parse = [&](size_t n) {
+    Result<SafetensorsFile> f = SafetensorsFile::Parse(image, "many.safetensors");
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    ASSERT_EQ(f->tensors().size(), n);
+    EXPECT_EQ(f->tensors()[12345].name, "model.layers.12345.weight") << "header order kept";
+  };
+  const double parse_growth = test::GrowthOf4x(kTensors, image_of, parse);
+  std::cout << "25k -> 100k tensors: write x" << write_growth << ", parse x" << parse_growth
+            << " (CPU time; linear 4, quadratic 16)\n";
+  EXPECT_LT(write_growth, test::kMaxLinearGrowth);
+  EXPECT_LT(parse_growth, test::kMaxLinearGrowth);
 }
 
 }  // namespace

@@ -16,9 +16,12 @@
 #include "gpu_test_util.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
+#include "params_test_util.h"
 
 namespace hct {
 namespace {
+
+using test::JsonOf;
 
 using Bytes = std::vector<std::byte>;
 constexpr size_t kGuard = 64;
@@ -195,7 +198,7 @@ Bytes RunBatch(const EncodedTensor& enc, size_t bytes, uint32_t* error) {
   HuffBatchArgs ha;
   ha.chunks = dh;
   ha.count = uint32_t(m);
-  ha.substream = enc.params["substream"].get<uint32_t>();
+  ha.substream = JsonOf(enc.params)["substream"].get<uint32_t>();
   ha.max_symbols = maxn;
   ha.error = derr;
   EXPECT_TRUE(LaunchHuffDecodeBatch(ha, nullptr).ok());

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "gpu_test_util.h"
 #include "hct/codec.h"
 #include "hct/kernels.h"
@@ -111,7 +113,7 @@ std::vector<std::byte> CpuReference(const Lossy& l, DType out_type) {
                            {"cols", l.cols},
                            {"rows_per_chunk", l.rpc()},
                            {"entropy", "zstd"}};
-  auto dec = ChunkDecoder::Create(kCodecDctqZstd, params, out_type);
+  auto dec = ChunkDecoder::Create(kCodecDctqZstd, params.dump(), out_type);
   EXPECT_TRUE(dec.ok()) << dec.status().ToString();
   std::vector<std::byte> out(l.rows * l.cols * OutBytes(out_type));
   if (!dec.ok()) return out;

@@ -9,10 +9,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <set>
 
 #include "hct/hct.h"
 #include "hct/safetensors.h"
+#include "hct/units.h"
 #include "runtime/runtime_test_util.h"
 
 namespace hct {
@@ -465,6 +467,45 @@ TEST(RuntimeOptionsTest, SettingsTableIsTheOneFromEnvReads) {
     EXPECT_NE(r.status().message().find(v), std::string::npos) << r.status().ToString();
     EXPECT_NE(man.find("\\fB" + v + "\\fR"), std::string::npos) << v << " missing in libhct.3";
   }
+}
+
+// The table's default column is what RuntimeOptions{} holds (the header states the defaults
+// only as its initializers, so the table is the one place they are written for people).
+TEST(RuntimeOptionsTest, SettingsTableDefaultsAreTheBuiltInOnes) {
+  std::ifstream in(std::string(HCT_SOURCE_DIR) + "/docs/runtime.md");
+  const std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t from = doc.find("## Settings");
+  ASSERT_NE(from, std::string::npos);
+  const std::string table = doc.substr(from, doc.find("\n## ", from + 1) - from);
+  std::map<std::string, std::string> def;  // option -> first word of its default column
+  for (size_t at = table.find("\n| "); at != std::string::npos; at = table.find("\n| ", at + 1)) {
+    std::vector<std::string> cells;
+    for (size_t b = at + 2, e; (e = table.find('|', b)) != std::string::npos && cells.size() < 3;
+         b = e + 1) {
+      std::string c = table.substr(b, e - b);
+      c.erase(0, c.find_first_not_of(' '));
+      cells.push_back(c.substr(0, c.find(' ')));
+    }
+    if (cells.size() == 3 && cells[1].rfind("HCT_", 0) == 0) def[cells[0]] = cells[2];
+  }
+  const RuntimeOptions o;
+  const std::map<std::string, uint64_t> sizes = {
+      {"staging_bytes", o.staging_bytes},         {"chunk_bytes", o.chunk_bytes},
+      {"hct_slot_bytes", o.hct_slot_bytes},       {"hct_staging_bytes", o.hct_staging_bytes},
+      {"copy_step_bytes", o.copy_step_bytes},     {"resident_budget", o.resident_budget},
+      {"io_threads", uint64_t(o.io_threads)},     {"decode_threads", uint64_t(o.decode_threads)},
+      {"streams", uint64_t(o.streams)},           {"device", uint64_t(o.device)}};
+  for (const auto& [name, value] : sizes) {
+    ASSERT_TRUE(def.count(name)) << name << " has no row";
+    auto v = ParseSize(def[name]);
+    ASSERT_TRUE(v.ok()) << name << ": " << def[name];
+    EXPECT_EQ(*v, value) << name;
+  }
+  EXPECT_EQ(def["verify"], o.verify ? "on" : "off");
+  EXPECT_EQ(def["force_host"], o.force_host ? "on" : "off");
+  EXPECT_EQ(def["o_direct"], o.o_direct == ODirectMode::kAuto ? "auto"
+                             : o.o_direct == ODirectMode::kOn ? "on" : "off");
+  EXPECT_EQ(def.size(), sizes.size() + 3) << "a row this test does not know";
 }
 
 TEST(CApiTest, SafetensorsOpenLookupLoadExport) {

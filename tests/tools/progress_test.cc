@@ -7,7 +7,7 @@ namespace hct::cli {
 namespace {
 
 TEST(ProgressBarTest, RendersCountsBytesRateAndEta) {
-  Progress p;
+  ProgressState p;
   p.phase = "convert";
   p.tensors_done = 3, p.tensors_total = 10;
   p.bytes_done = 25'000'000, p.bytes_total = 100'000'000;

@@ -34,7 +34,7 @@ ProgressBar::ProgressBar(bool enabled, FILE* out)
     : enabled_(enabled && ::isatty(::fileno(out))), out_(out) {}
 ProgressBar::~ProgressBar() { Finish(); }
 
-std::string ProgressBar::Render(const Progress& p, int width) {
+std::string ProgressBar::Render(const ProgressState& p, int width) {
   const double frac = p.bytes_total
                           ? std::min(1.0, double(p.bytes_done) / p.bytes_total)
                           : (p.tensors_total ? double(p.tensors_done) / p.tensors_total : 1.0);
@@ -59,7 +59,7 @@ std::string ProgressBar::Render(const Progress& p, int width) {
   return line;
 }
 
-void ProgressBar::Update(const Progress& p) {
+void ProgressBar::Update(const ProgressState& p) {
   if (!enabled_) return;
   const bool last = p.tensors_done == p.tensors_total;
   if (!last && last_ >= 0 && p.elapsed_s - last_ < 0.1) return;

@@ -2,12 +2,22 @@
 // with tensors, bytes, rate, ETA. Tool-only code: the libraries report through callbacks.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
-#include "hct/convert.h"
-
 namespace hct::cli {
+
+// What one line of the bar shows. Each tool fills it from its library's progress callback
+// (hct::Progress of Convert/DecodeModel, hct::WarmProgress of Cache::Warm, verify counts), so
+// the bar depends on no library.
+struct ProgressState {
+  std::string phase;  // "convert", "verify", "decode", "warm"
+  uint64_t tensors_done = 0, tensors_total = 0;
+  uint64_t bytes_done = 0, bytes_total = 0;
+  std::string current;  // the item just finished (a tensor name, escaped by the caller)
+  double elapsed_s = 0;
+};
 
 class ProgressBar {
  public:
@@ -16,11 +26,11 @@ class ProgressBar {
   explicit ProgressBar(bool enabled, FILE* out = stderr);
   ~ProgressBar();
   // Redraws at most 10 times a second (always on the last tensor of a phase).
-  void Update(const Progress& p);
+  void Update(const ProgressState& p);
   // Clears the line.
   void Finish();
   // The line for `p` in `width` columns (exposed for tests).
-  static std::string Render(const Progress& p, int width);
+  static std::string Render(const ProgressState& p, int width);
 
  private:
   bool enabled_;
