@@ -163,7 +163,7 @@ Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, std::string_vi
   d.codec_ = std::string(codec);
   d.dtype_ = dtype;
   if (codec != kCodecRaw && codec != kCodecBytesplitZstd && codec != kCodecBf16Huff &&
-      !IsDctqCodec(codec))
+      !IsDctqCodec(codec))  // IsDctqCodec: dctq-zstd, dctq-huff, dctq-huffx
     return Status::Unsupported("unknown codec '" + std::string(codec) + "'");
   if (!params.is_object()) return Status::Corruption("codec params are not a JSON object");
   if (codec == kCodecRaw) return d;
@@ -216,6 +216,12 @@ Result<ChunkDecoder> ChunkDecoder::Create(std::string_view codec, std::string_vi
         return Status::Corruption("dctq-huff params out of range: " + params.dump());
       q.huff_substream = static_cast<uint32_t>(k);
     }
+    if (codec == kCodecDctqHuffx) {
+      HCT_ASSIGN_OR_RETURN(uint64_t k, GetU64(params, "substream"));
+      if (sb != 16 || k < 32 || k > detail::kHuffxMaxSubstream || k % 32)
+        return Status::Corruption("dctq-huffx params out of range: " + params.dump());
+      q.huff_substream = static_cast<uint32_t>(k);
+    }
     return d;
   }
   return Status::Unsupported("unknown codec '" + std::string(codec) + "'");
@@ -238,6 +244,17 @@ Status ChunkDecoder::DecodePayload(std::span<const std::byte> stored, const Chun
   } else if (codec_ == kCodecDctqHuff) {
     HCT_RETURN_IF_ERROR(detail::HuffDecode(
         stored, {reinterpret_cast<int8_t*>(decoded.data()), decoded.size()}));
+  } else if (codec_ == kCodecDctqHuffx) {
+    // Symbols are little-endian int16 in the decoded form (x86-64 and CUDA targets are LE).
+    if (decoded.size() % 2) return Status::Corruption("dctq-huffx chunk has an odd decoded size");
+    if (reinterpret_cast<uintptr_t>(decoded.data()) % alignof(int16_t) == 0) {
+      HCT_RETURN_IF_ERROR(detail::HuffxDecode(
+          stored, {reinterpret_cast<int16_t*>(decoded.data()), decoded.size() / 2}));
+    } else {
+      std::vector<int16_t> tmp(decoded.size() / 2);
+      HCT_RETURN_IF_ERROR(detail::HuffxDecode(stored, tmp));
+      std::memcpy(decoded.data(), tmp.data(), decoded.size());
+    }
   } else {
     HCT_RETURN_IF_ERROR(detail::ZstdDecompressExact(stored, decoded));
   }

@@ -441,8 +441,12 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     }
   }
 
-  // Huffman only for int8 symbols (an int16 alphabet would not fit one table lookup).
-  auto huff = [&](const Plan& p) { return o.entropy == Entropy::kHuffman && p.symbol_bits == 8; };
+  // Huffman: int8 symbols as "dctq-huff", int16 ones as "dctq-huffx" (escape classes plus raw
+  // bits; before it, int16 symbols fell back to zstd and cost ~2 bits more per weight).
+  auto huff = [&](const Plan&) { return o.entropy == Entropy::kHuffman; };
+  auto huff_k = [&](const Plan& p) {
+    return p.symbol_bits == 8 ? o.huff_substream : std::min(o.huff_substream, kHuffxMaxSubstream);
+  };
   // The step as the file stores it, and the symbol width it needs.
   auto normalize = [&](Plan& p) {
     p.step = static_cast<float>(std::max(p.step, MinStep(ymax)));
@@ -501,11 +505,17 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
     ev->acc.assign(nchunks, {});
     pf(nchunks, [&](size_t c) {
       std::vector<std::byte>& sym = quantize(p, qz, c);
-      if (need_bits && huff(p)) {
+      if (need_bits && huff(p) && p.symbol_bits == 8) {
         const std::span<const int8_t> s8(reinterpret_cast<const int8_t*>(sym.data()), sym.size());
         uint64_t freq[256];
         HuffHistogram(s8, freq);
-        bytes[c] = HuffPayloadBytes(freq, s8.size(), o.huff_substream);
+        bytes[c] = HuffPayloadBytes(freq, s8.size(), huff_k(p));
+      } else if (need_bits && huff(p)) {
+        const std::span<const int16_t> s16(reinterpret_cast<const int16_t*>(sym.data()),
+                                           sym.size() / 2);
+        uint64_t freq[256];
+        HuffxHistogram(s16, freq);
+        bytes[c] = HuffxPayloadBytes(freq, s16.size(), huff_k(p));
       } else if (need_bits) {
         std::vector<std::byte> z;
         st[c] = ZstdCompress(sym, zs, &z);
@@ -537,10 +547,14 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
       out.chunk.elem_count = m;
       out.chunk.decoded_size = sym.size();
       out.chunk.decoded_xxh3 = Xxh3(sym);
-      out.status = huff(p)
-                       ? HuffEncode({reinterpret_cast<const int8_t*>(sym.data()), sym.size()},
-                                    o.huff_substream, &out.chunk.bytes)
-                       : ZstdCompress(sym, zs, &out.chunk.bytes);
+      if (!huff(p))
+        out.status = ZstdCompress(sym, zs, &out.chunk.bytes);
+      else if (p.symbol_bits == 8)
+        out.status = HuffEncode({reinterpret_cast<const int8_t*>(sym.data()), sym.size()},
+                                huff_k(p), &out.chunk.bytes);
+      else
+        out.status = HuffxEncode({reinterpret_cast<const int16_t*>(sym.data()), sym.size() / 2},
+                                 huff_k(p), &out.chunk.bytes);
       if (!out.status.ok()) return;
       out.acc = known ? (*known)[c] : chunk_error(dp, sym, c);
     });
@@ -598,7 +612,9 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
   if (!std::isfinite(step))
     return Status::Unsupported("values too large for a finite quantization step");
   EncodedTensor enc;
-  enc.codec = std::string(huff(plan) ? kCodecDctqHuff : kCodecDctqZstd);
+  enc.codec = std::string(!huff(plan)                ? kCodecDctqZstd
+                          : plan.symbol_bits == 8 ? kCodecDctqHuff
+                                                  : kCodecDctqHuffx);
   nlohmann::json params = {{"transform", plan.dct ? "dct" : "none"},
                            {"tile_r", plan.dct ? plan.tile_r : 1},
                            {"tile_c", plan.dct ? plan.tile_c : 1},
@@ -608,7 +624,7 @@ Result<EncodedTensor> EncodeDctq(const TensorView& t, const LossyOptions& o,
                            {"cols", cols},
                            {"rows_per_chunk", rpc},
                            {"entropy", huff(plan) ? "huff" : "zstd"}};
-  if (huff(plan)) params["substream"] = o.huff_substream;
+  if (huff(plan)) params["substream"] = huff_k(plan);
   enc.params = params.dump();
   enc.chunks.reserve(outs.size());
   for (ChunkOut& out : outs) enc.chunks.push_back(std::move(out.chunk));

@@ -3,6 +3,7 @@
 #include "codec/detail/huff.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <numeric>
 #include <queue>
@@ -200,13 +201,18 @@ Status HuffEncode(std::span<const int8_t> symbols, const uint64_t freq[256], uin
   return Status::OK();
 }
 
-Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) {
+namespace {
+// wide: "dctq-huffx" (K <= kHuffxMaxSubstream, codes followed by up to 13 extra bits, unused byte
+// values of length 0, and a single used symbol may still carry extra bits).
+Result<HuffHeader> ParseHeader(std::span<const std::byte> p, bool wide) {
   HuffHeader h;
   if (p.size() < kHuffHeaderBytes)
     return Status::Corruption("huffman payload shorter than its header");
   h.n = Load32(p.data());
   h.substream = Load32(p.data() + 4);
-  if (h.n == 0 || h.substream < 32 || h.substream > kHuffMaxSubstream || h.substream % 32)
+  const uint32_t max_k = wide ? kHuffxMaxSubstream : kHuffMaxSubstream;
+  const uint64_t max_bits = wide ? kHuffMaxLen + kHuffxMaxExtra : kHuffMaxLen;
+  if (h.n == 0 || h.substream < 32 || h.substream > max_k || h.substream % 32)
     return Status::Corruption("huffman header: bad symbol count or sub-stream size");
   h.nstreams = uint32_t((uint64_t(h.n) + h.substream - 1) / h.substream);
   uint64_t kraft = 0;
@@ -216,6 +222,8 @@ Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) {
     if (h.lengths[s] > kHuffMaxLen)
       return Status::Corruption("huffman code length " + std::to_string(h.lengths[s]) +
                                 " exceeds " + std::to_string(kHuffMaxLen));
+    if (wide && h.lengths[s] && s >= kHuffxNegClass + kHuffxClasses)
+      return Status::Corruption("huffx code length for unused symbol " + std::to_string(s));
     if (h.lengths[s]) kraft += uint64_t(1) << (kHuffMaxLen - h.lengths[s]);
   }
   if (kraft == 0 || kraft > (uint64_t(1) << kHuffMaxLen))
@@ -227,7 +235,7 @@ Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) {
   for (uint32_t k = 0; k < h.nstreams; ++k) {
     const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
     const uint16_t bits = Load16(p.data() + h.sizes_offset + 2 * k);
-    if (bits > uint64_t(cnt) * kHuffMaxLen || (single && bits != 0))
+    if (bits > uint64_t(cnt) * max_bits || (single && !wide && bits != 0))
       return Status::Corruption("huffman sub-stream " + std::to_string(k) + " size out of range");
     h.total_bits += bits;
   }
@@ -236,6 +244,10 @@ Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) {
                               " does not match its sub-stream sizes");
   return h;
 }
+}  // namespace
+
+Result<HuffHeader> HuffParseHeader(std::span<const std::byte> p) { return ParseHeader(p, false); }
+Result<HuffHeader> HuffxParseHeader(std::span<const std::byte> p) { return ParseHeader(p, true); }
 
 Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
   HCT_ASSIGN_OR_RETURN(HuffHeader h, HuffParseHeader(p));
@@ -296,6 +308,173 @@ Status HuffDecode(std::span<const std::byte> p, std::span<int8_t> out) {
     }
     if (pos != end)
       return Status::Corruption("huffman sub-stream " + std::to_string(k) + " has " +
+                                std::to_string(end - pos) + " unused bits");
+    start = end;
+  }
+  return Status::OK();
+}
+
+}  // namespace hct::detail
+
+namespace hct::detail {
+namespace {
+
+constexpr auto kXBase = [] {
+  std::array<uint32_t, kHuffxClasses + 1> b{};
+  for (int c = 0; c <= kHuffxClasses; ++c) b[c] = HuffxClassBase(c);
+  return b;
+}();
+
+// Byte symbol of an int16 value, its extra bits and their count.
+struct XSym {
+  uint8_t b;
+  uint8_t nextra;
+  uint32_t extra;
+};
+inline XSym HuffxMap(int v) {
+  const uint32_t m = uint32_t(v < 0 ? -v : v);
+  if (m <= uint32_t(kHuffxDirect)) return {uint8_t(v + kHuffxDirect), 0, 0};
+  int c = 0;
+  while (c + 1 < kHuffxClasses && m >= kXBase[c + 1]) ++c;
+  return {uint8_t((v < 0 ? kHuffxNegClass : kHuffxPosClass) + c), uint8_t(HuffxExtraBits(c)),
+          m - kXBase[c]};
+}
+inline int HuffxSymExtra(int b) {
+  if (b >= kHuffxPosClass && b < kHuffxNegClass) return HuffxExtraBits(b - kHuffxPosClass);
+  if (b >= kHuffxNegClass && b < kHuffxNegClass + kHuffxClasses)
+    return HuffxExtraBits(b - kHuffxNegClass);
+  return 0;
+}
+
+}  // namespace
+
+void HuffxHistogram(std::span<const int16_t> symbols, uint64_t freq[256]) {
+  std::fill(freq, freq + 256, 0);
+  for (int16_t v : symbols) ++freq[HuffxMap(v).b];
+}
+
+uint64_t HuffxPayloadBytes(const uint64_t freq[256], uint64_t n, uint32_t substream) {
+  const std::vector<uint8_t> len = HuffCodeLengths({freq, 256}, kHuffMaxLen);
+  const bool single = UsedSymbols(len.data()) == 1;
+  uint64_t bits = 0;
+  for (int s = 0; s < 256; ++s) bits += freq[s] * ((single ? 0 : len[s]) + HuffxSymExtra(s));
+  const uint64_t nstreams = (n + substream - 1) / substream;
+  const uint64_t head = (kHuffHeaderBytes + 2 * nstreams + 3) / 4 * 4;
+  return head + (bits + 31) / 32 * 4;
+}
+
+Status HuffxEncode(std::span<const int16_t> symbols, uint32_t substream,
+                   std::vector<std::byte>* out) {
+  if (substream < 32 || substream > kHuffxMaxSubstream || substream % 32)
+    return Status::InvalidArgument("huffx sub-stream size must be a multiple of 32 in 32..2048");
+  if (symbols.empty() || symbols.size() > UINT32_MAX)
+    return Status::InvalidArgument("huffman chunk must hold 1..2^32-1 symbols");
+  for (int16_t v : symbols)
+    if (v == INT16_MIN) return Status::InvalidArgument("huffx symbols must be in -32767..32767");
+  uint64_t freq[256];
+  HuffxHistogram(symbols, freq);
+  const std::vector<uint8_t> lv = HuffCodeLengths({freq, 256}, kHuffMaxLen);
+  uint8_t len[256];
+  std::copy(lv.begin(), lv.end(), len);
+  uint32_t code[256] = {};
+  CanonicalCodes(len, code);
+  const bool single = UsedSymbols(len) == 1;
+  const size_t n = symbols.size();
+  const uint32_t nstreams = uint32_t((n + substream - 1) / substream);
+  const size_t base = out->size();
+  Append32(out, uint32_t(n));
+  Append32(out, substream);
+  for (int s = 0; s < 256; s += 2) out->push_back(std::byte(len[s] | (len[s + 1] << 4)));
+  const size_t sizes_at = out->size();
+  out->resize(sizes_at + 2 * size_t(nstreams));
+  while ((out->size() - base) % 4) out->push_back(std::byte{0});
+  std::vector<uint32_t> words;
+  uint64_t acc = 0;  // pending bits, right-aligned (at most 31 + 24)
+  int nacc = 0;
+  for (uint32_t k = 0; k < nstreams; ++k) {
+    uint32_t bits = 0;
+    for (size_t i = k; i < n; i += nstreams) {
+      const XSym x = HuffxMap(symbols[i]);
+      const int l = single ? 0 : len[x.b];
+      acc = (((acc << l) | code[x.b]) << x.nextra) | x.extra;
+      nacc += l + x.nextra;
+      bits += l + x.nextra;
+      if (nacc >= 32) {
+        nacc -= 32;
+        words.push_back(uint32_t(acc >> nacc));
+      }
+    }
+    const uint16_t b16 = uint16_t(bits);
+    std::memcpy(out->data() + sizes_at + 2 * k, &b16, 2);
+  }
+  if (nacc > 0) words.push_back(uint32_t(acc << (32 - nacc)));
+  const size_t at = out->size();
+  out->resize(at + 4 * words.size());
+  std::memcpy(out->data() + at, words.data(), 4 * words.size());
+  return Status::OK();
+}
+
+Status HuffxDecode(std::span<const std::byte> p, std::span<int16_t> out) {
+  HCT_ASSIGN_OR_RETURN(HuffHeader h, HuffxParseHeader(p));
+  if (h.n != out.size())
+    return Status::Corruption("huffx payload holds " + std::to_string(h.n) + " symbols, expected " +
+                              std::to_string(out.size()));
+  constexpr int L = kHuffMaxLen;
+  std::vector<uint16_t> table(size_t(1) << L, 0xFFFF);
+  uint32_t code[256] = {};
+  CanonicalCodes(h.lengths, code);
+  const bool single = UsedSymbols(h.lengths) == 1;
+  for (int s = 0; s < 256; ++s) {
+    if (!h.lengths[s]) continue;
+    if (single) {
+      std::fill(table.begin(), table.end(), uint16_t(s));  // zero-bit code
+      break;
+    }
+    const int l = h.lengths[s];
+    const uint32_t first = code[s] << (L - l), count = 1u << (L - l);
+    for (uint32_t i = 0; i < count; ++i) table[first + i] = uint16_t(s | (l << 8));
+  }
+  const std::byte* words = p.data() + h.bits_offset;
+  const uint64_t nwords = (h.total_bits + 31) / 32;
+  auto word = [&](uint64_t w) -> uint64_t { return w < nwords ? Load32(words + 4 * w) : 0; };
+  auto window = [&](uint64_t pos) {
+    const uint64_t w = pos / 32;
+    const int sh = int(pos % 32);
+    const uint64_t hi = word(w) << 32 | word(w + 1);
+    return sh ? hi << sh | word(w + 2) >> (32 - sh) : hi;
+  };
+  uint64_t start = 0;
+  for (uint32_t k = 0; k < h.nstreams; ++k) {
+    const uint16_t size = Load16(p.data() + h.sizes_offset + 2 * k);
+    const uint64_t end = start + size;
+    const uint32_t cnt = HuffSubstreamCount(h.n, h.nstreams, k);
+    uint64_t pos = start;
+    for (uint32_t t = 0; t < cnt; ++t) {
+      const uint64_t win = window(pos);
+      const uint16_t e = table[win >> (64 - L)];
+      if (e == 0xFFFF)
+        return Status::Corruption("huffx sub-stream " + std::to_string(k) +
+                                  ": invalid code at symbol " + std::to_string(t));
+      const int b = e & 0xFF, l = e >> 8, ne = HuffxSymExtra(b);
+      int v;
+      if (b <= 2 * kHuffxDirect) {
+        v = b - kHuffxDirect;
+      } else {
+        const uint32_t extra = uint32_t((win << l) >> (64 - ne));
+        const int c = b < kHuffxNegClass ? b - kHuffxPosClass : b - kHuffxNegClass;
+        const uint32_t m = kXBase[c] + extra;
+        if (m > 32767)
+          return Status::Corruption("huffx sub-stream " + std::to_string(k) +
+                                    ": value out of range at symbol " + std::to_string(t));
+        v = b < kHuffxNegClass ? int(m) : -int(m);
+      }
+      out[k + size_t(t) * h.nstreams] = int16_t(v);
+      pos += l + ne;
+      if (pos > end)
+        return Status::Corruption("huffx sub-stream " + std::to_string(k) + " runs past its size");
+    }
+    if (pos != end)
+      return Status::Corruption("huffx sub-stream " + std::to_string(k) + " has " +
                                 std::to_string(end - pos) + " unused bits");
     start = end;
   }

@@ -34,4 +34,13 @@ Status HuffEncode(std::span<const int8_t> symbols, const uint64_t freq[256], uin
 // CPU reference decoder: payload -> exactly out.size() symbols (Corruption otherwise).
 Status HuffDecode(std::span<const std::byte> payload, std::span<int8_t> out);
 
+// "dctq-huffx": int16 symbols (|q| <= 32767) as byte symbols plus raw extra bits
+// (hct/detail/huff_format.h). Histogram of the byte symbols; exact payload size (extra bits
+// included); encoder (substream a multiple of 32 in 32..kHuffxMaxSubstream); CPU reference decoder.
+void HuffxHistogram(std::span<const int16_t> symbols, uint64_t freq[256]);
+uint64_t HuffxPayloadBytes(const uint64_t freq[256], uint64_t n, uint32_t substream);
+Status HuffxEncode(std::span<const int16_t> symbols, uint32_t substream,
+                   std::vector<std::byte>* out);
+Status HuffxDecode(std::span<const std::byte> payload, std::span<int16_t> out);
+
 }  // namespace hct::detail

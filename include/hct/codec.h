@@ -33,11 +33,13 @@ inline constexpr std::string_view kCodecRaw = "raw";
 inline constexpr std::string_view kCodecBytesplitZstd = "bytesplit-zstd";
 inline constexpr std::string_view kCodecDctqZstd = "dctq-zstd";
 inline constexpr std::string_view kCodecDctqHuff = "dctq-huff";
+// int16 symbols in the Huffman sub-stream payload with escape classes (docs/hct-format.md §5.6).
+inline constexpr std::string_view kCodecDctqHuffx = "dctq-huffx";
 inline constexpr std::string_view kCodecBf16Huff = "bf16-huff";
 
 // The lossy codecs: their decoded form is quantized symbols (ChunkDecoder::dctq() applies).
 inline bool IsDctqCodec(std::string_view codec) {
-  return codec == kCodecDctqZstd || codec == kCodecDctqHuff;
+  return codec == kCodecDctqZstd || codec == kCodecDctqHuff || codec == kCodecDctqHuffx;
 }
 
 // One stored chunk. decoded_xxh3 is XXH3-64 of the decoded form: the original bytes for the

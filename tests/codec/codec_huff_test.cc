@@ -333,21 +333,124 @@ TEST(HuffCodecTest, SameSymbolsAsZstd) {
   EXPECT_EQ(z->metrics.rel_rms_error, h->metrics.rel_rms_error);
 }
 
-TEST(HuffCodecTest, Int16SymbolsFallBackToZstd) {
-  std::vector<float> x(64 * 64);
+// int16 symbols (|q| far above 127) go to dctq-huffx, whose payload decodes to exactly the
+// symbols dctq-zstd stores for the same step, in fewer bytes than zstd's int16 frames.
+TEST(HuffCodecTest, Int16SymbolsUseHuffx) {
+  std::vector<float> x(256 * 256);
   std::mt19937 rng(6);
   std::normal_distribution<float> g(0, 1);
   for (float& v : x) v = g(rng);
+  x[77] = 300;  // an outlier needing the widest classes at this step
   std::vector<std::byte> bytes(x.size() * 4);
   std::memcpy(bytes.data(), x.data(), bytes.size());
   EncodeOptions o;
   o.lossy = true;
-  o.lossy_options.max_error = 1e-4;  // needs |q| far above 127
+  o.lossy_options.mode = RateMode::kStep;
+  o.lossy_options.step = 0.01;  // |q| up to 30000, sigma 100 steps
+  o.lossy_options.transform = Transform::kNone;
+  o.lossy_options.chunk_symbols = 256 * 100;
   o.lossy_options.entropy = Entropy::kHuffman;
-  auto e = EncodeTensor({bytes, DType::kF32, {64, 64}}, o);
-  ASSERT_TRUE(e.ok());
-  EXPECT_EQ(e->codec, kCodecDctqZstd);
-  EXPECT_EQ(JsonOf(e->params)["symbol_bits"], 16);
+  auto h = EncodeTensor({bytes, DType::kF32, {256, 256}}, o);
+  o.lossy_options.entropy = Entropy::kZstd;
+  auto z = EncodeTensor({bytes, DType::kF32, {256, 256}}, o);
+  ASSERT_TRUE(h.ok() && z.ok());
+  EXPECT_EQ(h->codec, kCodecDctqHuffx);
+  EXPECT_EQ(JsonOf(h->params)["symbol_bits"], 16);
+  EXPECT_EQ(z->codec, kCodecDctqZstd);
+  ASSERT_EQ(h->chunks.size(), z->chunks.size());
+  auto dh = ChunkDecoder::Create(h->codec, h->params, DType::kF32);
+  auto dz = ChunkDecoder::Create(z->codec, z->params, DType::kF32);
+  ASSERT_TRUE(dh.ok() && dz.ok());
+  for (size_t i = 0; i < h->chunks.size(); ++i) {
+    const EncodedChunk &ch = h->chunks[i], &cz = z->chunks[i];
+    EXPECT_EQ(ch.decoded_xxh3, cz.decoded_xxh3);
+    std::vector<std::byte> sh(ch.decoded_size), sz(cz.decoded_size);
+    ASSERT_TRUE(dh->DecodePayload(ch.bytes, ChunkMeta(ch), sh).ok());
+    ASSERT_TRUE(dz->DecodePayload(cz.bytes, ChunkMeta(cz), sz).ok());
+    EXPECT_EQ(sh, sz);
+  }
+  EXPECT_EQ(h->metrics.rel_rms_error, z->metrics.rel_rms_error);
+  // Gaussian with sigma = 100 steps: order-0 entropy log2(100 * 4.13) = 8.69 bits.
+  EXPECT_LT(h->metrics.bits_per_weight, 8.85);
+  EXPECT_LT(h->metrics.stored_bytes, z->metrics.stored_bytes);
+}
+
+// Random int16 values of every magnitude, the class boundaries, one-symbol chunks: exact round
+// trips and HuffxPayloadBytes == the encoded size.
+TEST(HuffxTest, RoundTripAndExactSize) {
+  std::mt19937 rng(11);
+  std::vector<std::vector<int16_t>> cases;
+  for (double sigma : {0.3, 30.0, 150.0, 3000.0}) {
+    std::normal_distribution<double> g(0, sigma);
+    std::vector<int16_t> s(50001);
+    for (auto& v : s) v = int16_t(std::clamp(std::lround(g(rng)), -32767L, 32767L));
+    cases.push_back(s);
+  }
+  std::vector<int16_t> edges;
+  for (int c = 0; c <= detail::kHuffxClasses; ++c)
+    for (int d : {-1, 0, 1}) {
+      const long m = std::min<long>(32767, long(detail::HuffxClassBase(c)) + d);
+      edges.push_back(int16_t(m)), edges.push_back(int16_t(-m));
+    }
+  edges.push_back(32767), edges.push_back(-32767), edges.push_back(0);
+  edges.push_back(95), edges.push_back(-95), edges.push_back(96), edges.push_back(-96);
+  cases.push_back(edges);
+  cases.push_back(std::vector<int16_t>(3000, 20000));  // one symbol, still extra bits
+  cases.push_back(std::vector<int16_t>(77, -3));       // one direct symbol: no bits
+  for (uint32_t k : {32u, 2048u}) {
+    for (const auto& s : cases) {
+      std::vector<std::byte> p;
+      ASSERT_TRUE(detail::HuffxEncode(s, k, &p).ok());
+      uint64_t freq[256];
+      detail::HuffxHistogram(s, freq);
+      EXPECT_EQ(detail::HuffxPayloadBytes(freq, s.size(), k), p.size());
+      std::vector<int16_t> out(s.size(), 0x5555);
+      Status st = detail::HuffxDecode(p, out);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+      EXPECT_EQ(out, s) << "k=" << k << " n=" << s.size();
+    }
+  }
+  std::vector<std::byte> p;
+  const std::vector<int16_t> bad = {1, -32768};
+  EXPECT_EQ(detail::HuffxEncode(bad, 2048, &p).code(), Code::kInvalidArgument);
+  EXPECT_EQ(detail::HuffxEncode(cases[0], 4096, &p).code(), Code::kInvalidArgument);
+}
+
+// Damaged payloads are Corruption, never a crash: every single-byte change is either caught or
+// decodes to other symbols (then the chunk's decoded_xxh3 catches it).
+TEST(HuffxTest, DamageIsCorruption) {
+  std::mt19937 rng(12);
+  std::normal_distribution<double> g(0, 200);
+  std::vector<int16_t> s(9000);
+  for (auto& v : s) v = int16_t(std::clamp(std::lround(g(rng)), -32767L, 32767L));
+  std::vector<std::byte> p;
+  ASSERT_TRUE(detail::HuffxEncode(s, 1024, &p).ok());
+  std::vector<int16_t> out(s.size());
+  // Truncated, extended, wrong count.
+  EXPECT_EQ(detail::HuffxDecode(std::span(p).first(p.size() - 4), out).code(), Code::kCorruption);
+  std::vector<std::byte> longer = p;
+  longer.resize(p.size() + 4);
+  EXPECT_EQ(detail::HuffxDecode(longer, out).code(), Code::kCorruption);
+  std::vector<int16_t> small(s.size() - 1);
+  EXPECT_EQ(detail::HuffxDecode(p, small).code(), Code::kCorruption);
+  // A length for an unused byte value (235..255).
+  std::vector<std::byte> q = p;
+  q[8 + 240 / 2] = std::byte(uint8_t(q[8 + 240 / 2]) | 0x05);
+  EXPECT_EQ(detail::HuffxDecode(q, out).code(), Code::kCorruption);
+  int caught = 0;
+  for (int t = 0; t < 300; ++t) {
+    std::vector<std::byte> d = p;
+    const size_t at = rng() % d.size();
+    d[at] ^= std::byte(uint8_t(1 + rng() % 255));
+    Status st = detail::HuffxDecode(d, out);
+    if (!st.ok()) {
+      EXPECT_EQ(st.code(), Code::kCorruption);
+      ++caught;
+    } else {
+      EXPECT_NE(out, s) << "a damaged byte at " << at << " decoded to the original";
+    }
+  }
+  EXPECT_GT(caught, 30);  // header, sizes and code damage; raw extra bits are left to the xxh3
 }
 
 TEST(HuffCodecTest, ParamsChecked) {
@@ -361,7 +464,14 @@ TEST(HuffCodecTest, ParamsChecked) {
             Code::kCorruption);
   p["substream"] = 2048;
   EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).ok());
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuffx, p.dump(), DType::kBF16).status().code(),
+            Code::kCorruption);  // huffx needs symbol_bits 16
   p["symbol_bits"] = 16;
+  EXPECT_TRUE(ChunkDecoder::Create(kCodecDctqHuffx, p.dump(), DType::kBF16).ok());
+  p["substream"] = 4096;  // over huffx's 2048
+  EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuffx, p.dump(), DType::kBF16).status().code(),
+            Code::kCorruption);
+  p["substream"] = 2048;
   EXPECT_EQ(ChunkDecoder::Create(kCodecDctqHuff, p.dump(), DType::kBF16).status().code(),
             Code::kCorruption);
 }

@@ -109,11 +109,17 @@ TEST_F(ConvertTest, ShardedFolderGivesOneHctPerShardIndexAndCopiedFiles) {
       EXPECT_EQ(t.metrics.rel_rms_error, 0) << t.name;
     } else {
       EXPECT_EQ(t.reason, "lossy") << t.name;
-      EXPECT_EQ(t.codec, kCodecDctqHuff) << t.name;  // the default entropy stage
-      // The default solves each lossy tensor's step for at most kDefaultBits bits per weight
-      // (the ordered embedding's DCT coefficients reach the finest step at fewer bits).
+      // The default entropy stage is Huffman: int8 symbols as dctq-huff, int16 ones as
+      // dctq-huffx. The smooth embedding's DCT coefficients need int16 symbols at the default's
+      // step (huffx prices them at about int8's cost), so which of the two is behaviour of the
+      // rate search, not of the policy; the bound below is what the default promises.
+      EXPECT_TRUE(t.codec == kCodecDctqHuff || t.codec == kCodecDctqHuffx) << t.name;
+      // The default solves each lossy tensor's step for kDefaultBits bits per weight, and
+      // spends them: with int16 symbols coded as dctq-huffx the embedding is no longer stuck
+      // at the finest int8 step (3.26 bits, error 0.031, when int16 went to zstd at 4.5 bits;
+      // now 3.79 bits, error 0.021).
       EXPECT_LE(t.metrics.bits_per_weight, kDefaultBits * 1.02) << t.name;
-      EXPECT_GT(t.metrics.bits_per_weight, 2.5) << t.name;
+      EXPECT_GT(t.metrics.bits_per_weight, kDefaultBits * 0.9) << t.name;
       EXPECT_GT(t.metrics.rel_rms_error, 0.01) << t.name;
       EXPECT_LT(t.metrics.rel_rms_error, 0.2) << t.name;
     }
@@ -355,7 +361,10 @@ TEST_F(ConvertTest, SingleFileInputAndInspect) {
   EXPECT_EQ(ins->kind, "hct-model");
   ASSERT_EQ(ins->tensors.size(), st->tensors().size());
   EXPECT_EQ(ins->tensors[0].name, "model.embed_tokens.weight");
-  EXPECT_EQ(ins->tensors[0].codec, kCodecDctqHuff);
+  // Lossy, Huffman-coded (int16 symbols for this smooth embedding: see the test above).
+  EXPECT_TRUE(ins->tensors[0].codec == kCodecDctqHuff ||
+              ins->tensors[0].codec == kCodecDctqHuffx)
+      << ins->tensors[0].codec;
   EXPECT_EQ(ins->tensors[0].shape, (std::vector<uint64_t>{256, 64}));
   EXPECT_LT(ins->stored_bytes, ins->decoded_bytes / 2);
   auto one = Inspect((out / "model-00001-of-00003.hct").string());

@@ -27,6 +27,26 @@ constexpr uint32_t HuffSubstreamCount(uint32_t n, uint32_t nstreams, uint32_t k)
   return n / nstreams + (k < n % nstreams ? 1u : 0u);
 }
 
+// "dctq-huffx" (docs/hct-format.md §5.6): int16 symbols in the same payload layout. Byte symbol
+// b < 2 * kHuffxDirect + 1 is the value b - kHuffxDirect; b = kHuffxPosClass + c (c <
+// kHuffxClasses) is a magnitude class (negative: kHuffxNegClass + c) followed, right after its
+// code in the same sub-stream, by HuffxExtraBits(c) raw bits (MSB first) of m - HuffxClassBase(c);
+// the remaining byte values are unused (length 0).
+inline constexpr int kHuffxDirect = 95;
+inline constexpr int kHuffxClasses = 22;
+inline constexpr int kHuffxPosClass = 2 * kHuffxDirect + 1;          // 191
+inline constexpr int kHuffxNegClass = kHuffxPosClass + kHuffxClasses;  // 213
+inline constexpr int kHuffxMaxExtra = 13;
+inline constexpr uint32_t kHuffxMaxSubstream = 2048;  // 2048 * (11 + 13) bits fit a u16
+constexpr int HuffxExtraBits(int c) { return c / 2 + 3; }
+constexpr uint32_t HuffxClassBase(int c) {
+  uint32_t b = kHuffxDirect + 1;
+  for (int j = 0; j < c; ++j) b += 1u << HuffxExtraBits(j);
+  return b;
+}
+static_assert(HuffxExtraBits(kHuffxClasses - 1) == kHuffxMaxExtra);
+static_assert(HuffxClassBase(kHuffxClasses) > 32768, "the classes cover every int16 magnitude");
+
 // Parsed, validated header of a payload (bounds checked against its size).
 struct HuffHeader {
   uint32_t n = 0;             // symbols
@@ -39,5 +59,8 @@ struct HuffHeader {
 };
 // Implemented in hct::codec (codec/huff.cc).
 Result<HuffHeader> HuffParseHeader(std::span<const std::byte> payload);
+// The same for a "dctq-huffx" payload (sub-stream sizes up to count * (11 + 13) bits, K <= 2048,
+// unused byte values must have length 0).
+Result<HuffHeader> HuffxParseHeader(std::span<const std::byte> payload);
 
 }  // namespace hct::detail
