@@ -191,33 +191,6 @@ struct Unit {
 // enough that a unit is many page-cache copies of whole chunks.
 constexpr uint64_t kUnitBytes = 2ull << 20;
 
-// Page-cache reads of huff chunks are hashed step by step, each step right after its read while
-// it is still in the reading core's cache: a unit (megabytes) does not stay there until a
-// whole-chunk hash after the read, which then costs one more pass over host memory.
-constexpr uint64_t kHashStep = 256ull << 10;
-
-// ReadRange of [off, off + n) in steps of kHashStep into consecutive places of `buf` (as one
-// ReadRange would put them), with the XXH3-64 of the bytes in *xxh3 when it is not null.
-Result<std::byte*> ReadHashed(const OpenFile& f, bool direct, std::byte* buf, uint64_t off,
-                              uint64_t n, uint64_t* xxh3) {
-  if (!xxh3) return ReadRange(f, direct, buf, off, n);
-  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(),
-                                                                      XXH3_freeState);
-  if (!st || XXH3_64bits_reset(st.get()) != XXH_OK)
-    return Status::ResourceExhausted("XXH3 state for " + f.path);
-  std::byte* data = nullptr;
-  uint64_t s = 0;
-  do {  // steps of a multiple of 4096: each lands where one read of the range would put it
-    const uint64_t len = std::min(kHashStep, n - s);
-    HCT_ASSIGN_OR_RETURN(std::byte* p, ReadRange(f, direct, buf + s, off + s, len));
-    if (s == 0) data = p;
-    (void)XXH3_64bits_update(st.get(), p, len);
-    s += len;
-  } while (s < n);
-  *xxh3 = XXH3_64bits_digest(st.get());
-  return data;
-}
-
 HuffBatchWorkspace GroupWorkspace(const std::vector<ChunkEntry>& ch, size_t c0, size_t m) {
   std::vector<uint64_t> pay(m), sym(m);
   for (size_t k = 0; k < m; ++k) {
@@ -527,6 +500,8 @@ Status CompressedRun::HuffUnit(const Unit& u) {
     const std::byte* data = g.mapped + cc.offset;
     if (!g.mapped) {
       uint64_t x = 0;
+      // Hashed step by step while each step is in this core's cache: a unit (megabytes) is
+      // not there any more when a whole-chunk hash after the read would pass over it again.
       auto rd = ReadHashed(*r.file, g.direct, host + poff, cc.offset, cc.stored_size,
                            env_.opt.verify ? &x : nullptr);
       if (!rd.ok()) return rd.status().WithContext(TensorCtx(r.name()));
