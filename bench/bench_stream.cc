@@ -8,7 +8,9 @@
 // the pinned cudaMemcpy ceiling and the page-cache pread rate measured in the same run, with the
 // one-time setup and the host memory held (pinned ring, registered bytes, device scratch).
 // Sources: st (safetensors, one-shot), cache (one-shot), cache-resident, hct (page cache),
-// hct-resident (resident_budget covering the HCT files).
+// hct-resident (resident_budget covering the HCT files); a mode may end in -ds0 (kernels after
+// the copies on the copy stream, as before the decode streams) and/or -prof (GPU profile), e.g.
+// hct-resident-ds0, hct-resident-prof, hct-prof.
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <iostream>
@@ -128,6 +130,8 @@ struct Source {
   std::string mode;
   hct::Catalog catalog;
   uint64_t resident_budget = 0;
+  int decode_streams = -1;  // -ds0: 0 (kernels after the copies, as before); else the default
+  bool profile = false;     // -prof: hct_profile, the GPU breakdown printed after the line
 };
 
 hct::Catalog OpenCatalog(const std::string& mode, const std::string& root) {
@@ -151,6 +155,8 @@ void StreamSource(const Args& a, const Source& src, uint64_t layer_bytes, double
   auto opt = hct::RuntimeOptions::FromEnv();
   Die(opt.status(), "options");
   opt->resident_budget = src.resident_budget;
+  if (src.decode_streams >= 0) opt->hct_decode_streams = src.decode_streams;
+  opt->hct_profile = src.profile;
   auto rt = hct::Runtime::Create(*opt);
   Die(rt.status(), "runtime");
   std::vector<std::vector<hct::TensorSpec>> layers;
@@ -183,6 +189,15 @@ void StreamSource(const Args& a, const Source& src, uint64_t layer_bytes, double
               Gb(s.hct_device_scratch_bytes).c_str(),
               s.resident_fallback.empty() ? "" : " | resident refused: ",
               s.resident_fallback.c_str());
+  if (src.profile && s.hct_gpu_span_seconds > 0)
+    std::printf("  GPU profile over all passes: %llu groups; copies %.1f ms = %.0f%% of the loads' "
+                "GPU spans (%.1f ms); Huffman %.1f ms + dequant %.1f ms summed over groups "
+                "(%.2f decoding at a time)\n",
+                (unsigned long long)s.hct_gpu_groups, s.hct_gpu_copy_seconds * 1e3,
+                100 * s.hct_gpu_copy_seconds / s.hct_gpu_span_seconds,
+                s.hct_gpu_span_seconds * 1e3, s.hct_gpu_huff_seconds * 1e3,
+                s.hct_gpu_dequant_seconds * 1e3,
+                (s.hct_gpu_huff_seconds + s.hct_gpu_dequant_seconds) / s.hct_gpu_span_seconds);
 }
 
 // The pinned-copy ceiling of one layer's bytes (0 without a GPU); *stream: the stream the
@@ -254,7 +269,23 @@ int main(int argc, char** argv) {
               a.prefetch);
   std::stringstream ms(a.modes);
   for (std::string m; std::getline(ms, m, ',');) {
-    Source s{m, OpenCatalog(m, a.dir)};
+    // Suffixes: -ds0 (no decode streams), -prof (GPU profile); the rest names the source.
+    std::string base_mode = m;
+    int ds = -1;
+    bool prof = false;
+    auto strip = [&](const std::string& x) {
+      const bool has = base_mode.size() > x.size() &&
+                       base_mode.compare(base_mode.size() - x.size(), x.size(), x) == 0;
+      if (has) base_mode.resize(base_mode.size() - x.size());
+      return has;
+    };
+    for (int k = 0; k < 2; ++k) {
+      if (strip("-prof")) prof = true;
+      if (strip("-ds0")) ds = 0;
+    }
+    Source s{m, OpenCatalog(base_mode, a.dir)};
+    s.decode_streams = ds;
+    s.profile = prof;
     if (m.find("resident") != std::string::npos) s.resident_budget = 2 * layer_bytes * a.layers;
     StreamSource(a, s, layer_bytes, ceiling, pread_rate, stream);
   }

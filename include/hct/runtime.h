@@ -117,6 +117,14 @@ struct RuntimeOptions {
   int io_threads = 16;  // best one-shot point measured on a 16-core H100 host (docs/BENCHMARKS.md)
   int decode_threads = 0;  // compressed path: read + zstd threads; 0: hardware concurrency
   int streams = 2;
+  // Compressed loads on a GPU: the kernels of a group of chunks (Huffman, dequantize + inverse
+  // transform, bf16 merge) run on one of hct_decode_streams streams of their own, after the
+  // group's copy on a copy stream, so that the copy of the next groups goes on while a group
+  // decodes; 0: the kernels follow the copy on the copy stream (one group copies or decodes).
+  int hct_decode_streams = 4;
+  // Compressed loads on a GPU: times every group's copy and kernels with CUDA events and adds
+  // them to RuntimeStats::hct_gpu_* (each load then waits for its GPU work; for benchmarks).
+  bool hct_profile = false;
   // GPU one-shot, buffered reads: when > 0, each piece is read in steps of this many bytes and
   // each step's copy is enqueued right after its read (while the step is in the CPU cache, and
   // overlapping the rest of the read); 0: one copy per piece once it is read.
@@ -207,6 +215,13 @@ struct RuntimeStats {
   // Compressed tensors loaded from resident (mapped, registered) HCT files, and their stored
   // bytes DMA'd straight from the mapping (GPU) or decoded from it (host); included above.
   uint64_t loads_hct_resident = 0, bytes_hct_resident = 0;
+  // With RuntimeOptions::hct_profile: GPU groups timed, the GPU time of their copies to the
+  // device, Huffman decodes and dequantize (+ inverse transform; bf16: the whole decode)
+  // kernels summed over groups, and each load's GPU span (first copy start to last kernel end)
+  // summed over loads. copy / span near 1 means the link was kept busy.
+  uint64_t hct_gpu_groups = 0;
+  double hct_gpu_copy_seconds = 0, hct_gpu_huff_seconds = 0, hct_gpu_dequant_seconds = 0;
+  double hct_gpu_span_seconds = 0;
   // Cache tensors: loads served by the cache, and loads that fell back to the compressed source
   // (entry evicted or corrupt).
   uint64_t loads_cache = 0, cache_fallbacks = 0;

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -27,11 +28,52 @@ CompressedLoader::~CompressedLoader() {
   pool_.reset();
   for (auto& [p, n] : read_bufs_) std::free(p);
 #if HCT_WITH_CUDA
-  if (scratch_) {
-    DeviceGuard g(env_.device);
-    (void)cudaFree(scratch_);
+  DeviceGuard g(env_.device);
+  for (void* s : decode_) {  // nothing may still write the scratch
+    (void)cudaStreamSynchronize(static_cast<cudaStream_t>(s));
+    (void)cudaStreamDestroy(static_cast<cudaStream_t>(s));
   }
+  for (void* e : joined_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+  for (void* e : copied_) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+  if (scratch_) (void)cudaFree(scratch_);
 #endif
+}
+
+// The decode streams (non-blocking, like the copy streams) and their events, once.
+Status CompressedLoader::MakeDecodeStreams() {
+#if HCT_WITH_CUDA
+  if (!env_.gpu() || env_.opt.hct_decode_streams <= 0 || !decode_.empty()) return Status::OK();
+  const double t0 = NowSeconds();
+  DeviceGuard g(env_.device);
+  for (int k = 0; k < env_.opt.hct_decode_streams; ++k) {
+    cudaStream_t s;
+    HCT_CHECK(cuda, cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    decode_.push_back(s);
+    cudaEvent_t e;
+    HCT_CHECK(cuda, cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    joined_.push_back(e);
+  }
+  for (int k = 0; k < ring_->nslots(); ++k) {
+    cudaEvent_t e;
+    HCT_CHECK(cuda, cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    copied_.push_back(e);
+  }
+  CountSetup(env_.stats, t0, 0);
+#endif
+  return Status::OK();
+}
+
+Status CompressedLoader::JoinDecodeStreams(void* to) const {
+#if HCT_WITH_CUDA
+  for (size_t k = 0; k < decode_.size(); ++k) {
+    auto e = static_cast<cudaEvent_t>(joined_[k]);
+    HCT_CHECK(cuda, cudaEventRecord(e, static_cast<cudaStream_t>(decode_[k])));
+    HCT_CHECK(cuda, cudaStreamWaitEvent(static_cast<cudaStream_t>(to), e, 0));
+  }
+#else
+  (void)to;
+#endif
+  return Status::OK();
 }
 
 Status CompressedLoader::Prepare(uint64_t read_bytes) {
@@ -81,6 +123,7 @@ Status CompressedLoader::Prepare(uint64_t read_bytes) {
     lossless_ = std::make_unique<LosslessGpu>(env_, *ring_);
     HCT_RETURN_IF_ERROR(lossless_->Prepare());
   }
+  HCT_RETURN_IF_ERROR(MakeDecodeStreams());
 #endif
   if (read_bytes > 0) {
     const double t0 = NowSeconds();
@@ -197,6 +240,10 @@ class CompressedRun {
   Status CheckHuffChunk(const Group& g, size_t ci, const std::byte* data, uint64_t poff,
                         uint64_t soff, std::byte* host, std::byte* dev);
   Status SubmitHuff(const Group& g, size_t slot, std::byte* host, std::byte* dev);
+  Status CopyGroup(const Group& g, std::byte* host, std::byte* dev, void* stream);
+  Status LaunchDctq(const Group& g, std::byte* dev, void* stream);
+  Status MakeProfileEvents();
+  void CollectProfile();
   Status ChunkItem(int worker, int64_t j, const Group& g);
   Status DecodeOnDevice(int64_t j, const Group& g, std::span<const std::byte> stored,
                         std::byte* out);
@@ -220,6 +267,9 @@ class CompressedRun {
   uint64_t stored_ = 0, direct_ = 0, buffered_ = 0, verified_ = 0, mapped_ = 0;
   double decode_s_ = 0;
   uint64_t bf16_gpu_ = 0;  // bf16-huff chunks decoded on the GPU
+  // hct_profile: per huff group, events at the copy's start and end, the kernels' start, the
+  // Huffman decode's end and the kernels' end (cudaEvent_t; null for other groups).
+  std::vector<std::array<void*, 5>> prof_;
 };
 
 // How many chunks from c0 on form one dctq-huff GPU group (0: this chunk takes the generic
@@ -299,9 +349,9 @@ void CompressedRun::Cut(std::span<const size_t> which) {
   for (const Unit& u : units_) ++left_[u.g];
 }
 
-// Checks one chunk of a huff group (stored XXH3 unless it is resident and was verified when it
-// became so; header on the CPU) and writes its descriptor into the slot, pointing into the
-// slot's device twin.
+// Checks one chunk of a huff group (header on the CPU; its stored XXH3 was checked by the read,
+// or when its resident file became resident) and writes its descriptor into the slot, pointing
+// into the slot's device twin.
 Status CompressedRun::CheckHuffChunk(const Group& g, size_t ci, const std::byte* data,
                                      uint64_t poff, uint64_t soff, std::byte* host,
                                      std::byte* dev) {
@@ -309,18 +359,12 @@ Status CompressedRun::CheckHuffChunk(const Group& g, size_t ci, const std::byte*
     const PlannedRead& rb = plan_.reads[g.t];
     const size_t k = ci - g.chunk;
     auto* merge = reinterpret_cast<Bf16MergeChunk*>(host + g.count * sizeof(HuffChunk));
-    return CheckBf16HuffChunk(rb, ci, data, !g.mapped, dev + poff, dev + soff, dst_.at(g.t),
+    return CheckBf16HuffChunk(rb, ci, data, false, dev + poff, dev + soff, dst_.at(g.t),
                               reinterpret_cast<HuffChunk*>(host) + k, merge + k);
   }
   const PlannedRead& r = plan_.reads[g.t];
   const ChunkEntry& cc = r.hct->entry->chunks[ci];
   const ChunkDecoder::DctqParams& q = r.hct->decoder.dctq();
-  if (!g.mapped) {
-    const uint64_t x = XXH3_64bits(data, cc.stored_size);
-    if (x != cc.xxh3)
-      return ChecksumMismatch(r.file->path, r.name(),
-                              "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
-  }
   auto hdr = HuffParseHeader({data, cc.stored_size});
   if (!hdr.ok()) return InChunk(hdr.status(), r, ci);
   if (hdr->n != cc.decoded_size || hdr->substream != q.huff_substream)
@@ -335,61 +379,104 @@ Status CompressedRun::CheckHuffChunk(const Group& g, size_t ci, const std::byte*
   return Status::OK();
 }
 
-// The group's work on the GPU, enqueued by the thread that finished its last unit: the slot's
-// descriptors (and payloads read into it) in one copy, or (resident) the descriptors, then the
-// payloads DMA'd from the registered mapping, one copy per contiguous run of chunks; ONE batched
-// Huffman launch, ONE dequant (+IDCT) launch over the group's rows; the slot's event.
-Status CompressedRun::SubmitHuff(const Group& g, size_t slot, std::byte* host, std::byte* dev) {
+// The group's copies on `stream`: the slot's descriptors (and payloads read into it) in one
+// copy, or (resident) the descriptors, then the payloads DMA'd from the registered mapping, one
+// copy per contiguous run of chunks.
+Status CompressedRun::CopyGroup(const Group& g, std::byte* host, std::byte* dev, void* stream) {
+#if HCT_WITH_CUDA
+  auto cs = static_cast<cudaStream_t>(stream);
+  const std::vector<ChunkEntry>& chs = plan_.reads[g.t].hct->entry->chunks;
+  const uint64_t head =
+      g.mapped ? (g.bf16 ? 2 : 1) * g.count * sizeof(HuffChunk) : g.ws.symbols_begin;
+  HCT_CHECK(cuda, cudaMemcpyAsync(dev, host, head, cudaMemcpyHostToDevice, cs));
+  if (!g.mapped) return Status::OK();
+  uint64_t poff = g.ws.payload_begin, run_dev = poff, run_file = chs[g.chunk].offset, run_len = 0;
+  for (size_t k = 0; k <= g.count; ++k) {
+    const ChunkEntry* c = k < g.count ? &chs[g.chunk + k] : nullptr;
+    if (c && run_len && c->offset == run_file + (poff - run_dev)) {
+      run_len = poff - run_dev + c->stored_size;
+    } else {
+      if (run_len)
+        HCT_CHECK(cuda, cudaMemcpyAsync(dev + run_dev, g.mapped + run_file, run_len,
+                                        cudaMemcpyHostToDevice, cs));
+      if (c) run_dev = poff, run_file = c->offset, run_len = c->stored_size;
+    }
+    if (c) poff += AlignUp(c->stored_size);
+  }
+#else
+  (void)g, (void)host, (void)dev, (void)stream;
+#endif
+  return Status::OK();
+}
+
+// A dctq-huff group's kernels on `stream`: ONE batched Huffman launch, ONE dequant (+IDCT)
+// launch over the group's rows (the Huffman end marked for the profile).
+Status CompressedRun::LaunchDctq(const Group& g, std::byte* dev, void* stream) {
   const PlannedRead& r = plan_.reads[g.t];
   const std::vector<ChunkEntry>& chs = r.hct->entry->chunks;
   const ChunkEntry& c0 = chs[g.chunk];
   const ChunkEntry& cl = chs[g.chunk + g.count - 1];
+  HuffBatchArgs ha;
+  ha.chunks = reinterpret_cast<const HuffChunk*>(dev);
+  ha.count = uint32_t(g.count);
+  ha.substream = r.hct->decoder.dctq().huff_substream;
+  ha.max_symbols = g.max_sym;
+  HCT_RETURN_IF_ERROR(LaunchHuffDecodeBatch(ha, reinterpret_cast<GpuStream>(stream)));
+#if HCT_WITH_CUDA
+  if (!prof_.empty())
+    HCT_CHECK(cuda, cudaEventRecord(static_cast<cudaEvent_t>(prof_[size_t(&g - groups_.data())][3]),
+                                    static_cast<cudaStream_t>(stream)));
+#endif
+  const uint64_t cols = r.hct->decoder.dctq().cols;
+  DctqDecodeArgs a = DctqArgs(r.hct->decoder.dctq(), r, dst_.at(g.t), c0.elem_offset / cols,
+                              (cl.elem_offset + cl.elem_count) / cols);
+  a.symbols = dev + g.ws.symbols_begin;
+  a.symbol_type = DType::kI8;
+  return LaunchDctqDecode(a, reinterpret_cast<GpuStream>(stream));
+}
+
+// The group's work on the GPU, enqueued by the thread that finished its last unit: its copies
+// on a copy stream (CopyGroup); with decode streams, the slot's "copied" event, which the
+// group's decode stream waits for (so the copy stream goes on with the next groups while this
+// one decodes); the kernels (bf16-huff: LosslessGpu, else LaunchDctq); the slot's event.
+Status CompressedRun::SubmitHuff(const Group& g, size_t slot, std::byte* host, std::byte* dev) {
+  const PlannedRead& r = plan_.reads[g.t];
   Status st;
 #if HCT_WITH_CUDA
-  auto stream = static_cast<cudaStream_t>(env_.streams.at(uint64_t(&g - groups_.data())));
-  const uint64_t head =
-      g.mapped ? (g.bf16 ? 2 : 1) * g.count * sizeof(HuffChunk) : g.ws.symbols_begin;
-  st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(dev, host, head, cudaMemcpyHostToDevice, stream));
-  if (g.mapped) {
-    uint64_t poff = g.ws.payload_begin, run_dev = poff, run_file = c0.offset, run_len = 0;
-    for (size_t k = 0; k <= g.count && st.ok(); ++k) {
-      const ChunkEntry* c = k < g.count ? &chs[g.chunk + k] : nullptr;
-      if (c && run_len && c->offset == run_file + (poff - run_dev)) {
-        run_len = poff - run_dev + c->stored_size;
-      } else {
-        if (run_len)
-          st = HCT_CALL_STATUS(cuda, cudaMemcpyAsync(dev + run_dev, g.mapped + run_file, run_len,
-                                                     cudaMemcpyHostToDevice, stream));
-        if (c) run_dev = poff, run_file = c->offset, run_len = c->stored_size;
-      }
-      if (c) poff += AlignUp(c->stored_size);
-    }
+  const size_t gi = size_t(&g - groups_.data());
+  void* kd = res_.decode_stream(gi);
+  // With decode streams one copy stream carries every group's copies in order: the link is one
+  // resource, and the profile's copy times then add up to the time it was busy.
+  auto cs = static_cast<cudaStream_t>(env_.streams.at(kd ? 0 : gi));
+  auto ks = kd ? static_cast<cudaStream_t>(kd) : cs;
+  auto mark = [&](int k, cudaStream_t s) {
+    if (!prof_.empty() && st.ok())
+      st = HCT_CALL_STATUS(cuda, cudaEventRecord(static_cast<cudaEvent_t>(prof_[gi][k]), s));
+  };
+  mark(0, cs);
+  if (st.ok()) st = CopyGroup(g, host, dev, cs);
+  mark(1, cs);
+  if (st.ok() && kd) {
+    auto ce = static_cast<cudaEvent_t>(res_.copied_event(slot));
+    st = HCT_CALL_STATUS(cuda, cudaEventRecord(ce, cs));
+    if (st.ok()) st = HCT_CALL_STATUS(cuda, cudaStreamWaitEvent(ks, ce, 0));
   }
+  mark(2, ks);
+  if (!st.ok()) return InChunk(st, r, g.chunk);
   if (g.bf16) {  // the exponent planes and the merge, checked by LosslessGpu
-    if (!st.ok()) return InChunk(st, r, g.chunk);
-    return res_.lossless()->Launch({&r, g.chunk, g.count, slot, dev, g.max_sym, stream});
+    HCT_RETURN_IF_ERROR(
+        res_.lossless()->Launch({&r, g.chunk, g.count, slot, dev, g.max_sym, ks}));
+    mark(3, ks);
+    mark(4, ks);
+    return st.ok() ? st : InChunk(st, r, g.chunk);
   }
-  if (st.ok()) {
-    HuffBatchArgs ha;
-    ha.chunks = reinterpret_cast<const HuffChunk*>(dev);
-    ha.count = uint32_t(g.count);
-    ha.substream = r.hct->decoder.dctq().huff_substream;
-    ha.max_symbols = g.max_sym;
-    st = LaunchHuffDecodeBatch(ha, reinterpret_cast<GpuStream>(stream));
-  }
-  if (st.ok()) {
-    const uint64_t cols = r.hct->decoder.dctq().cols;
-    DctqDecodeArgs a = DctqArgs(r.hct->decoder.dctq(), r, dst_.at(g.t), c0.elem_offset / cols,
-                                (cl.elem_offset + cl.elem_count) / cols);
-    a.symbols = dev + g.ws.symbols_begin;
-    a.symbol_type = DType::kI8;
-    st = LaunchDctqDecode(a, reinterpret_cast<GpuStream>(stream));
-  }
+  st = LaunchDctq(g, dev, ks);
+  mark(4, ks);
   if (st.ok())
     st = HCT_CALL_STATUS(
-        cuda, cudaEventRecord(static_cast<cudaEvent_t>(res_.ring().event(slot)), stream));
+        cuda, cudaEventRecord(static_cast<cudaEvent_t>(res_.ring().event(slot)), ks));
 #else
-  (void)slot, (void)host, (void)dev, (void)c0, (void)cl;
+  (void)slot, (void)host, (void)dev;
 #endif
   return st.ok() ? st : InChunk(st, r, g.chunk);
 }
@@ -412,8 +499,16 @@ Status CompressedRun::HuffUnit(const Unit& u) {
     const ChunkEntry& cc = chs[ci];
     const std::byte* data = g.mapped + cc.offset;
     if (!g.mapped) {
-      auto rd = ReadRange(*r.file, g.direct, host + poff, cc.offset, cc.stored_size);
+      uint64_t x = 0;
+      // Hashed step by step while each step is in this core's cache: a unit (megabytes) is
+      // not there any more when a whole-chunk hash after the read would pass over it again.
+      // Checked whatever RuntimeOptions::verify says: the GPU decode trusts these bytes (the
+      // kernels bound every access but cannot tell a flipped bit from data).
+      auto rd = ReadHashed(*r.file, g.direct, host + poff, cc.offset, cc.stored_size, &x);
       if (!rd.ok()) return rd.status().WithContext(TensorCtx(r.name()));
+      if (x != cc.xxh3)
+        return ChecksumMismatch(r.file->path, r.name(),
+                                "chunk " + std::to_string(ci) + " (stored bytes)", x, cc.xxh3);
       data = *rd;
     }
     HCT_RETURN_IF_ERROR(CheckHuffChunk(g, ci, data, poff, soff, host, dev));
@@ -542,16 +637,73 @@ Status CompressedRun::Do(int worker, int64_t ui) {
   return g.huff ? HuffUnit(u) : ChunkItem(worker, int64_t(u.g), g);
 }
 
+// hct_profile: the events of every huff group (timing on), before the units run.
+Status CompressedRun::MakeProfileEvents() {
+#if HCT_WITH_CUDA
+  if (!env_.opt.hct_profile || !env_.gpu()) return Status::OK();
+  prof_.assign(groups_.size(), {});
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    if (!groups_[gi].huff) continue;
+    for (void*& e : prof_[gi]) {
+      cudaEvent_t ev;
+      HCT_CHECK(cuda, cudaEventCreate(&ev));
+      e = ev;
+    }
+  }
+#endif
+  return Status::OK();
+}
+
+// hct_profile: waits for every timed group and adds its times (and the load's span) to the
+// stats; events never reached (a failed load) add nothing.
+void CompressedRun::CollectProfile() {
+#if HCT_WITH_CUDA
+  auto ms = [](void* a, void* b, float* out) {
+    return cudaEventElapsedTime(out, static_cast<cudaEvent_t>(a), static_cast<cudaEvent_t>(b)) ==
+           cudaSuccess;
+  };
+  void* ref = nullptr;
+  double lo = 0, hi = 0;
+  for (auto& ev : prof_) {
+    if (!ev[0]) continue;
+    float c = 0, h = 0, d = 0, r0 = 0, r4 = 0;
+    const bool ok = cudaEventSynchronize(static_cast<cudaEvent_t>(ev[4])) == cudaSuccess &&
+                    ms(ev[0], ev[1], &c) && ms(ev[2], ev[3], &h) && ms(ev[3], ev[4], &d) &&
+                    (ref || (ref = ev[0])) && ms(ref, ev[0], &r0) && ms(ref, ev[4], &r4);
+    if (ok) {
+      ++env_.stats.hct_gpu_groups;
+      env_.stats.hct_gpu_copy_seconds += c * 1e-3;
+      env_.stats.hct_gpu_huff_seconds += h * 1e-3;
+      env_.stats.hct_gpu_dequant_seconds += d * 1e-3;
+      lo = std::min(lo, double(r0)), hi = std::max(hi, double(r4));
+    }
+    (void)cudaGetLastError();
+  }
+  env_.stats.hct_gpu_span_seconds += (hi - lo) * 1e-3;
+  for (auto& ev : prof_)
+    for (void* e : ev)
+      if (e) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+  prof_.clear();
+#endif
+}
+
 Status CompressedRun::Run() {
   if (units_.empty()) return Status::OK();
+  if (Status st = MakeProfileEvents(); !st.ok()) return st;
   res_.pool().Run([&](int worker) {
     for (int64_t j; (j = next_.fetch_add(1)) < int64_t(units_.size());) {
       if (Status st = Do(worker, j); !st.ok()) return turns_.Fail(std::move(st));
     }
   });
+  // The copy streams follow the decode streams (the engine joins the copy streams), also after
+  // a failure: the caller's memory is not written behind its back.
+  if (env_.gpu() && env_.streams.size() > 0)
+    if (Status st = res_.JoinDecodeStreams(env_.streams.at(0)); !st.ok())
+      turns_.Fail(std::move(st));
   // The bf16-huff groups' GPU error words (also after a failure: none stays pending).
   if (LosslessGpu* l = res_.lossless())
     if (Status st = l->Finish(); !st.ok()) turns_.Fail(std::move(st));
+  CollectProfile();
   env_.stats.bytes_o_direct += direct_;
   env_.stats.bytes_buffered += buffered_;
   env_.stats.bytes_verified += verified_;

@@ -4,8 +4,10 @@
 // writing the original dtype in place. dctq-huff chunks skip the CPU decode and go in GROUPS of
 // consecutive chunks of one tensor (as many as one ring slot holds): pread each into the pinned
 // slot -> stored XXH3 + header check -> ONE cudaMemcpyAsync of descriptors + compressed bytes ->
-// ONE LaunchHuffDecodeBatch -> LaunchDctqDecode over the group's rows. Host placement: the CPU
-// reference decoder straight into the destination (internal).
+// ONE LaunchHuffDecodeBatch -> LaunchDctqDecode over the group's rows; the copies go on the copy
+// streams, the kernels on decode streams of their own (waiting for the group's copies), so
+// that the link copies the next groups while one decodes. Host placement: the CPU reference
+// decoder straight into the destination (internal).
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,16 @@ class CompressedLoader {
   // bf16-huff groups' kernels and error words (runtime/detail/lossless_gpu.h); null on the host.
   LosslessGpu* lossless() const { return lossless_.get(); }
   WorkerPool& pool() { return *pool_; }
+  // The stream the kernels of group g run on (cudaStream_t), or null: on the copy stream
+  // (RuntimeOptions::hct_decode_streams 0, host placement).
+  void* decode_stream(uint64_t g) const {
+    return decode_.empty() ? nullptr : decode_[g % decode_.size()];
+  }
+  // Slot s's event recorded after its group's copies, waited for by the group's decode stream.
+  void* copied_event(size_t s) const { return copied_[s]; }
+  // The copy stream `to` waits for everything enqueued on the decode streams so far (so that
+  // joining the copy streams joins the decode streams).
+  Status JoinDecodeStreams(void* to) const;
   // Worker w's aligned read buffer, grown to at least `bytes` (a growth is counted as setup).
   Result<std::byte*> ReadBuffer(int w, uint64_t bytes);
 
@@ -64,6 +76,10 @@ class CompressedLoader {
   const StagingRing* ring_ = nullptr;
   std::byte* scratch_ = nullptr;  // device, ring-sized: symbols and Huffman workspaces
   std::unique_ptr<LosslessGpu> lossless_;
+  std::vector<void*> decode_;  // cudaStream_t, hct_decode_streams of them
+  std::vector<void*> joined_;  // cudaEvent_t, one per decode stream
+  std::vector<void*> copied_;  // cudaEvent_t, one per ring slot (with decode streams)
+  Status MakeDecodeStreams();
 };
 
 }  // namespace hct::detail

@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <vector>
 
 namespace hct::detail {
@@ -37,6 +41,26 @@ Result<std::byte*> ReadRange(const OpenFile& f, bool direct, std::byte* buf, uin
     if (st.code() != Code::kIOError) return st;  // else the file system refused O_DIRECT here
   }
   HCT_RETURN_IF_ERROR(ReadFully(f.fd, data, n, n, off, f.path));
+  return data;
+}
+
+Result<std::byte*> ReadHashed(const OpenFile& f, bool direct, std::byte* buf, uint64_t off,
+                              uint64_t n, uint64_t* xxh3) {
+  if (!xxh3) return ReadRange(f, direct, buf, off, n);
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(),
+                                                                      XXH3_freeState);
+  if (!st || XXH3_64bits_reset(st.get()) != XXH_OK)
+    return Status::ResourceExhausted(f.path + ": no memory for an XXH3 state");
+  std::byte* data = nullptr;
+  uint64_t s = 0;
+  do {  // steps are multiples of 4096: step k's cover starts at buf + s like the whole read's
+    const uint64_t len = std::min(kHashStepBytes, n - s);
+    HCT_ASSIGN_OR_RETURN(std::byte* p, ReadRange(f, direct, buf + s, off + s, len));
+    if (s == 0) data = p;
+    (void)XXH3_64bits_update(st.get(), p, len);
+    s += len;
+  } while (s < n);
+  *xxh3 = XXH3_64bits_digest(st.get());
   return data;
 }
 

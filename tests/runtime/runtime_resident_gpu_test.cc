@@ -138,6 +138,39 @@ TEST(HctResidentGpu, TooSmallBudgetFallsBackToReads) {
   EXPECT_NE(st.resident_fallback.find("resident budget"), std::string::npos);
 }
 
+// The kernels on decode streams of their own (1 or 4) or after the copies on the copy stream
+// (0), and the profile's events, change nothing in the output, resident and from the page
+// cache; the profile times every GPU group (copy, Huffman, the load's span).
+TEST(HctResidentGpu, DecodeStreamsAndProfileMatchCpuDecoder) {
+  REQUIRE_GPU();
+  const std::string dir = TempDir("hct_resident_gpu_streams");
+  auto f = test::MakeHctFile(dir + "/model.hct", test::DefaultDescs());
+  ASSERT_EQ(f.codecs.size(), f.descs.size());
+  auto cat = Catalog::FromHct(f.path);
+  ASSERT_TRUE(cat.ok());
+  for (uint64_t budget : {uint64_t(64) << 20, uint64_t(0)}) {
+    for (int ds : {0, 1, 4}) {
+      RuntimeOptions o = GpuResident(budget);
+      o.hct_decode_streams = ds;
+      o.hct_profile = ds != 1;
+      auto rt = Runtime::Create(o);
+      ASSERT_TRUE(rt.ok());
+      ExpectMatches(**rt, f, *cat, 2);
+      const RuntimeStats st = (*rt)->stats();
+      SCOPED_TRACE("budget " + std::to_string(budget) + ", decode streams " + std::to_string(ds));
+      EXPECT_EQ(st.loads_hct, 2 * cat->tensors().size());
+      if (!o.hct_profile) {
+        EXPECT_EQ(st.hct_gpu_groups, 0u);
+        continue;
+      }
+      EXPECT_GT(st.hct_gpu_groups, 0u);
+      EXPECT_GT(st.hct_gpu_copy_seconds, 0.0);
+      EXPECT_GT(st.hct_gpu_huff_seconds, 0.0);
+      EXPECT_GT(st.hct_gpu_span_seconds, 0.0);
+    }
+  }
+}
+
 // Real weights: the 2-D BF16 tensors of kdoc-lm-25m's first shard encoded dctq-huff (identity
 // transform: bit-exact on the GPU) and loaded resident.
 TEST(HctResidentGpu, RealWeightsBitExact) {
