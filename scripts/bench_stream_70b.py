@@ -404,6 +404,7 @@ def main():
     ap.add_argument("--during-setup", metavar="CMD",
                     help="a shell command run while the model is built, converted and warmed "
                          "(e.g. the GPU tests); waited for before the first measurement")
+    ap.add_argument("--mode-timeout", type=int, default=120, help="seconds per mode")
     ap.add_argument("--mode", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -427,10 +428,15 @@ def main():
     results = {}
     for m in a.modes.split(","):
         t0 = time.perf_counter()
-        p = subprocess.run([sys.executable, __file__, a.work, "--bin", a.bin, "--layers",
-                            str(a.layers), "--steps", str(a.steps), "--budget", a.budget,
-                            "--mode", m, "--src", src], capture_output=True, text=True,
-                           env={**os.environ, **MODE_ENV.get(m, {})})
+        cmd = [sys.executable, __file__, a.work, "--bin", a.bin, "--layers", str(a.layers),
+               "--steps", str(a.steps), "--budget", a.budget, "--mode", m, "--src", src]
+        try:  # a mode that hangs costs its timeout, not the run
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.mode_timeout,
+                               env={**os.environ, **MODE_ENV.get(m, {})})
+        except subprocess.TimeoutExpired as e:
+            print(f"{m}: timed out after {a.mode_timeout} s: {str(e.stderr or '')[-1500:]}",
+                  flush=True)
+            continue
         lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
         if p.returncode or not lines:
             print(f"{m}: failed (rc {p.returncode}): {p.stderr[-1500:]}", flush=True)
