@@ -329,3 +329,25 @@ TEST_F(CliTest, LosslessEntropyPicksTheBf16Codec) {
 }
 
 }  // namespace
+
+// --allocate / --sensitivity: bad values and combinations are usage errors (exit 2), an
+// unreadable sensitivity file names itself, and a working one moves bits (target_bits reported).
+TEST_F(CliTest, AllocateOptions) {
+  const std::string in = (root_ / "m").string(), out = (root_ / "o").string();
+  Outcome r = Exec(in + " " + out + " --allocate magic");
+  EXPECT_EQ(r.code, kUsage);
+  EXPECT_NE(r.err.find("--allocate"), std::string::npos) << r.err;
+  EXPECT_EQ(Exec(in + " " + out + " --allocate mse --max-error 0.1").code, kUsage);
+  EXPECT_EQ(Exec(in + " " + out + " --allocate sensitivity").code, kUsage);
+  r = Exec(in + " " + out + " --sensitivity " + (root_ / "absent.json").string());
+  EXPECT_EQ(r.code, kNotFound);
+  EXPECT_NE(r.err.find("absent.json"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  r = Exec(in + " " + out + " --allocate mse --bits 3.5 --json -q");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["options"]["allocate"], "mse");
+  int targets = 0;
+  for (const json& t : j["tensors"]) targets += t.contains("target_bits");
+  EXPECT_EQ(targets, j["totals"]["lossy_tensors"].get<int>());
+}
