@@ -71,6 +71,7 @@ Result<RuntimeOptions> RuntimeOptions::FromEnv(RuntimeOptions o) {
   HCT_RETURN_IF_ERROR(integer("HCT_DECODE_THREADS", &o.decode_threads));
   HCT_RETURN_IF_ERROR(integer("HCT_STREAMS", &o.streams));
   HCT_RETURN_IF_ERROR(integer("HCT_DECODE_STREAMS", &o.hct_decode_streams));
+  HCT_RETURN_IF_ERROR(size("HCT_HASH_STEP", &o.hct_hash_step_bytes));
   HCT_RETURN_IF_ERROR(boolean("HCT_PROFILE", &o.hct_profile));
   HCT_RETURN_IF_ERROR(integer("HCT_DEVICE", &o.device));
   HCT_RETURN_IF_ERROR(boolean("HCT_VERIFY", &o.verify));
@@ -112,6 +113,9 @@ Status RuntimeOptions::Validate() const {
                                    " is not in [0, 1024]");
   if (streams < 1 || streams > 64)
     return Status::InvalidArgument("streams " + std::to_string(streams) + " is not in [1, 64]");
+  if (hct_hash_step_bytes % 4096 != 0)
+    return Status::InvalidArgument("hct_hash_step_bytes " + std::to_string(hct_hash_step_bytes) +
+                                   " is not a multiple of 4096");
   if (hct_decode_streams < 0 || hct_decode_streams > 64)
     return Status::InvalidArgument("hct_decode_streams " + std::to_string(hct_decode_streams) +
                                    " is not in [0, 64]");

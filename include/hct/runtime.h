@@ -122,6 +122,11 @@ struct RuntimeOptions {
   // group's copy on a copy stream, so that the copy of the next groups goes on while a group
   // decodes; 0: the kernels follow the copy on the copy stream (one group copies or decodes).
   int hct_decode_streams = 4;
+  // Compressed loads on a GPU from the page cache: a dctq-huff / bf16-huff chunk is read and its
+  // stored XXH3 hashed in steps of this many bytes, each step hashed right after its read
+  // (while it is in the core's cache); 0: one read of the chunk, then its hash. A multiple of
+  // 4096.
+  uint64_t hct_hash_step_bytes = 256ull << 10;
   // Compressed loads on a GPU: times every group's copy and kernels with CUDA events and adds
   // them to RuntimeStats::hct_gpu_* (each load then waits for its GPU work; for benchmarks).
   bool hct_profile = false;

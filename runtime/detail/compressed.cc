@@ -504,7 +504,8 @@ Status CompressedRun::HuffUnit(const Unit& u) {
       // not there any more when a whole-chunk hash after the read would pass over it again.
       // Checked whatever RuntimeOptions::verify says: the GPU decode trusts these bytes (the
       // kernels bound every access but cannot tell a flipped bit from data).
-      auto rd = ReadHashed(*r.file, g.direct, host + poff, cc.offset, cc.stored_size, &x);
+      auto rd = ReadHashed(*r.file, g.direct, host + poff, cc.offset, cc.stored_size, &x,
+                           env_.opt.hct_hash_step_bytes);
       if (!rd.ok()) return rd.status().WithContext(TensorCtx(r.name()));
       if (x != cc.xxh3)
         return ChecksumMismatch(r.file->path, r.name(),

@@ -45,8 +45,13 @@ Result<std::byte*> ReadRange(const OpenFile& f, bool direct, std::byte* buf, uin
 }
 
 Result<std::byte*> ReadHashed(const OpenFile& f, bool direct, std::byte* buf, uint64_t off,
-                              uint64_t n, uint64_t* xxh3) {
+                              uint64_t n, uint64_t* xxh3, uint64_t step) {
   if (!xxh3) return ReadRange(f, direct, buf, off, n);
+  if (step == 0 || step >= n) {
+    HCT_ASSIGN_OR_RETURN(std::byte* p, ReadRange(f, direct, buf, off, n));
+    *xxh3 = XXH3_64bits(p, n);
+    return p;
+  }
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(),
                                                                       XXH3_freeState);
   if (!st || XXH3_64bits_reset(st.get()) != XXH_OK)
@@ -54,7 +59,7 @@ Result<std::byte*> ReadHashed(const OpenFile& f, bool direct, std::byte* buf, ui
   std::byte* data = nullptr;
   uint64_t s = 0;
   do {  // steps are multiples of 4096: step k's cover starts at buf + s like the whole read's
-    const uint64_t len = std::min(kHashStepBytes, n - s);
+    const uint64_t len = std::min(step, n - s);
     HCT_ASSIGN_OR_RETURN(std::byte* p, ReadRange(f, direct, buf + s, off + s, len));
     if (s == 0) data = p;
     (void)XXH3_64bits_update(st.get(), p, len);

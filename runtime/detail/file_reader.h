@@ -39,12 +39,11 @@ Status ReadFully(int fd, std::byte* dst, uint64_t want, uint64_t min_bytes, uint
 Result<std::byte*> ReadRange(const OpenFile& f, bool direct, std::byte* buf, uint64_t off,
                              uint64_t n);
 
-// ReadRange of [off, off + n) in steps of kHashStepBytes, each landing where the one read would
-// put it, with the XXH3-64 of the bytes in *xxh3 (when not null) hashed step by step right after
-// each step's read, while the step is still in the reading core's cache.
-inline constexpr uint64_t kHashStepBytes = 256ull << 10;
+// ReadRange of [off, off + n) in steps of `step` bytes (a multiple of 4096; 0: one step), each
+// landing where the one read would put it, with the XXH3-64 of the bytes in *xxh3 (when not
+// null) hashed step by step right after each step's read, while it is in the core's cache.
 Result<std::byte*> ReadHashed(const OpenFile& f, bool direct, std::byte* buf, uint64_t off,
-                              uint64_t n, uint64_t* xxh3);
+                              uint64_t n, uint64_t* xxh3, uint64_t step);
 
 // Whether less than half of the pages of these ranges of `f` are in the page cache (mincore on
 // a mapping that is never touched).

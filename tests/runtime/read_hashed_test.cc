@@ -23,6 +23,8 @@ struct FreeDeleter {
   void operator()(std::byte* p) const { std::free(p); }
 };
 
+constexpr uint64_t kHashStepBytes = 256ull << 10;  // the default step (RuntimeOptions)
+
 class ReadHashedTest : public ::testing::TestWithParam<ODirectMode> {};
 
 TEST_P(ReadHashedTest, BytesAndHashEqualOneRead) {
@@ -54,14 +56,17 @@ TEST_P(ReadHashedTest, BytesAndHashEqualOneRead) {
     std::unique_ptr<std::byte, FreeDeleter> buf(
         static_cast<std::byte*>(std::aligned_alloc(kAlign, AlignUp(cover))));
     uint64_t x = 0;
-    auto got = ReadHashed(**f, direct, buf.get(), c.off, c.n, &x);
-    ASSERT_TRUE(got.ok()) << got.status().ToString();
-    EXPECT_EQ(*got, buf.get() + c.off % kAlign);
-    EXPECT_EQ(0, std::memcmp(*got, want.data() + c.off, c.n)) << c.off << "+" << c.n;
-    EXPECT_EQ(x, XXH3_64bits(want.data() + c.off, c.n)) << c.off << "+" << c.n;
+    for (uint64_t step : {kHashStepBytes, uint64_t(4096), uint64_t(0)}) {  // 0: one read
+      std::memset(buf.get(), 0, AlignUp(cover));
+      auto got = ReadHashed(**f, direct, buf.get(), c.off, c.n, &x, step);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_EQ(*got, buf.get() + c.off % kAlign);
+      EXPECT_EQ(0, std::memcmp(*got, want.data() + c.off, c.n)) << c.off << "+" << c.n;
+      EXPECT_EQ(x, XXH3_64bits(want.data() + c.off, c.n)) << c.off << "+" << c.n << " " << step;
+    }
     // Without a hash it is one ReadRange.
     std::memset(buf.get(), 0, AlignUp(cover));
-    got = ReadHashed(**f, direct, buf.get(), c.off, c.n, nullptr);
+    auto got = ReadHashed(**f, direct, buf.get(), c.off, c.n, nullptr, kHashStepBytes);
     ASSERT_TRUE(got.ok());
     EXPECT_EQ(0, std::memcmp(*got, want.data() + c.off, c.n));
   }
@@ -69,7 +74,7 @@ TEST_P(ReadHashedTest, BytesAndHashEqualOneRead) {
   std::unique_ptr<std::byte, FreeDeleter> buf(
       static_cast<std::byte*>(std::aligned_alloc(kAlign, AlignUp(size + 8192))));
   uint64_t x = 0;
-  auto bad = ReadHashed(**f, direct, buf.get(), 0, size + 4096, &x);
+  auto bad = ReadHashed(**f, direct, buf.get(), 0, size + 4096, &x, kHashStepBytes);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find(path), std::string::npos) << bad.status().ToString();
 }

@@ -458,7 +458,7 @@ TEST(RuntimeOptionsTest, SettingsTableIsTheOneFromEnvReads) {
     const size_t b = at + 2, e = table.find(' ', b);
     vars.insert(table.substr(b, e - b));
   }
-  EXPECT_EQ(vars.size(), 13u);
+  EXPECT_EQ(vars.size(), 16u);
   for (const std::string& v : vars) {
     setenv(v.c_str(), "not-a-value", 1);
     auto r = RuntimeOptions::FromEnv();
@@ -494,7 +494,9 @@ TEST(RuntimeOptionsTest, SettingsTableDefaultsAreTheBuiltInOnes) {
       {"hct_slot_bytes", o.hct_slot_bytes},       {"hct_staging_bytes", o.hct_staging_bytes},
       {"copy_step_bytes", o.copy_step_bytes},     {"resident_budget", o.resident_budget},
       {"io_threads", uint64_t(o.io_threads)},     {"decode_threads", uint64_t(o.decode_threads)},
-      {"streams", uint64_t(o.streams)},           {"device", uint64_t(o.device)}};
+      {"streams", uint64_t(o.streams)},           {"device", uint64_t(o.device)},
+      {"hct_decode_streams", uint64_t(o.hct_decode_streams)},
+      {"hct_hash_step_bytes", o.hct_hash_step_bytes}};
   for (const auto& [name, value] : sizes) {
     ASSERT_TRUE(def.count(name)) << name << " has no row";
     auto v = ParseSize(def[name]);
@@ -503,9 +505,10 @@ TEST(RuntimeOptionsTest, SettingsTableDefaultsAreTheBuiltInOnes) {
   }
   EXPECT_EQ(def["verify"], o.verify ? "on" : "off");
   EXPECT_EQ(def["force_host"], o.force_host ? "on" : "off");
+  EXPECT_EQ(def["hct_profile"], o.hct_profile ? "on" : "off");
   EXPECT_EQ(def["o_direct"], o.o_direct == ODirectMode::kAuto ? "auto"
                              : o.o_direct == ODirectMode::kOn ? "on" : "off");
-  EXPECT_EQ(def.size(), sizes.size() + 3) << "a row this test does not know";
+  EXPECT_EQ(def.size(), sizes.size() + 4) << "a row this test does not know";
 }
 
 TEST(CApiTest, SafetensorsOpenLookupLoadExport) {
